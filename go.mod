@@ -1,0 +1,3 @@
+module github.com/boomerang-dev/boomerang
+
+go 1.26
