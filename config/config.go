@@ -1,0 +1,298 @@
+// Package config reads Boomerang's configuration from the environment, once,
+// and validates it. Every error names the variable at fault.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Role says which parts of Boomerang a process runs.
+type Role string
+
+// The roles: all runs the API and the workers in one process.
+const (
+	RoleAll    Role = "all"
+	RoleAPI    Role = "api"
+	RoleWorker Role = "worker"
+)
+
+// RunsAPI and RunsWorkers tell what a role serves.
+func (r Role) RunsAPI() bool     { return r == RoleAll || r == RoleAPI }
+func (r Role) RunsWorkers() bool { return r == RoleAll || r == RoleWorker }
+
+// Config is the whole configuration, passed by value to whatever needs a part.
+type Config struct {
+	RedisURL   string // empty: embedded in-memory Redis
+	Addr       string
+	AdminAddr  string // empty: admin API on Addr
+	AdminToken string
+	Role       Role
+
+	Concurrency int
+
+	RetryInitial     time.Duration
+	RetryMaxInterval time.Duration
+	RetryMaxAttempts int
+	DeliveryTimeout  time.Duration
+
+	JobMaxAttempts int
+	JobTimeout     time.Duration            // default per type
+	JobTimeouts    map[string]time.Duration // per type overrides
+	JobHTTP        map[string]string        // type → upstream URL
+
+	Retention       time.Duration
+	SecretGrace     time.Duration
+	MaxBodyBytes    int64
+	ShutdownTimeout time.Duration
+
+	AllowPrivateCallbacks bool
+	AllowCallbackCIDRs    []netip.Prefix
+	RequireHTTPS          bool
+
+	LogLevel  string // debug, info, warn, error
+	LogFormat string // auto, json, text
+}
+
+// Embedded reports whether Boomerang runs on its in-memory Redis.
+func (c Config) Embedded() bool { return c.RedisURL == "" }
+
+// Var documents one environment variable; Vars is the table the README shows.
+type Var struct{ Name, Default, Help string }
+
+// Vars lists every variable Load reads.
+var Vars = []Var{
+	{"BOOMERANG_REDIS_URL", "(empty: embedded in-memory Redis)", "redis:// or rediss:// URL of the Redis that holds jobs, deliveries and tasks"},
+	{"BOOMERANG_ADDR", ":8080", "listen address of the HTTP API"},
+	{"BOOMERANG_ADMIN_ADDR", "(empty: same as BOOMERANG_ADDR)", "serve /admin on its own listener, e.g. 127.0.0.1:8081; the public listener then answers 404 for /admin"},
+	{"BOOMERANG_ADMIN_TOKEN", "(generated in embedded mode)", "bearer token of the admin API, at least 32 characters; required with a real Redis"},
+	{"BOOMERANG_ROLE", "all", "all, api or worker"},
+	{"BOOMERANG_CONCURRENCY", "50", "tasks (jobs and delivery attempts) run at once per worker process"},
+	{"BOOMERANG_RETRY_INITIAL", "5s", "wait before the first delivery retry"},
+	{"BOOMERANG_RETRY_MAX_INTERVAL", "10h", "longest wait between delivery attempts (also caps Retry-After)"},
+	{"BOOMERANG_RETRY_MAX_ATTEMPTS", "12", "delivery attempts in all, the first included"},
+	{"BOOMERANG_DELIVERY_TIMEOUT", "15s", "time a receiver has to answer one attempt"},
+	{"BOOMERANG_JOB_MAX_ATTEMPTS", "5", "processing attempts of a job before it is FAILED"},
+	{"BOOMERANG_JOB_TIMEOUT", "10m", "processing timeout of a job type without its own"},
+	{"BOOMERANG_JOB_TIMEOUTS", "", "per-type timeouts, e.g. report=30m,echo=5s"},
+	{"BOOMERANG_JOB_HTTP", "", "HTTP-forwarding job types, e.g. report=http://reports.internal/generate"},
+	{"BOOMERANG_RETENTION", "168h", "how long jobs, deliveries and attempts are kept"},
+	{"BOOMERANG_SECRET_GRACE", "24h", "how long a rotated-out signing secret still signs"},
+	{"BOOMERANG_MAX_BODY_BYTES", "1048576", "largest accepted request body"},
+	{"BOOMERANG_SHUTDOWN_TIMEOUT", "30s", "time in-flight work gets on SIGTERM"},
+	{"BOOMERANG_ALLOW_PRIVATE_CALLBACKS", "false", "allow callbacks to loopback, private and link-local addresses (development only)"},
+	{"BOOMERANG_ALLOW_CALLBACK_CIDRS", "", "ranges callbacks may reach although private, e.g. 10.20.0.0/16"},
+	{"BOOMERANG_REQUIRE_HTTPS", "false", "refuse http:// callback URLs"},
+	{"BOOMERANG_LOG_LEVEL", "info", "debug, info, warn or error"},
+	{"BOOMERANG_LOG_FORMAT", "auto", "json, text, or auto (JSON unless stderr is a terminal)"},
+}
+
+var jobTypeRE = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,63}$`)
+
+// Load reads and validates the configuration. All errors are reported at once.
+func Load(getenv func(string) string) (Config, error) {
+	p := parser{getenv: getenv}
+	c := Config{
+		RedisURL:              p.str("BOOMERANG_REDIS_URL", ""),
+		Addr:                  p.str("BOOMERANG_ADDR", ":8080"),
+		AdminAddr:             p.str("BOOMERANG_ADMIN_ADDR", ""),
+		AdminToken:            p.str("BOOMERANG_ADMIN_TOKEN", ""),
+		Role:                  Role(p.str("BOOMERANG_ROLE", "all")),
+		Concurrency:           p.int("BOOMERANG_CONCURRENCY", 50, 1, 10000),
+		RetryInitial:          p.dur("BOOMERANG_RETRY_INITIAL", 5*time.Second, time.Millisecond),
+		RetryMaxInterval:      p.dur("BOOMERANG_RETRY_MAX_INTERVAL", 10*time.Hour, time.Millisecond),
+		RetryMaxAttempts:      p.int("BOOMERANG_RETRY_MAX_ATTEMPTS", 12, 1, 1000),
+		DeliveryTimeout:       p.dur("BOOMERANG_DELIVERY_TIMEOUT", 15*time.Second, 100*time.Millisecond),
+		JobMaxAttempts:        p.int("BOOMERANG_JOB_MAX_ATTEMPTS", 5, 1, 100),
+		JobTimeout:            p.dur("BOOMERANG_JOB_TIMEOUT", 10*time.Minute, time.Second),
+		JobTimeouts:           p.timeouts("BOOMERANG_JOB_TIMEOUTS"),
+		JobHTTP:               p.upstreams("BOOMERANG_JOB_HTTP"),
+		Retention:             p.dur("BOOMERANG_RETENTION", 7*24*time.Hour, time.Minute),
+		SecretGrace:           p.dur("BOOMERANG_SECRET_GRACE", 24*time.Hour, 0),
+		MaxBodyBytes:          int64(p.int("BOOMERANG_MAX_BODY_BYTES", 1<<20, 1024, 1<<30)),
+		ShutdownTimeout:       p.dur("BOOMERANG_SHUTDOWN_TIMEOUT", 30*time.Second, time.Second),
+		AllowPrivateCallbacks: p.bool("BOOMERANG_ALLOW_PRIVATE_CALLBACKS"),
+		AllowCallbackCIDRs:    p.cidrs("BOOMERANG_ALLOW_CALLBACK_CIDRS"),
+		RequireHTTPS:          p.bool("BOOMERANG_REQUIRE_HTTPS"),
+		LogLevel:              p.oneOf("BOOMERANG_LOG_LEVEL", "info", "debug", "info", "warn", "error"),
+		LogFormat:             p.oneOf("BOOMERANG_LOG_FORMAT", "auto", "auto", "json", "text"),
+	}
+	switch c.Role {
+	case RoleAll, RoleAPI, RoleWorker:
+	default:
+		p.fail("BOOMERANG_ROLE", "must be all, api or worker, not %q", c.Role)
+	}
+	if c.RedisURL != "" {
+		u, err := url.Parse(c.RedisURL)
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			p.fail("BOOMERANG_REDIS_URL", "must be a redis:// or rediss:// URL")
+		}
+		if c.AdminToken == "" && c.Role.RunsAPI() {
+			p.fail("BOOMERANG_ADMIN_TOKEN", "is required with a real Redis (at least 32 characters)")
+		}
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < 32 {
+		p.fail("BOOMERANG_ADMIN_TOKEN", "must be at least 32 characters, has %d", len(c.AdminToken))
+	}
+	if c.RetryMaxInterval < c.RetryInitial {
+		p.fail("BOOMERANG_RETRY_MAX_INTERVAL", "(%s) must not be less than BOOMERANG_RETRY_INITIAL (%s)", c.RetryMaxInterval, c.RetryInitial)
+	}
+	for name := range c.JobHTTP {
+		if name == "echo" {
+			p.fail("BOOMERANG_JOB_HTTP", "type %q is built in and cannot be redefined", name)
+		}
+	}
+	if len(p.errs) > 0 {
+		return Config{}, errors.Join(p.errs...)
+	}
+	return c, nil
+}
+
+type parser struct {
+	getenv func(string) string
+	errs   []error
+}
+
+func (p *parser) fail(name, format string, args ...any) {
+	p.errs = append(p.errs, fmt.Errorf("%s %s", name, fmt.Sprintf(format, args...)))
+}
+
+func (p *parser) str(name, def string) string {
+	if v := strings.TrimSpace(p.getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+func (p *parser) int(name string, def, min, max int) int {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min || n > max {
+		p.fail(name, "must be a whole number from %d to %d, not %q", min, max, v)
+		return def
+	}
+	return n
+}
+
+func (p *parser) dur(name string, def, min time.Duration) time.Duration {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < min {
+		p.fail(name, "must be a Go duration of at least %s such as 500ms or 10h, not %q", min, v)
+		return def
+	}
+	return d
+}
+
+func (p *parser) bool(name string) bool {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return false
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		p.fail(name, "must be true or false, not %q", v)
+	}
+	return b
+}
+
+func (p *parser) oneOf(name, def string, allowed ...string) string {
+	v := strings.ToLower(p.str(name, def))
+	for _, a := range allowed {
+		if v == a {
+			return v
+		}
+	}
+	p.fail(name, "must be one of %s, not %q", strings.Join(allowed, ", "), v)
+	return def
+}
+
+// pairs splits "a=x,b=y" and reports malformed entries and bad type names.
+func (p *parser) pairs(name string) map[string]string {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return nil
+	}
+	out := map[string]string{}
+	for _, part := range strings.Split(v, ",") {
+		k, val, ok := strings.Cut(strings.TrimSpace(part), "=")
+		k, val = strings.TrimSpace(k), strings.TrimSpace(val)
+		switch {
+		case !ok || val == "":
+			p.fail(name, "entry %q must look like type=value", part)
+		case !jobTypeRE.MatchString(k):
+			p.fail(name, "job type %q must match %s", k, jobTypeRE)
+		case out[k] != "":
+			p.fail(name, "job type %q appears twice", k)
+		default:
+			out[k] = val
+		}
+	}
+	return out
+}
+
+func (p *parser) timeouts(name string) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for k, v := range p.pairs(name) {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second {
+			p.fail(name, "timeout of %q must be a duration of at least 1s, not %q", k, v)
+			continue
+		}
+		out[k] = d
+	}
+	return out
+}
+
+func (p *parser) upstreams(name string) map[string]string {
+	out := p.pairs(name)
+	keys := make([]string, 0, len(out))
+	for k := range out {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		u, err := url.Parse(out[k])
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.fail(name, "upstream of %q must be an http(s) URL, not %q", k, out[k])
+		}
+	}
+	return out
+}
+
+func (p *parser) cidrs(name string) []netip.Prefix {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return nil
+	}
+	var out []netip.Prefix
+	for _, part := range strings.Split(v, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if pr, err := netip.ParsePrefix(part); err == nil {
+			out = append(out, pr.Masked())
+			continue
+		}
+		if a, err := netip.ParseAddr(part); err == nil {
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p.fail(name, "entry %q is not a CIDR range or IP address", part)
+	}
+	return out
+}
