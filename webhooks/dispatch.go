@@ -1,0 +1,320 @@
+package webhooks
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/boomerang-dev/boomerang/egress"
+	"github.com/boomerang-dev/boomerang/signing"
+	"github.com/boomerang-dev/boomerang/timeindex"
+)
+
+// Scheduler makes a later attempt durable: ScheduleAttempt must be
+// idempotent per (deliveryID, attempt), because crashes make it repeat.
+type Scheduler interface {
+	ScheduleAttempt(ctx context.Context, deliveryID string, attempt int, at time.Time) error
+}
+
+// SecretSource gives the signing secrets of a client at the time of asking.
+type SecretSource interface {
+	SigningSecrets(ctx context.Context, clientID string) ([]string, error)
+}
+
+// Limits of what Boomerang reads from a receiver's answer.
+const (
+	maxResponseRead  = 64 << 10
+	maxResponseStore = 4 << 10
+)
+
+// Dispatcher makes delivery attempts and decides what follows each one.
+type Dispatcher struct {
+	store     *Store
+	client    *http.Client
+	secrets   SecretSource
+	scheduler Scheduler
+	policy    RetryPolicy
+	timeout   time.Duration
+	userAgent string
+	now       func() time.Time
+	log       *slog.Logger
+}
+
+// DispatcherOptions wires a Dispatcher. Transport carries the SSRF guard
+// (egress.Policy.Transport); Now and Policy.Rand are injectable for tests.
+type DispatcherOptions struct {
+	Store     *Store
+	Transport http.RoundTripper
+	Secrets   SecretSource
+	Scheduler Scheduler
+	Policy    RetryPolicy
+	Timeout   time.Duration
+	UserAgent string
+	Now       func() time.Time
+	Logger    *slog.Logger
+}
+
+// NewDispatcher returns a Dispatcher; redirects are never followed.
+func NewDispatcher(o DispatcherOptions) *Dispatcher {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Dispatcher{
+		store: o.Store,
+		client: &http.Client{
+			Transport:     o.Transport,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		secrets: o.Secrets, scheduler: o.Scheduler, policy: o.Policy, timeout: o.Timeout,
+		userAgent: o.UserAgent, now: o.Now, log: o.Logger,
+	}
+}
+
+// Deliver creates the delivery for m (or finds it, if a crash made the job
+// run again) and makes the first attempt right away, so no queue poll stands
+// between a finished job and its webhook.
+func (d *Dispatcher) Deliver(ctx context.Context, m Message) (Delivery, error) {
+	dl, err := d.store.Create(ctx, m, d.now().UTC())
+	if err != nil {
+		return Delivery{}, err
+	}
+	return dl, d.Attempt(ctx, m.ID, 1)
+}
+
+// Attempt makes attempt number n of a delivery, if it is still due: a
+// repeated call for an attempt already recorded only makes sure the next one
+// is scheduled. It returns an error only when the outcome could not be
+// recorded or scheduled, so the caller's task runs again.
+func (d *Dispatcher) Attempt(ctx context.Context, id string, n int) error {
+	dl, err := d.store.Get(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		d.log.WarnContext(ctx, "delivery gone, nothing to attempt", "deliveryId", id)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if dl.Status != StatusPending {
+		return nil
+	}
+	if dl.Attempts >= n {
+		return d.ensureScheduled(ctx, dl)
+	}
+	if dl.NextAttemptAt != nil && dl.NextAttemptAt.After(d.now()) {
+		wait := dl.NextAttemptAt.Sub(d.now())
+		// Task queues keep whole seconds and may run a task up to a second
+		// early; wait that out, and reschedule anything earlier still.
+		if wait > 1500*time.Millisecond {
+			return d.ensureScheduled(ctx, dl)
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return d.attempt(ctx, dl)
+}
+
+func (d *Dispatcher) ensureScheduled(ctx context.Context, dl Delivery) error {
+	if dl.Status != StatusPending || dl.NextAttemptAt == nil {
+		return nil
+	}
+	return d.scheduler.ScheduleAttempt(ctx, dl.ID, dl.Attempts+1, *dl.NextAttemptAt)
+}
+
+func (d *Dispatcher) attempt(ctx context.Context, dl Delivery) error {
+	secrets, err := d.secrets.SigningSecrets(ctx, dl.ClientID)
+	if err != nil {
+		return fmt.Errorf("signing secrets of %s: %w", dl.ClientID, err)
+	}
+	signer, err := signing.NewSigner(secrets...)
+	if err != nil {
+		return fmt.Errorf("signing secrets of %s: %w", dl.ClientID, err)
+	}
+	a, retryAfter := d.send(ctx, dl, dl.Attempts+1, signer)
+
+	status := StatusPending
+	roundAttempts := a.Number - dl.roundStart
+	switch {
+	case a.ErrorClass == "":
+		status, a.Outcome = StatusDelivered, OutcomeDelivered
+	case a.ErrorClass == ClassBlocked || a.StatusCode == http.StatusGone:
+		status, a.Outcome = StatusFailed, OutcomeFailed
+	case roundAttempts >= d.policy.MaxAttempts:
+		status, a.Outcome = StatusFailed, OutcomeFailed
+	default:
+		wait := d.policy.Delay(roundAttempts)
+		if retryAfter > 0 {
+			wait = d.policy.Cap(retryAfter)
+		}
+		next := a.StartedAt.Add(time.Duration(a.DurationMs)*time.Millisecond + wait).UTC()
+		a.NextAttemptAt, a.Outcome = &next, OutcomeRetry
+	}
+	if err := d.store.record(ctx, dl, a, status); err != nil {
+		if errors.Is(err, timeindex.ErrGuard) || errors.Is(err, timeindex.ErrWrongStatus) {
+			return nil // another run recorded this attempt first
+		}
+		return err
+	}
+	d.log.InfoContext(ctx, "delivery attempt", "deliveryId", dl.ID, "requestId", dl.RequestID,
+		"attempt", a.Number, "outcome", a.Outcome, "statusCode", a.StatusCode,
+		"errorClass", a.ErrorClass, "durationMs", a.DurationMs)
+	if a.NextAttemptAt != nil {
+		return d.scheduler.ScheduleAttempt(ctx, dl.ID, a.Number+1, *a.NextAttemptAt)
+	}
+	return nil
+}
+
+// send makes one HTTP attempt and describes it; it never returns an error,
+// because a failed attempt is a result to record.
+func (d *Dispatcher) send(ctx context.Context, dl Delivery, n int, signer *signing.Signer) (Attempt, time.Duration) {
+	start := d.now().UTC()
+	ts := start.Unix()
+	a := Attempt{Number: n, StartedAt: start, URL: dl.URL}
+	sig := signer.Sign(dl.ID, ts, dl.Payload)
+	a.RequestHeaders = map[string]string{
+		"Content-Type":          "application/json",
+		"User-Agent":            d.userAgent,
+		signing.HeaderID:        dl.ID,
+		signing.HeaderTimestamp: strconv.FormatInt(ts, 10),
+		signing.HeaderSignature: redactSignature(sig),
+		"Content-Length":        strconv.Itoa(len(dl.Payload)),
+	}
+	finish := func() { a.DurationMs = d.now().Sub(start).Milliseconds() }
+
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, dl.URL, bytes.NewReader(dl.Payload))
+	if err != nil {
+		finish()
+		a.ErrorClass, a.Error = ClassConnect, "invalid request: "+err.Error()
+		return a, 0
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", d.userAgent)
+	req.Header.Set(signing.HeaderID, dl.ID)
+	req.Header.Set(signing.HeaderTimestamp, strconv.FormatInt(ts, 10))
+	req.Header.Set(signing.HeaderSignature, sig)
+
+	resp, err := d.client.Do(req)
+	if err != nil {
+		finish()
+		a.ErrorClass, a.Error = classify(err)
+		return a, 0
+	}
+	body, readErr := io.ReadAll(io.LimitReader(resp.Body, maxResponseRead))
+	resp.Body.Close()
+	finish()
+	a.StatusCode = resp.StatusCode
+	a.ResponseHeaders = flatten(resp.Header)
+	if len(body) > maxResponseStore {
+		body = body[:maxResponseStore]
+	}
+	a.ResponseBody = strings.ToValidUTF8(string(body), "\uFFFD")
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		if readErr != nil && errors.Is(readErr, context.DeadlineExceeded) {
+			a.ErrorClass, a.Error = ClassTimeout, "response body not read within the delivery timeout"
+		}
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		a.ErrorClass = ClassRedirect
+		a.Error = fmt.Sprintf("receiver answered %d (redirects are not followed)", resp.StatusCode)
+	default:
+		a.ErrorClass = ClassStatus
+		a.Error = fmt.Sprintf("receiver answered %d", resp.StatusCode)
+	}
+	var retryAfter time.Duration
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), d.now())
+	}
+	return a, retryAfter
+}
+
+// redactSignature keeps signatures out of the stored log: they are not
+// secrets, but nothing gains from storing them.
+func redactSignature(sig string) string {
+	n := strings.Count(sig, " ") + 1
+	if n == 1 {
+		return "v1,<redacted>"
+	}
+	return fmt.Sprintf("%d × v1,<redacted>", n)
+}
+
+func flatten(h http.Header) map[string]string {
+	out := make(map[string]string, len(h))
+	for k, v := range h {
+		out[k] = strings.Join(v, ", ")
+	}
+	return out
+}
+
+// parseRetryAfter reads delay-seconds or an HTTP date; 0 means absent or bad.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		return time.Duration(min(secs, int64(365*24*3600))) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// classify turns a transport error into an error class and a message.
+func classify(err error) (class, msg string) {
+	var blocked *egress.BlockedError
+	var dnsErr *net.DNSError
+	var certErr *tls.CertificateVerificationError
+	var unknownAuth x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var recErr tls.RecordHeaderError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &blocked):
+		return ClassBlocked, blocked.Error()
+	case errors.As(err, &dnsErr):
+		return ClassDNS, "DNS lookup failed: " + dnsErr.Err
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return ClassTimeout, "no answer within the delivery timeout"
+	case errors.As(err, &certErr), errors.As(err, &unknownAuth), errors.As(err, &hostErr),
+		errors.As(err, &recErr), strings.Contains(err.Error(), "tls: "):
+		return ClassTLS, trimURLError(err)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return ClassConnect, "connection refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return ClassConnect, "connection reset by the receiver"
+	}
+	return ClassConnect, trimURLError(err)
+}
+
+// trimURLError drops the "Post \"url\": " prefix that repeats the URL.
+func trimURLError(err error) string {
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) {
+		if inner := ue.Unwrap(); inner != nil {
+			return inner.Error()
+		}
+	}
+	return err.Error()
+}
