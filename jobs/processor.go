@@ -1,0 +1,181 @@
+package jobs
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Processor runs jobs of one type: it gets the payload and returns a JSON
+// result, or an error. Errors are retried unless marked with Permanent.
+type Processor interface {
+	Process(ctx context.Context, payload json.RawMessage) (json.RawMessage, error)
+}
+
+// ProcessorFunc adapts a function to Processor.
+type ProcessorFunc func(ctx context.Context, payload json.RawMessage) (json.RawMessage, error)
+
+// Process calls f.
+func (f ProcessorFunc) Process(ctx context.Context, payload json.RawMessage) (json.RawMessage, error) {
+	return f(ctx, payload)
+}
+
+// Failure is a processing error with a code that clients see in the job's
+// error; Permanent failures are not retried.
+type Failure struct {
+	Code      string
+	Message   string
+	Permanent bool
+	Err       error
+}
+
+func (f *Failure) Error() string { return f.Code + ": " + f.Message }
+func (f *Failure) Unwrap() error { return f.Err }
+
+// Permanent marks err as not worth retrying.
+func Permanent(err error) error {
+	var f *Failure
+	if errors.As(err, &f) {
+		g := *f
+		g.Permanent = true
+		return &g
+	}
+	return &Failure{Code: "processing_failed", Message: err.Error(), Permanent: true, Err: err}
+}
+
+// IsPermanent reports whether err was marked with Permanent.
+func IsPermanent(err error) bool {
+	var f *Failure
+	return errors.As(err, &f) && f.Permanent
+}
+
+func asError(err error) *Error {
+	var f *Failure
+	if errors.As(err, &f) {
+		return &Error{Code: f.Code, Message: f.Message}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &Error{Code: "timeout", Message: "processing did not finish within the job type's timeout"}
+	}
+	return &Error{Code: "processing_failed", Message: err.Error()}
+}
+
+// Type is a registered job type.
+type Type struct {
+	Name      string
+	Processor Processor
+	Timeout   time.Duration
+}
+
+// Registry maps job type names to processors. It is filled at start-up and
+// read-only afterwards.
+type Registry struct{ types map[string]Type }
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{types: map[string]Type{}} }
+
+// Register adds a job type.
+func (r *Registry) Register(name string, p Processor, timeout time.Duration) {
+	r.types[name] = Type{Name: name, Processor: p, Timeout: timeout}
+}
+
+// Lookup finds a job type.
+func (r *Registry) Lookup(name string) (Type, bool) {
+	t, ok := r.types[name]
+	return t, ok
+}
+
+// Names lists the registered types, sorted.
+func (r *Registry) Names() []string {
+	out := make([]string, 0, len(r.types))
+	for n := range r.types {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Echo is the built-in "echo" type: the result is the payload.
+var Echo = ProcessorFunc(func(_ context.Context, payload json.RawMessage) (json.RawMessage, error) {
+	return payload, nil
+})
+
+// HTTPForwarder is an operator-configured job type that POSTs the payload to
+// an upstream and takes its JSON answer as the result. It turns a slow
+// synchronous backend into an asynchronous API. Upstreams are configured by
+// the operator and so trusted: they bypass the callback SSRF policy.
+type HTTPForwarder struct {
+	URL    string
+	Client *http.Client
+}
+
+// maxUpstreamResult bounds what an upstream may return as a result.
+const maxUpstreamResult = 8 << 20
+
+// Process forwards the payload; 5xx and network errors are retried, 4xx
+// fails the job with the upstream's status and a body excerpt.
+func (h HTTPForwarder) Process(ctx context.Context, payload json.RawMessage) (json.RawMessage, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.URL, bytes.NewReader(payload))
+	if err != nil {
+		return nil, Permanent(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	resp, err := h.Client.Do(req)
+	if err != nil {
+		return nil, &Failure{Code: "upstream_unreachable", Message: "upstream request failed: " + stripURL(err), Err: err}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamResult+1))
+	if err != nil {
+		return nil, &Failure{Code: "upstream_unreachable", Message: "reading the upstream answer failed: " + err.Error(), Err: err}
+	}
+	switch {
+	case resp.StatusCode >= 500:
+		return nil, &Failure{Code: fmt.Sprintf("upstream_%d", resp.StatusCode), Message: "upstream answered " + excerpt(resp.StatusCode, body)}
+	case resp.StatusCode >= 300:
+		return nil, &Failure{Code: fmt.Sprintf("upstream_%d", resp.StatusCode), Message: "upstream answered " + excerpt(resp.StatusCode, body), Permanent: true}
+	case len(body) > maxUpstreamResult:
+		return nil, &Failure{Code: "result_too_large", Message: "upstream answer exceeds 8 MiB", Permanent: true}
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return json.RawMessage("null"), nil
+	}
+	if !json.Valid(body) {
+		// Not JSON: keep the answer, as a JSON string.
+		s, _ := json.Marshal(strings.ToValidUTF8(string(body), "\uFFFD"))
+		return s, nil
+	}
+	return body, nil
+}
+
+func excerpt(status int, body []byte) string {
+	const max = 512
+	if len(body) > max {
+		body = body[:max]
+		for len(body) > 0 && !utf8.Valid(body) {
+			body = body[:len(body)-1]
+		}
+	}
+	s := strings.TrimSpace(strings.ToValidUTF8(string(body), "\uFFFD"))
+	if s == "" {
+		return fmt.Sprintf("%d", status)
+	}
+	return fmt.Sprintf("%d: %s", status, s)
+}
+
+func stripURL(err error) string {
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) && ue.Unwrap() != nil {
+		return ue.Unwrap().Error()
+	}
+	return err.Error()
+}

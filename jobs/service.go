@@ -1,0 +1,322 @@
+package jobs
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"sort"
+	"time"
+	"unicode/utf8"
+
+	"github.com/boomerang-dev/boomerang/timeindex"
+	"github.com/boomerang-dev/boomerang/webhooks"
+)
+
+// Errors of the service, decided with errors.Is.
+var (
+	ErrNotFound            = errors.New("job not found")
+	ErrIdempotencyConflict = errors.New("idempotency key reused with a different request")
+	ErrUnavailable         = errors.New("job store unavailable")
+)
+
+// FieldError names one field at fault.
+type FieldError struct {
+	Field   string `json:"field"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// ValidationError lists every field at fault in a submission.
+type ValidationError struct{ Fields []FieldError }
+
+func (e *ValidationError) Error() string {
+	if len(e.Fields) == 0 {
+		return "invalid submission"
+	}
+	return fmt.Sprintf("invalid submission: %s: %s", e.Fields[0].Field, e.Fields[0].Message)
+}
+
+// URLChecker validates callback URLs at submission (egress.Policy).
+type URLChecker interface {
+	CheckURL(raw string) error
+}
+
+// Enqueuer makes a job's processing durable.
+type Enqueuer interface {
+	EnqueueJob(ctx context.Context, requestID string, timeout time.Duration) error
+}
+
+// Deliverer takes the webhook of a finished job.
+type Deliverer interface {
+	Deliver(ctx context.Context, m webhooks.Message) (webhooks.Delivery, error)
+}
+
+// Limits bound what a submission may carry.
+type Limits struct {
+	MaxMetadataKeys  int // default 32
+	MaxMetadataBytes int // keys and values together; default 4096
+	MaxKeyLength     int // Idempotency-Key; default 255
+}
+
+// Service is the job domain's entry point for the API and the workers.
+type Service struct {
+	store       *Store
+	registry    *Registry
+	urls        URLChecker
+	enqueuer    Enqueuer
+	deliverer   Deliverer
+	maxAttempts int
+	limits      Limits
+	now         func() time.Time
+	log         *slog.Logger
+}
+
+// ServiceOptions wires a Service.
+type ServiceOptions struct {
+	Store       *Store
+	Registry    *Registry
+	URLs        URLChecker
+	Enqueuer    Enqueuer
+	Deliverer   Deliverer
+	MaxAttempts int
+	Limits      Limits
+	Now         func() time.Time
+	Logger      *slog.Logger
+}
+
+// NewService returns a Service.
+func NewService(o ServiceOptions) *Service {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Limits.MaxMetadataKeys == 0 {
+		o.Limits.MaxMetadataKeys = 32
+	}
+	if o.Limits.MaxMetadataBytes == 0 {
+		o.Limits.MaxMetadataBytes = 4096
+	}
+	if o.Limits.MaxKeyLength == 0 {
+		o.Limits.MaxKeyLength = 255
+	}
+	if o.MaxAttempts == 0 {
+		o.MaxAttempts = 5
+	}
+	return &Service{store: o.Store, registry: o.Registry, urls: o.URLs, enqueuer: o.Enqueuer, deliverer: o.Deliverer,
+		maxAttempts: o.MaxAttempts, limits: o.Limits, now: o.Now, log: o.Logger}
+}
+
+// Submission is what a client asks for.
+type Submission struct {
+	Type           string
+	Payload        json.RawMessage
+	CallbackURL    string
+	Metadata       map[string]string
+	IdempotencyKey string
+}
+
+var typeRE = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,63}$`)
+
+func (s *Service) validate(sub Submission) error {
+	var fe []FieldError
+	add := func(field, code, msg string) { fe = append(fe, FieldError{field, code, msg}) }
+	switch {
+	case sub.Type == "":
+		add("type", "required", "type is required")
+	case !typeRE.MatchString(sub.Type):
+		add("type", "invalid", "type must be lowercase letters, digits, '.', '_' or '-', at most 64 characters")
+	default:
+		if _, ok := s.registry.Lookup(sub.Type); !ok {
+			add("type", "unknown", fmt.Sprintf("unknown job type; registered types: %v", s.registry.Names()))
+		}
+	}
+	if sub.CallbackURL == "" {
+		add("callbackUrl", "required", "callbackUrl is required")
+	} else if err := s.urls.CheckURL(sub.CallbackURL); err != nil {
+		add("callbackUrl", "invalid", err.Error())
+	}
+	if len(sub.Metadata) > s.limits.MaxMetadataKeys {
+		add("metadata", "too-many", fmt.Sprintf("metadata has %d keys, at most %d allowed", len(sub.Metadata), s.limits.MaxMetadataKeys))
+	}
+	size := 0
+	for k, v := range sub.Metadata {
+		size += len(k) + len(v)
+		if k == "" || !utf8.ValidString(k) || !utf8.ValidString(v) {
+			add("metadata", "invalid", "metadata keys must be non-empty and keys and values valid UTF-8")
+			break
+		}
+	}
+	if size > s.limits.MaxMetadataBytes {
+		add("metadata", "too-large", fmt.Sprintf("metadata is %d bytes, at most %d allowed", size, s.limits.MaxMetadataBytes))
+	}
+	if len(sub.IdempotencyKey) > s.limits.MaxKeyLength || !utf8.ValidString(sub.IdempotencyKey) {
+		add("Idempotency-Key", "invalid", fmt.Sprintf("Idempotency-Key must be valid UTF-8 of at most %d bytes", s.limits.MaxKeyLength))
+	}
+	if len(fe) > 0 {
+		return &ValidationError{Fields: fe}
+	}
+	return nil
+}
+
+// fingerprint hashes what makes two submissions the same request.
+func fingerprint(sub Submission) string {
+	h := sha256.New()
+	keys := make([]string, 0, len(sub.Metadata))
+	for k := range sub.Metadata {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	enc, _ := json.Marshal([]any{sub.Type, sub.CallbackURL, keys, sub.Metadata})
+	h.Write(enc)
+	h.Write([]byte{0})
+	h.Write(sub.Payload)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Submit validates and stores a job, then makes its processing durable. It
+// returns the job and whether it was created now (false: an earlier request
+// with the same Idempotency-Key made it). Nothing is left behind on failure.
+func (s *Service) Submit(ctx context.Context, clientID string, sub Submission) (Job, bool, error) {
+	if err := s.validate(sub); err != nil {
+		return Job{}, false, err
+	}
+	now := s.now().UTC()
+	j := Job{ID: timeindex.NewID("req_", now), ClientID: clientID, Type: sub.Type, Status: StatusAccepted,
+		Payload: sub.Payload, CallbackURL: sub.CallbackURL, Metadata: sub.Metadata, CreatedAt: now, UpdatedAt: now}
+	var claim idem
+	if sub.IdempotencyKey != "" {
+		sum := sha256.Sum256([]byte(sub.IdempotencyKey))
+		claim = idem{key: idemKey(clientID, hex.EncodeToString(sum[:])), value: j.ID + " " + fingerprint(sub)}
+	}
+	existing, err := s.store.create(ctx, j, claim)
+	if err != nil {
+		return Job{}, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if existing != "" {
+		id, hash := parseClaim(existing)
+		if _, want := parseClaim(claim.value); hash != want {
+			return Job{}, false, ErrIdempotencyConflict
+		}
+		prior, err := s.Get(ctx, clientID, id)
+		if errors.Is(err, ErrNotFound) {
+			return Job{}, false, ErrIdempotencyConflict
+		}
+		return prior, false, err
+	}
+	typ, _ := s.registry.Lookup(j.Type)
+	if err := s.enqueuer.EnqueueJob(ctx, j.ID, typ.Timeout); err != nil {
+		if rmErr := s.store.remove(context.WithoutCancel(ctx), j, claim); rmErr != nil {
+			s.log.ErrorContext(ctx, "could not remove a job whose task failed to enqueue; the recovery sweep will run it", "requestId", j.ID, "error", rmErr)
+		}
+		return Job{}, false, fmt.Errorf("%w: enqueue: %w", ErrUnavailable, err)
+	}
+	j.Payload = nil
+	return j, true, nil
+}
+
+// Get returns a client's job; another client's job is ErrNotFound.
+func (s *Service) Get(ctx context.Context, clientID, id string) (Job, error) {
+	j, err := s.store.Get(ctx, id)
+	if err != nil {
+		return Job{}, err
+	}
+	if j.ClientID != clientID {
+		return Job{}, ErrNotFound
+	}
+	return j, nil
+}
+
+// Run processes a job once, the work of one task execution. It returns an
+// error when the task should run again later: a retryable processing error,
+// or a store that could not be written. A job already finished (the task ran
+// again after a crash) only has its delivery handed over again.
+func (s *Service) Run(ctx context.Context, id string) error {
+	j, err := s.store.Get(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		s.log.WarnContext(ctx, "job gone (expired or never stored), nothing to run", "requestId", id)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if j.Status == StatusCompleted || j.Status == StatusFailed {
+		return s.deliver(ctx, j)
+	}
+	now := s.now().UTC()
+	if j.Attempts >= s.maxAttempts {
+		return s.fail(ctx, j, &Error{Code: "attempts_exhausted", Message: fmt.Sprintf("processing did not succeed in %d attempts", j.Attempts)})
+	}
+	if err := s.store.start(ctx, j, now); err != nil {
+		if isStale(err) {
+			return fmt.Errorf("job %s changed while starting: %w", id, err)
+		}
+		return err
+	}
+	j.Attempts++
+	j.Status = StatusProcessing
+
+	typ, ok := s.registry.Lookup(j.Type)
+	if !ok {
+		return s.fail(ctx, j, &Error{Code: "unknown_type", Message: "no processor for job type " + j.Type + " on this worker"})
+	}
+	pctx, cancel := context.WithTimeout(ctx, typ.Timeout)
+	result, perr := typ.Processor.Process(pctx, j.Payload)
+	cancel()
+	if perr != nil {
+		if ctx.Err() != nil {
+			return ctx.Err() // shutting down: run again elsewhere
+		}
+		if !IsPermanent(perr) && j.Attempts < s.maxAttempts {
+			s.log.WarnContext(ctx, "job attempt failed, will retry", "requestId", id, "attempt", j.Attempts, "error", perr)
+			return perr
+		}
+		return s.fail(ctx, j, asError(perr))
+	}
+	if !json.Valid(result) {
+		enc, _ := json.Marshal(string(result))
+		result = enc
+	}
+	done := s.now().UTC()
+	j.Status, j.Result, j.UpdatedAt, j.CompletedAt, j.DeliveryID = StatusCompleted, result, done, &done, DeliveryID(j.ID)
+	if err := s.store.finish(ctx, j); err != nil {
+		return err
+	}
+	s.log.InfoContext(ctx, "job completed", "requestId", id, "type", j.Type, "attempt", j.Attempts)
+	return s.deliver(ctx, j)
+}
+
+func (s *Service) fail(ctx context.Context, j Job, e *Error) error {
+	done := s.now().UTC()
+	j.Status, j.Error, j.UpdatedAt, j.CompletedAt, j.DeliveryID = StatusFailed, e, done, &done, DeliveryID(j.ID)
+	if err := s.store.finish(ctx, j); err != nil {
+		return err
+	}
+	s.log.WarnContext(ctx, "job failed", "requestId", j.ID, "type", j.Type, "code", e.Code)
+	return s.deliver(ctx, j)
+}
+
+func (s *Service) deliver(ctx context.Context, j Job) error {
+	body, err := WebhookBody(j)
+	if err != nil {
+		return err
+	}
+	event := EventCompleted
+	if j.Status == StatusFailed {
+		event = EventFailed
+	}
+	_, err = s.deliverer.Deliver(ctx, webhooks.Message{ID: DeliveryID(j.ID), RequestID: j.ID, ClientID: j.ClientID,
+		EventType: event, URL: j.CallbackURL, Body: body})
+	return err
+}
+
+// List pages through jobs for the admin API.
+func (s *Service) List(ctx context.Context, f Filter, limit int, cursor string) ([]Job, string, error) {
+	return s.store.List(ctx, f, limit, cursor)
+}
