@@ -7,9 +7,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -94,11 +96,11 @@ func ParseSecret(secret string) ([]byte, error) {
 }
 
 // parseSecrets parses one or more secrets.
-func parseSecrets(secrets []string) ([][]byte, error) {
+func parseSecrets(secrets []string) ([]*macKey, error) {
 	if len(secrets) == 0 {
 		return nil, fmt.Errorf("%w: no secret given", ErrInvalidSecret)
 	}
-	keys := make([][]byte, len(secrets))
+	keys := make([]*macKey, len(secrets))
 	for i, s := range secrets {
 		k, err := ParseSecret(s)
 		if err != nil {
@@ -107,22 +109,39 @@ func parseSecrets(secrets []string) ([][]byte, error) {
 			}
 			return nil, err
 		}
-		keys[i] = k
+		keys[i] = newMACKey(k)
 	}
 	return keys, nil
 }
 
-// mac writes into dst the padded base64 of HMAC-SHA256(key, id.timestamp.body).
-func mac(dst *[sigLen]byte, key []byte, id, timestamp string, body []byte) {
-	h := hmac.New(sha256.New, key)
-	// The signed content is id + "." + timestamp + "." + body. Copy the short
-	// prefix through a stack buffer rather than converting strings.
-	var buf [128]byte
-	prefix := append(append(append(append(buf[:0], id...), '.'), timestamp...), '.')
-	h.Write(prefix)
-	h.Write(body)
-	var sum [sha256.Size]byte
-	base64.StdEncoding.Encode(dst[:], h.Sum(sum[:0]))
+// macKey computes signatures with one key. It pools keyed HMAC states so
+// that signing and verifying do not allocate in the steady state.
+type macKey struct {
+	pool sync.Pool // of *macState
+}
+
+type macState struct {
+	h   hash.Hash
+	buf [128]byte // id + "." + timestamp + "." for ids up to ~100 bytes
+	sum [sha256.Size]byte
+}
+
+func newMACKey(key []byte) *macKey {
+	k := &macKey{}
+	k.pool.New = func() any { return &macState{h: hmac.New(sha256.New, key)} }
+	return k
+}
+
+// sign writes into dst the padded base64 of
+// HMAC-SHA256(key, id + "." + timestamp + "." + body).
+func (k *macKey) sign(dst *[sigLen]byte, id, timestamp string, body []byte) {
+	st := k.pool.Get().(*macState)
+	st.h.Reset()
+	prefix := append(append(append(append(st.buf[:0], id...), '.'), timestamp...), '.')
+	st.h.Write(prefix)
+	st.h.Write(body)
+	base64.StdEncoding.Encode(dst[:], st.h.Sum(st.sum[:0]))
+	k.pool.Put(st)
 }
 
 // Signer signs webhooks with one or more secrets. While a secret is rotated,
@@ -130,7 +149,7 @@ func mac(dst *[sigLen]byte, key []byte, id, timestamp string, body []byte) {
 // accept the webhook. A Signer is safe for concurrent use; make one with
 // [NewSigner].
 type Signer struct {
-	keys [][]byte
+	keys []*macKey
 }
 
 // NewSigner returns a Signer for the given secrets (at least one; see
@@ -153,18 +172,19 @@ func (s *Signer) Sign(id string, timestamp int64, body []byte) string {
 	}
 	var tsBuf [20]byte
 	ts := strconv.AppendInt(tsBuf[:0], timestamp, 10)
-	out := make([]byte, 0, len(s.keys)*(len(version)+1+sigLen+1))
+	var out strings.Builder
+	out.Grow(len(s.keys)*(len(version)+1+sigLen+1) - 1)
 	var sig [sigLen]byte
 	for i, k := range s.keys {
 		if i > 0 {
-			out = append(out, ' ')
+			out.WriteByte(' ')
 		}
-		mac(&sig, k, id, string(ts), body)
-		out = append(out, version...)
-		out = append(out, ',')
-		out = append(out, sig[:]...)
+		k.sign(&sig, id, string(ts), body)
+		out.WriteString(version)
+		out.WriteByte(',')
+		out.Write(sig[:])
 	}
-	return string(out)
+	return out.String()
 }
 
 // Sign returns the webhook-signature header value for one webhook signed
@@ -181,7 +201,7 @@ func Sign(secret, id string, timestamp int64, body []byte) (string, error) {
 // [NewVerifier]; set Now and Tolerance before first use if needed. A Verifier
 // is safe for concurrent use.
 type Verifier struct {
-	keys [][]byte
+	keys []*macKey
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// Tolerance is how far the webhook timestamp may be from Now, in either
@@ -237,7 +257,7 @@ func (v *Verifier) VerifyValues(id, timestamp, signatureHeader string, body []by
 	}
 	for _, k := range v.keys {
 		want = append(want, [sigLen]byte{})
-		mac(&want[len(want)-1], k, id, timestamp, body)
+		k.sign(&want[len(want)-1], id, timestamp, body)
 	}
 
 	var got [sigLen]byte

@@ -489,8 +489,11 @@ func TestVerifyAllocations(t *testing.T) {
 		}
 		_ = v.VerifyValues(vec.ID, ts, fail, body)
 	})
-	// Only crypto/hmac's own state should allocate, not the header parser.
-	t.Logf("allocations per two verifications: %v", okAllocs)
+	// Keyed HMAC states are pooled, and the header parser does not allocate.
+	// (The race detector makes sync.Pool drop items at random.)
+	if okAllocs != 0 && !raceEnabled {
+		t.Errorf("two verifications allocate %v times, want 0", okAllocs)
+	}
 }
 
 func BenchmarkVerify(b *testing.B) {

@@ -44,6 +44,7 @@ type Dispatcher struct {
 	client    *http.Client
 	secrets   SecretSource
 	scheduler Scheduler
+	replays   ReplayStarter
 	policy    RetryPolicy
 	timeout   time.Duration
 	userAgent string
@@ -58,6 +59,7 @@ type DispatcherOptions struct {
 	Transport http.RoundTripper
 	Secrets   SecretSource
 	Scheduler Scheduler
+	Replays   ReplayStarter
 	Policy    RetryPolicy
 	Timeout   time.Duration
 	UserAgent string
@@ -79,7 +81,7 @@ func NewDispatcher(o DispatcherOptions) *Dispatcher {
 			Transport:     o.Transport,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		secrets: o.Secrets, scheduler: o.Scheduler, policy: o.Policy, timeout: o.Timeout,
+		secrets: o.Secrets, scheduler: o.Scheduler, replays: o.Replays, policy: o.Policy, timeout: o.Timeout,
 		userAgent: o.UserAgent, now: o.Now, log: o.Logger,
 	}
 }

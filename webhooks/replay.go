@@ -66,7 +66,7 @@ type ReplayStarter interface {
 
 // StartBulkReplay counts the matches, records the replay and hands it to the
 // background runner. A dry run only counts.
-func (d *Dispatcher) StartBulkReplay(ctx context.Context, f Filter, dryRun bool, starter ReplayStarter) (BulkReplay, error) {
+func (d *Dispatcher) StartBulkReplay(ctx context.Context, f Filter, dryRun bool) (BulkReplay, error) {
 	now := d.now().UTC()
 	matched, err := d.store.Count(ctx, f)
 	if err != nil {
@@ -81,7 +81,7 @@ func (d *Dispatcher) StartBulkReplay(ctx context.Context, f Filter, dryRun bool,
 		return BulkReplay{}, err
 	}
 	if !dryRun {
-		if err := starter.StartReplay(ctx, r.ID); err != nil {
+		if err := d.replays.StartReplay(ctx, r.ID); err != nil {
 			return BulkReplay{}, fmt.Errorf("start replay: %w", err)
 		}
 	}

@@ -1,0 +1,151 @@
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"unicode/utf8"
+
+	"github.com/boomerang-dev/boomerang/jobs"
+)
+
+func writeJSON(w http.ResponseWriter, status int, v any, contentType string) {
+	w.Header().Set("Content-Type", contentType)
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+func respond(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v, "application/json") }
+
+// readBody reads a JSON request body of at most max bytes and rejects what
+// is not JSON text: another media type, invalid UTF-8, malformed JSON and
+// repeated keys, each with its own problem.
+func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return nil, badRequest(probMediaType, "send Content-Type: application/json")
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return nil, badRequest(probTooLarge, "the body exceeds "+formatBytes(max))
+	}
+	if err != nil {
+		return nil, badRequest(probMalformed, "the body could not be read")
+	}
+	if !utf8.Valid(body) {
+		return nil, badRequest(probBadUTF8, "JSON text must be UTF-8")
+	}
+	if err := checkJSON(body); err != nil {
+		return nil, err
+	}
+	return body, nil
+}
+
+// checkJSON validates syntax and refuses objects that repeat a key, which
+// parsers resolve differently (a classic request-smuggling trick).
+func checkJSON(body []byte) error {
+	if !json.Valid(body) {
+		var syn *json.SyntaxError
+		detail := "the body is not valid JSON"
+		if err := json.Unmarshal(body, new(any)); errors.As(err, &syn) {
+			detail = syn.Error()
+		}
+		return badRequest(probMalformed, detail)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	type frame struct {
+		keys   map[string]bool
+		object bool
+		key    bool // next string token is a key
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return badRequest(probMalformed, err.Error())
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{':
+				if top != nil && top.object {
+					top.key = true
+				}
+				stack = append(stack, &frame{keys: map[string]bool{}, object: true, key: true})
+			case '[':
+				if top != nil && top.object {
+					top.key = true
+				}
+				stack = append(stack, &frame{})
+			default:
+				stack = stack[:len(stack)-1]
+			}
+			continue
+		case string:
+			if top != nil && top.object && top.key {
+				if top.keys[t] {
+					return badRequest(probDuplicateKey, "the key "+quote(t)+" appears twice in one object",
+						jobs.FieldError{Field: t, Code: "duplicate", Message: "repeated key"})
+				}
+				top.keys[t] = true
+				top.key = false
+				continue
+			}
+		}
+		if top != nil && top.object {
+			top.key = true
+		}
+	}
+}
+
+func quote(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "…"
+	}
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+func formatBytes(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return itoa(n>>20) + " MiB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return itoa(n>>10) + " KiB"
+	}
+	return itoa(n) + " bytes"
+}
+
+func itoa(n int64) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+// isUnavailable recognises storage that cannot be reached.
+func isUnavailable(err error) bool {
+	var netErr net.Error
+	return errors.As(err, &netErr) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) ||
+		strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "i/o timeout")
+}
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }

@@ -1,0 +1,109 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/boomerang-dev/boomerang/jobs"
+	"github.com/boomerang-dev/boomerang/webhooks"
+	"github.com/gorilla/mux"
+)
+
+// JobService is what the job handlers need of jobs.Service.
+type JobService interface {
+	Submit(ctx context.Context, clientID string, sub jobs.Submission) (jobs.Job, bool, error)
+	Get(ctx context.Context, clientID, id string) (jobs.Job, error)
+	List(ctx context.Context, f jobs.Filter, limit int, cursor string) ([]jobs.Job, string, error)
+}
+
+type submitRequest struct {
+	Type        string            `json:"type"`
+	Payload     json.RawMessage   `json:"payload"`
+	CallbackURL string            `json:"callbackUrl"`
+	Metadata    map[string]string `json:"metadata"`
+}
+
+type submitResponse struct {
+	RequestID string      `json:"requestId"`
+	Status    jobs.Status `json:"status"`
+	StatusURL string      `json:"statusUrl"`
+}
+
+func submitJob(svc JobService, maxBody int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := readBody(w, r, maxBody)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		var req submitRequest
+		if err := decodeStrict(body, &req); err != nil {
+			writeError(w, r, err)
+			return
+		}
+		sub := jobs.Submission{Type: req.Type, Payload: req.Payload, CallbackURL: req.CallbackURL,
+			Metadata: req.Metadata, IdempotencyKey: r.Header.Get("Idempotency-Key")}
+		job, created, err := svc.Submit(r.Context(), clientFrom(r.Context()).ID, sub)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		statusURL := "/v1/jobs/" + job.ID
+		w.Header().Set("Location", statusURL)
+		w.Header().Set("X-Request-Id", job.ID)
+		if !created {
+			w.Header().Set("Idempotent-Replayed", "true")
+		}
+		respond(w, http.StatusAccepted, submitResponse{RequestID: job.ID, Status: job.Status, StatusURL: statusURL})
+	})
+}
+
+type deliverySummary struct {
+	ID             string          `json:"id"`
+	Status         webhooks.Status `json:"status"`
+	Attempts       int             `json:"attempts"`
+	LastAttemptAt  *time.Time      `json:"lastAttemptAt,omitempty"`
+	NextAttemptAt  *time.Time      `json:"nextAttemptAt,omitempty"`
+	LastStatusCode int             `json:"lastStatusCode,omitempty"`
+}
+
+type jobView struct {
+	RequestID   string            `json:"requestId"`
+	ClientID    string            `json:"clientId,omitempty"`
+	Type        string            `json:"type"`
+	Status      jobs.Status       `json:"status"`
+	Result      json.RawMessage   `json:"result,omitempty"`
+	Error       *jobs.Error       `json:"error,omitempty"`
+	CallbackURL string            `json:"callbackUrl"`
+	Metadata    map[string]string `json:"metadata,omitempty"`
+	CreatedAt   time.Time         `json:"createdAt"`
+	UpdatedAt   time.Time         `json:"updatedAt"`
+	CompletedAt *time.Time        `json:"completedAt,omitempty"`
+	Delivery    *deliverySummary  `json:"delivery,omitempty"`
+}
+
+func viewJob(j jobs.Job) jobView {
+	return jobView{RequestID: j.ID, Type: j.Type, Status: j.Status, Result: j.Result, Error: j.Error,
+		CallbackURL: j.CallbackURL, Metadata: j.Metadata, CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt,
+		CompletedAt: j.CompletedAt}
+}
+
+func getJob(svc JobService, deliveries DeliveryReader) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		job, err := svc.Get(r.Context(), clientFrom(r.Context()).ID, mux.Vars(r)["requestId"])
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		v := viewJob(job)
+		if job.DeliveryID != "" {
+			if d, err := deliveries.Get(r.Context(), job.DeliveryID); err == nil {
+				v.Delivery = &deliverySummary{ID: d.ID, Status: d.Status, Attempts: d.Attempts,
+					LastAttemptAt: d.LastAttemptAt, NextAttemptAt: d.NextAttemptAt, LastStatusCode: d.LastStatusCode}
+			}
+		}
+		respond(w, http.StatusOK, v)
+	})
+}

@@ -1,0 +1,107 @@
+package handlers
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/boomerang-dev/boomerang/clients"
+	"github.com/boomerang-dev/boomerang/jobs"
+	"github.com/boomerang-dev/boomerang/timeindex"
+	"github.com/boomerang-dev/boomerang/webhooks"
+)
+
+// ProblemBase starts every problem type URI; docs/problems.md describes each.
+const ProblemBase = "https://boomerang.dev/problems/"
+
+// Problem is an RFC 9457 problem detail.
+type Problem struct {
+	Type     string            `json:"type"`
+	Title    string            `json:"title"`
+	Status   int               `json:"status"`
+	Detail   string            `json:"detail,omitempty"`
+	Instance string            `json:"instance,omitempty"`
+	Errors   []jobs.FieldError `json:"errors,omitempty"`
+}
+
+// problemKind is one row of the error table.
+type problemKind struct {
+	slug, title string
+	status      int
+}
+
+var (
+	probValidation   = problemKind{"validation-error", "The request has invalid fields", http.StatusUnprocessableEntity}
+	probMalformed    = problemKind{"malformed-json", "The request body is not valid JSON", http.StatusBadRequest}
+	probBadUTF8      = problemKind{"invalid-utf8", "The request body is not valid UTF-8", http.StatusBadRequest}
+	probDuplicateKey = problemKind{"duplicate-key", "The request body repeats a JSON key", http.StatusBadRequest}
+	probTooLarge     = problemKind{"body-too-large", "The request body is too large", http.StatusRequestEntityTooLarge}
+	probMediaType    = problemKind{"unsupported-media-type", "The request body must be application/json", http.StatusUnsupportedMediaType}
+	probParameter    = problemKind{"invalid-parameter", "A query parameter is invalid", http.StatusBadRequest}
+	probUnauthorized = problemKind{"unauthorized", "Missing or invalid credentials", http.StatusUnauthorized}
+	probNotFound     = problemKind{"not-found", "Not found", http.StatusNotFound}
+	probMethod       = problemKind{"method-not-allowed", "Method not allowed", http.StatusMethodNotAllowed}
+	probIdempotency  = problemKind{"idempotency-conflict", "Idempotency-Key reused with a different request", http.StatusConflict}
+	probPending      = problemKind{"delivery-pending", "The delivery is already pending", http.StatusConflict}
+	probUnavailable  = problemKind{"service-unavailable", "Storage is unavailable; nothing was accepted", http.StatusServiceUnavailable}
+	probInternal     = problemKind{"internal-error", "Internal error", http.StatusInternalServerError}
+)
+
+// requestError is a fault of the request found while decoding it.
+type requestError struct {
+	kind   problemKind
+	detail string
+	fields []jobs.FieldError
+}
+
+func (e *requestError) Error() string { return e.kind.title + ": " + e.detail }
+
+func badRequest(kind problemKind, detail string, fields ...jobs.FieldError) error {
+	return &requestError{kind: kind, detail: detail, fields: fields}
+}
+
+// writeError maps every error to its problem, in this one place.
+func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	log := loggerFrom(r.Context())
+	var (
+		reqErr *requestError
+		valErr *jobs.ValidationError
+	)
+	p := Problem{Instance: r.URL.Path}
+	kind := probInternal
+	switch {
+	case errors.As(err, &reqErr):
+		kind, p.Detail, p.Errors = reqErr.kind, reqErr.detail, reqErr.fields
+	case errors.As(err, &valErr):
+		kind, p.Errors = probValidation, valErr.Fields
+		p.Detail = valErr.Error()
+	case errors.Is(err, jobs.ErrNotFound), errors.Is(err, webhooks.ErrNotFound), errors.Is(err, clients.ErrNotFound),
+		errors.Is(err, clients.ErrKeyNotFound), errors.Is(err, webhooks.ErrReplayNotFound):
+		kind = probNotFound
+	case errors.Is(err, clients.ErrUnauthorized):
+		kind = probUnauthorized
+		w.Header().Set("WWW-Authenticate", `Bearer realm="boomerang"`)
+	case errors.Is(err, jobs.ErrIdempotencyConflict):
+		kind, p.Detail = probIdempotency, "this Idempotency-Key was used within 24 h with a different body"
+	case errors.Is(err, webhooks.ErrConflict):
+		kind, p.Detail = probPending, "a PENDING delivery is already scheduled; replay it once it is DELIVERED or FAILED"
+	case errors.Is(err, timeindex.ErrBadCursor):
+		kind, p.Detail = probParameter, "cursor is not one this API returned"
+		p.Errors = []jobs.FieldError{{Field: "cursor", Code: "invalid", Message: "malformed cursor"}}
+	case errors.Is(err, jobs.ErrUnavailable), isUnavailable(err):
+		kind = probUnavailable
+		w.Header().Set("Retry-After", "5")
+		log.WarnContext(r.Context(), "storage unavailable", "path", r.URL.Path, "error", err)
+	default:
+		log.ErrorContext(r.Context(), "internal error", "path", r.URL.Path, "error", err)
+	}
+	p.Type, p.Title, p.Status = ProblemBase+kind.slug, kind.title, kind.status
+	writeJSON(w, p.Status, p, "application/problem+json")
+}
+
+func notFound(w http.ResponseWriter, r *http.Request) {
+	writeError(w, r, jobs.ErrNotFound)
+}
+
+func methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	writeError(w, r, badRequest(probMethod, r.Method+" is not allowed here"))
+}

@@ -1,0 +1,75 @@
+// Package handlers translates HTTP to Boomerang's domain and back: it
+// decodes and checks requests, calls jobs, webhooks and clients, and encodes
+// answers, with every error as application/problem+json (RFC 9457). It knows
+// nothing of Redis or asynq.
+package handlers
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/mux"
+)
+
+// Deps is everything the handlers need.
+type Deps struct {
+	Jobs       JobService
+	Clients    ClientStore
+	Deliveries DeliveryReader
+	Replays    Replayer
+	Ready      func(ctx context.Context) error
+	AdminToken string
+	MaxBody    int64
+	Grace      time.Duration // signing-secret rotation grace period
+	Logger     *slog.Logger
+}
+
+// Which parts of the API a listener serves.
+const (
+	ServePublic = 1 << iota // client API and health
+	ServeAdmin              // admin API
+)
+
+// New returns the HTTP API; serve says which parts (ServePublic|ServeAdmin).
+// Parts not served answer 404, as if they did not exist.
+func New(d Deps, serve int) http.Handler {
+	return logRequests(d.Logger, Router(d, serve))
+}
+
+// Router is the whole route table.
+func Router(d Deps, serve int) *mux.Router {
+	r := mux.NewRouter()
+	r.NotFoundHandler = http.HandlerFunc(notFound)
+	r.MethodNotAllowedHandler = http.HandlerFunc(methodNotAllowed)
+
+	r.Handle("/healthz", healthz()).Methods(http.MethodGet)
+	r.Handle("/readyz", readyz(d.Ready)).Methods(http.MethodGet)
+
+	if serve&ServePublic != 0 {
+		v1 := r.PathPrefix("/v1").Subrouter()
+		v1.Use(clientAuth(d.Clients))
+		v1.Handle("/jobs", submitJob(d.Jobs, d.MaxBody)).Methods(http.MethodPost)
+		v1.Handle("/jobs/{requestId}", getJob(d.Jobs, d.Deliveries)).Methods(http.MethodGet)
+	}
+
+	if serve&ServeAdmin != 0 {
+		a := r.PathPrefix("/admin/v1").Subrouter()
+		a.Use(adminAuth(d.AdminToken))
+		a.Handle("/clients", createClient(d.Clients)).Methods(http.MethodPost)
+		a.Handle("/clients", listClients(d.Clients)).Methods(http.MethodGet)
+		a.Handle("/clients/{id}", getClient(d.Clients)).Methods(http.MethodGet)
+		a.Handle("/clients/{id}", disableClient(d.Clients)).Methods(http.MethodDelete)
+		a.Handle("/clients/{id}/keys", addKey(d.Clients)).Methods(http.MethodPost)
+		a.Handle("/clients/{id}/keys/{keyId}", revokeKey(d.Clients)).Methods(http.MethodDelete)
+		a.Handle("/clients/{id}/secret/rotate", rotateSecret(d.Clients, d.Grace)).Methods(http.MethodPost)
+		a.Handle("/jobs", listJobs(d.Jobs)).Methods(http.MethodGet)
+		a.Handle("/deliveries", listDeliveries(d.Deliveries)).Methods(http.MethodGet)
+		a.Handle("/deliveries/replay", bulkReplay(d.Replays, d.MaxBody)).Methods(http.MethodPost)
+		a.Handle("/deliveries/{id}", getDelivery(d.Deliveries)).Methods(http.MethodGet)
+		a.Handle("/deliveries/{id}/replay", replayDelivery(d.Replays)).Methods(http.MethodPost)
+		a.Handle("/replays/{replayId}", getReplay(d.Replays)).Methods(http.MethodGet)
+	}
+	return r
+}

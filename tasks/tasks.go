@@ -1,0 +1,125 @@
+// Package tasks adapts Boomerang to asynq: it turns "run this job", "make
+// this delivery attempt at that time" and "run this bulk replay" into durable
+// asynq tasks, and runs the worker server that hands them back to the
+// domain (jobs.Service, webhooks.Dispatcher). Nothing else imports asynq.
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// Task types.
+const (
+	TypeJob      = "job:run"
+	TypeDelivery = "delivery:attempt"
+	TypeReplay   = "replay:bulk"
+)
+
+// Queues and their weights: jobs (which make each first delivery attempt
+// inline) ahead of retries, and bulk replays last, so a replay of 100 000
+// deliveries cannot starve fresh work.
+const (
+	QueueJobs        = "jobs"
+	QueueRetries     = "retries"
+	QueueMaintenance = "maintenance"
+)
+
+var queueWeights = map[string]int{QueueJobs: 6, QueueRetries: 3, QueueMaintenance: 1}
+
+// infraRetries is how often a task is re-run after errors that are not the
+// job's own (Redis blips, lease expiry after a crash); the job's processing
+// attempts are counted by the jobs domain itself.
+const infraRetries = 25
+
+// Queue enqueues Boomerang's tasks. It implements jobs.Enqueuer,
+// webhooks.Scheduler and webhooks.ReplayStarter.
+type Queue struct {
+	client          *asynq.Client
+	deliveryTimeout time.Duration
+	now             func() time.Time
+}
+
+// NewQueue returns a Queue over rdb. deliveryTimeout bounds each attempt; a
+// job task's timeout is its type's timeout plus one inline attempt.
+func NewQueue(rdb redis.UniversalClient, deliveryTimeout time.Duration) *Queue {
+	return &Queue{client: asynq.NewClientFromRedisClient(rdb), deliveryTimeout: deliveryTimeout, now: time.Now}
+}
+
+// wholeSeconds rounds up: asynq truncates timeouts to whole seconds, and a
+// timeout under one second would mean none at all.
+func wholeSeconds(d time.Duration) time.Duration {
+	return (d + time.Second - 1).Truncate(time.Second)
+}
+
+func (q *Queue) enqueue(ctx context.Context, t *asynq.Task, opts ...asynq.Option) error {
+	_, err := q.client.EnqueueContext(ctx, t, opts...)
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return nil // already there: every enqueue here is idempotent by task id
+	}
+	return err
+}
+
+// EnqueueJob makes a job's processing durable, once per request id.
+func (q *Queue) EnqueueJob(ctx context.Context, requestID string, timeout time.Duration) error {
+	t := asynq.NewTask(TypeJob, []byte(requestID))
+	return q.enqueue(ctx, t, asynq.TaskID(requestID), asynq.Queue(QueueJobs), asynq.MaxRetry(infraRetries),
+		asynq.Timeout(wholeSeconds(timeout+q.deliveryTimeout+10*time.Second)))
+}
+
+type attemptPayload struct {
+	DeliveryID string `json:"d"`
+	Attempt    int    `json:"n"`
+}
+
+// ScheduleAttempt makes attempt n of a delivery durable, due at at.
+func (q *Queue) ScheduleAttempt(ctx context.Context, deliveryID string, n int, at time.Time) error {
+	payload, _ := json.Marshal(attemptPayload{deliveryID, n})
+	opts := []asynq.Option{asynq.TaskID(deliveryID + ":" + strconv.Itoa(n)), asynq.Queue(QueueRetries),
+		asynq.MaxRetry(infraRetries), asynq.Timeout(wholeSeconds(q.deliveryTimeout + 10*time.Second))}
+	if at.After(q.now()) {
+		opts = append(opts, asynq.ProcessAt(at))
+	}
+	return q.enqueue(ctx, asynq.NewTask(TypeDelivery, payload), opts...)
+}
+
+// StartReplay runs a bulk replay in the background, once per replay id.
+func (q *Queue) StartReplay(ctx context.Context, replayID string) error {
+	return q.enqueue(ctx, asynq.NewTask(TypeReplay, []byte(replayID)), asynq.TaskID(replayID),
+		asynq.Queue(QueueMaintenance), asynq.MaxRetry(infraRetries), asynq.Timeout(2*time.Hour))
+}
+
+// Close releases the client.
+func (q *Queue) Close() error { return q.client.Close() }
+
+// Handlers are the domain operations the worker runs.
+type Handlers struct {
+	RunJob        func(ctx context.Context, requestID string) error
+	Attempt       func(ctx context.Context, deliveryID string, n int) error
+	RunBulkReplay func(ctx context.Context, replayID string) error
+}
+
+func (h Handlers) mux() *asynq.ServeMux {
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(TypeJob, func(ctx context.Context, t *asynq.Task) error {
+		return h.RunJob(ctx, string(t.Payload()))
+	})
+	mux.HandleFunc(TypeDelivery, func(ctx context.Context, t *asynq.Task) error {
+		var p attemptPayload
+		if err := json.Unmarshal(t.Payload(), &p); err != nil || p.DeliveryID == "" || p.Attempt < 1 {
+			return fmt.Errorf("malformed delivery task %q: %w", t.Payload(), asynq.SkipRetry)
+		}
+		return h.Attempt(ctx, p.DeliveryID, p.Attempt)
+	})
+	mux.HandleFunc(TypeReplay, func(ctx context.Context, t *asynq.Task) error {
+		return h.RunBulkReplay(ctx, string(t.Payload()))
+	})
+	return mux
+}
