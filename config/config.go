@@ -36,7 +36,8 @@ type Config struct {
 	AdminToken string
 	Role       Role
 
-	Concurrency int
+	Concurrency       int
+	TaskCheckInterval time.Duration
 
 	RetryInitial     time.Duration
 	RetryMaxInterval time.Duration
@@ -75,6 +76,7 @@ var Vars = []Var{
 	{"BOOMERANG_ADMIN_TOKEN", "(generated in embedded mode)", "bearer token of the admin API, at least 32 characters; required with a real Redis"},
 	{"BOOMERANG_ROLE", "all", "all, api or worker"},
 	{"BOOMERANG_CONCURRENCY", "50", "tasks (jobs and delivery attempts) run at once per worker process"},
+	{"BOOMERANG_TASK_CHECK_INTERVAL", "10ms", "how long an idle worker waits before polling for tasks again (asynq's default is 1s)"},
 	{"BOOMERANG_RETRY_INITIAL", "5s", "wait before the first delivery retry"},
 	{"BOOMERANG_RETRY_MAX_INTERVAL", "10h", "longest wait between delivery attempts (also caps Retry-After)"},
 	{"BOOMERANG_RETRY_MAX_ATTEMPTS", "12", "delivery attempts in all, the first included"},
@@ -106,6 +108,7 @@ func Load(getenv func(string) string) (Config, error) {
 		AdminToken:            p.str("BOOMERANG_ADMIN_TOKEN", ""),
 		Role:                  Role(p.str("BOOMERANG_ROLE", "all")),
 		Concurrency:           p.int("BOOMERANG_CONCURRENCY", 50, 1, 10000),
+		TaskCheckInterval:     p.dur("BOOMERANG_TASK_CHECK_INTERVAL", 10*time.Millisecond, time.Millisecond),
 		RetryInitial:          p.dur("BOOMERANG_RETRY_INITIAL", 5*time.Second, time.Millisecond),
 		RetryMaxInterval:      p.dur("BOOMERANG_RETRY_MAX_INTERVAL", 10*time.Hour, time.Millisecond),
 		RetryMaxAttempts:      p.int("BOOMERANG_RETRY_MAX_ATTEMPTS", 12, 1, 1000),

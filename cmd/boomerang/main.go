@@ -28,6 +28,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("usage: boomerang serve|listen|version")
 	}
 	switch args[1] {
+	case "serve":
+		return serve(ctx, args[2:], getenv, stdout, stderr)
 	case "listen":
 		return listen(ctx, args[2:], stdout, stderr)
 	case "version":
