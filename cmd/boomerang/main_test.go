@@ -1,0 +1,501 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/boomerang-dev/boomerang/redistest"
+	"github.com/boomerang-dev/boomerang/signing"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+)
+
+// service is a Boomerang started through run(), as main starts it.
+type service struct {
+	t        *testing.T
+	base     string
+	admin    string
+	stdout   *syncBuffer
+	stderr   *syncBuffer
+	cancel   context.CancelFunc
+	done     chan error
+	apiKey   string
+	secret   string
+	clientID string
+}
+
+const testAdminToken = "test-admin-token-0123456789abcdef-XYZ"
+
+// startService runs Boomerang on 127.0.0.1:0 against the given Redis URL.
+func startService(t *testing.T, env map[string]string) *service {
+	t.Helper()
+	vars := map[string]string{
+		"BOOMERANG_ADDR":                    "127.0.0.1:0",
+		"BOOMERANG_ADMIN_TOKEN":             testAdminToken,
+		"BOOMERANG_ALLOW_PRIVATE_CALLBACKS": "true",
+		"BOOMERANG_LOG_FORMAT":              "json",
+		"BOOMERANG_SHUTDOWN_TIMEOUT":        "5s",
+	}
+	for k, v := range env {
+		vars[k] = v
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &service{t: t, stdout: &syncBuffer{}, stderr: &syncBuffer{}, cancel: cancel, done: make(chan error, 1), admin: testAdminToken}
+	go func() {
+		s.done <- run(ctx, []string{"boomerang", "serve"}, func(k string) string { return vars[k] }, s.stdout, s.stderr)
+	}()
+	addrRE := regexp.MustCompile(`API listening on (http://\S+)`)
+	deadline := time.Now().Add(15 * time.Second)
+	for s.base == "" {
+		if m := addrRE.FindStringSubmatch(s.stdout.String()); m != nil {
+			s.base = m[1]
+			break
+		}
+		select {
+		case err := <-s.done:
+			t.Fatalf("run returned before listening: %v\nstdout:\n%s\nstderr:\n%s", err, s.stdout, s.stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("service did not start in 15s\nstdout:\n%s\nstderr:\n%s", s.stdout, s.stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *service) stop() {
+	if s.cancel == nil {
+		return
+	}
+	s.cancel()
+	s.cancel = nil
+	select {
+	case err := <-s.done:
+		if err != nil {
+			s.t.Errorf("run returned %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		s.t.Error("run did not return within 20s of cancellation")
+	}
+}
+
+// call makes a request and decodes a JSON answer into out (if not nil).
+func (s *service) call(method, path, token string, body any, out any, header ...string) (int, http.Header) {
+	s.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, s.base+path, rd)
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			s.t.Fatalf("%s %s: decode %q: %v", method, path, raw, err)
+		}
+	}
+	return resp.StatusCode, resp.Header
+}
+
+func (s *service) createClient(name string) {
+	s.t.Helper()
+	var c struct{ ID, APIKey, SigningSecret string }
+	if code, _ := s.call("POST", "/admin/v1/clients", s.admin, map[string]string{"name": name}, &c); code != http.StatusCreated {
+		s.t.Fatalf("create client: status %d", code)
+	}
+	s.clientID, s.apiKey, s.secret = c.ID, c.APIKey, c.SigningSecret
+}
+
+func (s *service) submit(typ, callback string, payload any) string {
+	s.t.Helper()
+	var r struct{ RequestID, Status, StatusURL string }
+	code, h := s.call("POST", "/v1/jobs", s.apiKey, map[string]any{"type": typ, "payload": payload, "callbackUrl": callback, "metadata": map[string]string{"test": s.t.Name()}}, &r)
+	if code != http.StatusAccepted || r.Status != "ACCEPTED" || h.Get("Location") != "/v1/jobs/"+r.RequestID || r.StatusURL != h.Get("Location") {
+		s.t.Fatalf("submit: status %d, body %+v, Location %q", code, r, h.Get("Location"))
+	}
+	return r.RequestID
+}
+
+type jobState struct {
+	RequestID   string          `json:"requestId"`
+	Status      string          `json:"status"`
+	Result      json.RawMessage `json:"result"`
+	Error       *struct{ Code, Message string }
+	CompletedAt *time.Time `json:"completedAt"`
+	Delivery    *struct {
+		ID, Status     string
+		Attempts       int
+		LastStatusCode int
+	} `json:"delivery"`
+}
+
+func (s *service) job(id string) jobState {
+	s.t.Helper()
+	var j jobState
+	if code, _ := s.call("GET", "/v1/jobs/"+id, s.apiKey, nil, &j); code != http.StatusOK {
+		s.t.Fatalf("GET job %s: status %d", id, code)
+	}
+	return j
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// received is one webhook as the receiver saw it.
+type received struct {
+	id, path string
+	at       time.Time
+	body     []byte
+	header   http.Header
+}
+
+// receiver is a real HTTP receiver; fail decides per request whether to
+// answer 500 instead of 204.
+type testReceiver struct {
+	t      *testing.T
+	srv    *httptest.Server
+	mu     sync.Mutex
+	got    []received
+	failOn func(path string, seenBefore int) bool
+}
+
+func newReceiver(t *testing.T) *testReceiver {
+	r := &testReceiver{t: t, failOn: func(string, int) bool { return false }}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		r.mu.Lock()
+		seen := 0
+		for _, g := range r.got {
+			if g.id == req.Header.Get("webhook-id") {
+				seen++
+			}
+		}
+		r.got = append(r.got, received{id: req.Header.Get("webhook-id"), path: req.URL.Path, at: time.Now(), body: body, header: req.Header.Clone()})
+		fail := r.failOn(req.URL.Path, seen)
+		r.mu.Unlock()
+		if fail {
+			http.Error(w, "receiver is failing on purpose", http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *testReceiver) setFailOn(f func(path string, seenBefore int) bool) {
+	r.mu.Lock()
+	r.failOn = f
+	r.mu.Unlock()
+}
+
+func (r *testReceiver) all() []received {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]received(nil), r.got...)
+}
+
+func (r *testReceiver) byID(id string) []received {
+	var out []received
+	for _, g := range r.all() {
+		if g.id == id {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// verify checks a webhook with our verifier and the third-party one.
+func verify(t *testing.T, secret string, g received) {
+	t.Helper()
+	if err := signing.Verify(secret, g.header, g.body); err != nil {
+		t.Errorf("signing.Verify rejected webhook %s: %v", g.id, err)
+	}
+	wh, err := standardwebhooks.NewWebhook(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wh.Verify(g.body, g.header); err != nil {
+		t.Errorf("third-party Standard Webhooks verifier rejected webhook %s: %v", g.id, err)
+	}
+	if ua := g.header.Get("User-Agent"); !strings.HasPrefix(ua, "Boomerang/") {
+		t.Errorf("User-Agent = %q, want Boomerang/<version>", ua)
+	}
+	if ct := g.header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type = %q", ct)
+	}
+}
+
+func TestEndToEnd(t *testing.T) {
+	t.Logf("redis: %s", redistest.Kind())
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var in map[string]string
+		_ = json.NewDecoder(r.Body).Decode(&in)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"upper":%q}`, strings.ToUpper(in["text"]))
+	}))
+	defer upstream.Close()
+
+	svc := startService(t, map[string]string{
+		"BOOMERANG_REDIS_URL":          redistest.URL(t),
+		"BOOMERANG_RETRY_INITIAL":      "200ms",
+		"BOOMERANG_RETRY_MAX_INTERVAL": "1s",
+		"BOOMERANG_RETRY_MAX_ATTEMPTS": "3",
+		"BOOMERANG_DELIVERY_TIMEOUT":   "2s",
+		"BOOMERANG_JOB_HTTP":           "upper=" + upstream.URL + "/upper",
+	})
+	svc.createClient("e2e")
+	rcv := newReceiver(t)
+
+	t.Run("50 jobs completed and delivered with valid signatures", func(t *testing.T) {
+		ids := make([]string, 50)
+		for i := range ids {
+			ids[i] = svc.submit("echo", rcv.srv.URL+"/ok", map[string]int{"n": i})
+		}
+		for _, id := range ids {
+			waitFor(t, "job "+id+" delivered", 20*time.Second, func() bool {
+				j := svc.job(id)
+				return j.Status == "COMPLETED" && j.Delivery != nil && j.Delivery.Status == "DELIVERED"
+			})
+		}
+		for i, id := range ids {
+			j := svc.job(id)
+			if want := fmt.Sprintf(`{"n":%d}`, i); string(j.Result) != want {
+				t.Errorf("job %s result = %s, want %s", id, j.Result, want)
+			}
+			got := rcv.byID(j.Delivery.ID)
+			if len(got) != 1 {
+				t.Fatalf("job %s: receiver got %d webhooks, want 1", id, len(got))
+			}
+			verify(t, svc.secret, got[0])
+			var body struct {
+				Type string
+				Data struct {
+					RequestID, Status string
+					Result            json.RawMessage
+					Metadata          map[string]string
+				}
+			}
+			if err := json.Unmarshal(got[0].body, &body); err != nil {
+				t.Fatal(err)
+			}
+			if body.Type != "job.completed" || body.Data.RequestID != id || body.Data.Status != "COMPLETED" ||
+				string(body.Data.Result) != string(j.Result) || body.Data.Metadata["test"] == "" {
+				t.Errorf("webhook body of %s = %s", id, got[0].body)
+			}
+		}
+	})
+
+	t.Run("flaky receiver: retries logged, same webhook-id", func(t *testing.T) {
+		rcv.setFailOn(func(path string, seen int) bool { return path == "/flaky" && seen < 2 })
+		id := svc.submit("echo", rcv.srv.URL+"/flaky", "hi")
+		var j jobState
+		waitFor(t, "flaky delivery", 20*time.Second, func() bool {
+			j = svc.job(id)
+			return j.Delivery != nil && j.Delivery.Status == "DELIVERED"
+		})
+		got := rcv.byID(j.Delivery.ID)
+		if len(got) != 3 || j.Delivery.Attempts != 3 {
+			t.Fatalf("receiver saw %d requests, delivery.attempts = %d; want 3 and 3", len(got), j.Delivery.Attempts)
+		}
+		for _, g := range got {
+			verify(t, svc.secret, g)
+		}
+		var d struct {
+			Attempts []struct {
+				Number        int
+				StatusCode    int
+				ErrorClass    string
+				Outcome       string
+				NextAttemptAt *time.Time
+			}
+		}
+		svc.call("GET", "/admin/v1/deliveries/"+j.Delivery.ID, svc.admin, nil, &d)
+		if len(d.Attempts) != 3 {
+			t.Fatalf("attempt log has %d entries, want 3: %+v", len(d.Attempts), d.Attempts)
+		}
+		for i, a := range d.Attempts {
+			wantStatus, wantOutcome := 500, "retry"
+			if i == 2 {
+				wantStatus, wantOutcome = 204, "delivered"
+			}
+			if a.Number != i+1 || a.StatusCode != wantStatus || a.Outcome != wantOutcome || (wantOutcome == "retry") != (a.NextAttemptAt != nil) {
+				t.Errorf("attempt %d = %+v, want number %d status %d outcome %s", i, a, i+1, wantStatus, wantOutcome)
+			}
+		}
+	})
+
+	t.Run("failing receiver ends FAILED, then single and bulk replay deliver", func(t *testing.T) {
+		rcv.setFailOn(func(path string, _ int) bool { return path == "/down" })
+		a := svc.submit("echo", rcv.srv.URL+"/down", "a")
+		b := svc.submit("echo", rcv.srv.URL+"/down", "b")
+		c := svc.submit("echo", rcv.srv.URL+"/down", "c")
+		var deliveries []string
+		for _, id := range []string{a, b, c} {
+			var j jobState
+			waitFor(t, "delivery of "+id+" FAILED", 20*time.Second, func() bool {
+				j = svc.job(id)
+				return j.Delivery != nil && j.Delivery.Status == "FAILED"
+			})
+			if j.Delivery.Attempts != 3 || j.Delivery.LastStatusCode != 500 {
+				t.Errorf("failed delivery %+v, want 3 attempts, last status 500", *j.Delivery)
+			}
+			deliveries = append(deliveries, j.Delivery.ID)
+		}
+		var failed struct{ Data []struct{ ID string } }
+		svc.call("GET", "/admin/v1/deliveries?status=FAILED&clientId="+svc.clientID, svc.admin, nil, &failed)
+		if len(failed.Data) != 3 {
+			t.Fatalf("admin lists %d FAILED deliveries, want 3", len(failed.Data))
+		}
+
+		rcv.setFailOn(func(string, int) bool { return false })
+		if code, _ := svc.call("POST", "/admin/v1/deliveries/"+deliveries[0]+"/replay", svc.admin, nil, nil); code != http.StatusAccepted {
+			t.Fatalf("replay: status %d", code)
+		}
+		if code, _ := svc.call("POST", "/admin/v1/deliveries/"+deliveries[0]+"/replay", svc.admin, nil, nil); code != http.StatusConflict {
+			// It may already be DELIVERED, which is fine too.
+			if j := svc.job(a); j.Delivery.Status != "DELIVERED" {
+				t.Errorf("second replay of a PENDING delivery: status %d, want 409", code)
+			}
+		}
+		waitFor(t, "single replay delivered", 20*time.Second, func() bool { return svc.job(a).Delivery.Status == "DELIVERED" })
+		if j := svc.job(a); j.Delivery.Attempts != 4 {
+			t.Errorf("after replay attempts = %d, want 4 (numbers continue)", j.Delivery.Attempts)
+		}
+
+		var rep struct {
+			ReplayID string
+			Matched  int
+		}
+		code, _ := svc.call("POST", "/admin/v1/deliveries/replay", svc.admin, map[string]any{"status": "FAILED", "clientId": svc.clientID}, &rep)
+		if code != http.StatusAccepted || rep.Matched != 2 {
+			t.Fatalf("bulk replay: status %d, %+v; want 202 with matched 2", code, rep)
+		}
+		for _, id := range []string{b, c} {
+			waitFor(t, "bulk replay delivered "+id, 20*time.Second, func() bool { return svc.job(id).Delivery.Status == "DELIVERED" })
+		}
+		var progress struct {
+			State             string
+			Matched, Replayed int
+		}
+		waitFor(t, "bulk replay done", 10*time.Second, func() bool {
+			svc.call("GET", "/admin/v1/replays/"+rep.ReplayID, svc.admin, nil, &progress)
+			return progress.State == "done"
+		})
+		if progress.Replayed != 2 {
+			t.Errorf("replay progress %+v, want 2 replayed", progress)
+		}
+		for _, d := range deliveries {
+			got := rcv.byID(d)
+			if len(got) != 4 {
+				t.Errorf("delivery %s reached the receiver %d times, want 3 failures + 1 replay", d, len(got))
+			}
+			for _, g := range got {
+				verify(t, svc.secret, g)
+			}
+		}
+	})
+
+	t.Run("HTTP-forwarding job type", func(t *testing.T) {
+		id := svc.submit("upper", rcv.srv.URL+"/ok", map[string]string{"text": "boomerang"})
+		waitFor(t, "forwarded job delivered", 20*time.Second, func() bool {
+			j := svc.job(id)
+			return j.Delivery != nil && j.Delivery.Status == "DELIVERED"
+		})
+		if j := svc.job(id); string(j.Result) != `{"upper":"BOOMERANG"}` {
+			t.Errorf("result = %s, want the upstream's JSON", j.Result)
+		}
+	})
+
+	t.Run("idempotency key returns the original job", func(t *testing.T) {
+		body := map[string]any{"type": "echo", "payload": 1, "callbackUrl": rcv.srv.URL + "/ok"}
+		var r1, r2 struct{ RequestID string }
+		c1, _ := svc.call("POST", "/v1/jobs", svc.apiKey, body, &r1, "Idempotency-Key", "abc")
+		c2, _ := svc.call("POST", "/v1/jobs", svc.apiKey, body, &r2, "Idempotency-Key", "abc")
+		body["payload"] = 2
+		c3, _ := svc.call("POST", "/v1/jobs", svc.apiKey, body, nil, "Idempotency-Key", "abc")
+		if c1 != 202 || c2 != 202 || r1.RequestID != r2.RequestID || c3 != http.StatusConflict {
+			t.Errorf("idempotency: %d %d %d, ids %s %s; want 202 202 409 and one id", c1, c2, c3, r1.RequestID, r2.RequestID)
+		}
+	})
+
+	svc.stop()
+	logs := svc.stderr.String()
+	for name, secret := range map[string]string{"API key": svc.apiKey, "signing secret": svc.secret, "admin token": testAdminToken} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("the %s appears in the logs", name)
+		}
+	}
+	if !strings.Contains(logs, `"requestId"`) || !strings.Contains(logs, `"deliveryId"`) {
+		t.Errorf("logs lack requestId/deliveryId attributes")
+	}
+}
+
+// TestCompletionToFirstAttempt measures the latency from a job's completion
+// to its webhook's arrival over 1 000 jobs. It reports; it asserts no time.
+func TestCompletionToFirstAttempt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measurement; runs in the full suite")
+	}
+	svc := startService(t, map[string]string{"BOOMERANG_REDIS_URL": redistest.URL(t)})
+	svc.createClient("latency")
+	rcv := newReceiver(t)
+	const n = 1000
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = svc.submit("echo", rcv.srv.URL+"/lat", i)
+		if i%50 == 49 {
+			time.Sleep(20 * time.Millisecond) // a steady rate, not one burst
+		}
+	}
+	waitFor(t, "all 1000 webhooks", 60*time.Second, func() bool { return len(rcv.all()) >= n })
+	var lat []time.Duration
+	for _, g := range rcv.all() {
+		var body struct {
+			Data struct{ CompletedAt time.Time }
+		}
+		if err := json.Unmarshal(g.body, &body); err != nil {
+			t.Fatal(err)
+		}
+		lat = append(lat, g.at.Sub(body.Data.CompletedAt))
+	}
+	if len(lat) != n {
+		t.Fatalf("got %d webhooks for %d jobs", len(lat), n)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	t.Logf("completion → webhook received over %d jobs: p50 %v, p90 %v, p99 %v, max %v (redis: %s)",
+		n, lat[n/2], lat[n*9/10], lat[n*99/100], lat[n-1], redistest.Kind())
+}
