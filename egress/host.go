@@ -75,10 +75,7 @@ func validHostName(name string) bool {
 // invalid if that fails. No real host name has an all-numeric last label.
 func endsInNumber(host string) bool {
 	parts := strings.Split(host, ".")
-	if parts[len(parts)-1] == "" {
-		if len(parts) == 1 {
-			return false
-		}
+	if len(parts) > 1 && parts[len(parts)-1] == "" {
 		parts = parts[:len(parts)-1]
 	}
 	_, ok := parseIPv4Number(parts[len(parts)-1])

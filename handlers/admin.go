@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -336,6 +338,9 @@ func decodeBody(w http.ResponseWriter, r *http.Request, max int64, v any) error 
 // decodeStrict decodes a JSON object into v; an unknown field or a value of
 // the wrong type is a validation error naming the field.
 func decodeStrict(body []byte, v any) error {
+	if err := exactKeys(body, v); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
@@ -356,6 +361,43 @@ func decodeStrict(body []byte, v any) error {
 		return &jobs.ValidationError{Fields: []jobs.FieldError{{Field: field, Code: "unknown", Message: "unknown field"}}}
 	}
 	return badRequest(probMalformed, err.Error())
+}
+
+// exactKeys refuses object keys not spelled exactly as a json tag of the
+// struct v points to. encoding/json matches names case-insensitively, so
+// without this "callbackURL" would be taken for callbackUrl, and
+// {"type":"a","TYPE":"b"} would pass the duplicate-key check yet decode "b".
+func exactKeys(body []byte, v any) error {
+	t := reflect.TypeOf(v)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var obj map[string]json.RawMessage
+	if t == nil || t.Kind() != reflect.Struct || json.Unmarshal(body, &obj) != nil {
+		return nil // not an object: Decode reports it
+	}
+	known := map[string]bool{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if f.IsExported() && name != "-" {
+			if name == "" {
+				name = f.Name
+			}
+			known[name] = true
+		}
+	}
+	var fe []jobs.FieldError
+	for k := range obj {
+		if !known[k] {
+			fe = append(fe, jobs.FieldError{Field: k, Code: "unknown", Message: "unknown field"})
+		}
+	}
+	if len(fe) == 0 {
+		return nil
+	}
+	sort.Slice(fe, func(i, j int) bool { return fe[i].Field < fe[j].Field })
+	return &jobs.ValidationError{Fields: fe}
 }
 
 func jsonKind(goKind string) string {

@@ -65,6 +65,7 @@ func checkJSON(body []byte) error {
 		return badRequest(probMalformed, detail)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber() // a valid number too big for float64 (1e400) is still JSON
 	type frame struct {
 		keys   map[string]bool
 		object bool

@@ -2,8 +2,11 @@ package handlers
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/boomerang-dev/boomerang/jobs"
 )
 
 func healthz() http.Handler {
@@ -18,7 +21,9 @@ func readyz(ready func(ctx context.Context) error) http.Handler {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := ready(ctx); err != nil {
-			respond(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+			// A problem like every other error; the reason is logged, never
+			// shown on this unauthenticated endpoint.
+			writeError(w, r, fmt.Errorf("%w: not ready: %w", jobs.ErrUnavailable, err))
 			return
 		}
 		respond(w, http.StatusOK, map[string]string{"status": "ready"})

@@ -3,11 +3,13 @@ package handlers
 import (
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/boomerang-dev/boomerang/clients"
 	"github.com/boomerang-dev/boomerang/jobs"
 	"github.com/boomerang-dev/boomerang/timeindex"
 	"github.com/boomerang-dev/boomerang/webhooks"
+	"github.com/gorilla/mux"
 )
 
 // ProblemBase starts every problem type URI; docs/problems.md describes each.
@@ -79,7 +81,6 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		kind = probNotFound
 	case errors.Is(err, clients.ErrUnauthorized):
 		kind = probUnauthorized
-		w.Header().Set("WWW-Authenticate", `Bearer realm="boomerang"`)
 	case errors.Is(err, jobs.ErrIdempotencyConflict):
 		kind, p.Detail = probIdempotency, "this Idempotency-Key was used within 24 h with a different body"
 	case errors.Is(err, webhooks.ErrConflict):
@@ -94,6 +95,9 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	default:
 		log.ErrorContext(r.Context(), "internal error", "path", r.URL.Path, "error", err)
 	}
+	if kind == probUnauthorized { // RFC 9110 §11.6.1: every 401 names its scheme
+		w.Header().Set("WWW-Authenticate", `Bearer realm="boomerang"`)
+	}
 	p.Type, p.Title, p.Status = ProblemBase+kind.slug, kind.title, kind.status
 	writeJSON(w, p.Status, p, "application/problem+json")
 }
@@ -102,6 +106,20 @@ func notFound(w http.ResponseWriter, r *http.Request) {
 	writeError(w, r, jobs.ErrNotFound)
 }
 
-func methodNotAllowed(w http.ResponseWriter, r *http.Request) {
-	writeError(w, r, badRequest(probMethod, r.Method+" is not allowed here"))
+// methodNotAllowed answers 405 with the Allow header RFC 9110 §15.5.6
+// requires: the methods that router would route for the same path.
+func methodNotAllowed(router *mux.Router) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+			probe := *r
+			probe.Method = m
+			var match mux.RouteMatch
+			if router.Match(&probe, &match) && match.MatchErr == nil {
+				allow = append(allow, m)
+			}
+		}
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeError(w, r, badRequest(probMethod, r.Method+" is not allowed here"))
+	})
 }

@@ -42,7 +42,7 @@ func New(d Deps, serve int) http.Handler {
 func Router(d Deps, serve int) *mux.Router {
 	r := mux.NewRouter()
 	r.NotFoundHandler = http.HandlerFunc(notFound)
-	r.MethodNotAllowedHandler = http.HandlerFunc(methodNotAllowed)
+	r.MethodNotAllowedHandler = methodNotAllowed(r)
 
 	r.Handle("/healthz", healthz()).Methods(http.MethodGet)
 	r.Handle("/readyz", readyz(d.Ready)).Methods(http.MethodGet)

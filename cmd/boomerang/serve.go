@@ -52,7 +52,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	app := wire(cfg, rdb, log)
 	defer app.queue.Close()
 	if cfg.Embedded() {
-		if err := createDemoClient(ctx, app.clients, cfg, stdout); err != nil {
+		if err := createDemoClient(ctx, app.clients, cfg, getenv("BOOMERANG_ADMIN_TOKEN") == "", stdout); err != nil {
 			return err
 		}
 	}
@@ -189,7 +189,7 @@ func openRedis(ctx context.Context, cfg *config.Config, stdout io.Writer, log *s
 	log.Warn(banner)
 	if cfg.AdminToken == "" {
 		cfg.AdminToken = randomToken()
-		fmt.Fprintf(stdout, "boomerang: generated admin token (embedded mode only): %s\n", cfg.AdminToken)
+		fmt.Fprintln(stdout, "boomerang: BOOMERANG_ADMIN_TOKEN is not set: generated one (embedded mode only), shown below")
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), PoolSize: cfg.Concurrency + 20})
 	return rdb, func() { rdb.Close(); mr.Close() }, nil
@@ -201,12 +201,17 @@ func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func createDemoClient(ctx context.Context, store *clients.Store, cfg config.Config, stdout io.Writer) error {
+func createDemoClient(ctx context.Context, store *clients.Store, cfg config.Config, generatedToken bool, stdout io.Writer) error {
 	c, key, secret, err := store.Create(ctx, "demo")
 	if err != nil {
 		return fmt.Errorf("create demo client: %w", err)
 	}
-	fmt.Fprintf(stdout, "boomerang: demo client %s\n  API key:        %s\n  signing secret: %s\n", c.ID, key, secret)
+	admin := cfg.AdminToken
+	if !generatedToken {
+		admin = "$BOOMERANG_ADMIN_TOKEN" // the operator's own: never echoed
+	}
+	fmt.Fprintf(stdout, "boomerang: created demo client %s; paste these lines into another terminal:\n\n"+
+		"  export API_KEY=%s\n  export SIGNING_SECRET=%s\n  export ADMIN_TOKEN=%s\n\n", c.ID, key, secret, admin)
 	if !cfg.AllowPrivateCallbacks && len(cfg.AllowCallbackCIDRs) == 0 {
 		fmt.Fprintln(stdout, "boomerang: callbacks to loopback and private addresses are refused; set BOOMERANG_ALLOW_PRIVATE_CALLBACKS=true to try it locally")
 	}
