@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/boomerang-dev/boomerang/egress"
 )
 
 // Role says which parts of Boomerang a process runs.
@@ -277,25 +279,9 @@ func (p *parser) upstreams(name string) map[string]string {
 }
 
 func (p *parser) cidrs(name string) []netip.Prefix {
-	v := strings.TrimSpace(p.getenv(name))
-	if v == "" {
-		return nil
-	}
-	var out []netip.Prefix
-	for _, part := range strings.Split(v, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		if pr, err := netip.ParsePrefix(part); err == nil {
-			out = append(out, pr.Masked())
-			continue
-		}
-		if a, err := netip.ParseAddr(part); err == nil {
-			out = append(out, netip.PrefixFrom(a, a.BitLen()))
-			continue
-		}
-		p.fail(name, "entry %q is not a CIDR range or IP address", part)
+	out, err := egress.ParseCIDRs(p.getenv(name))
+	if err != nil {
+		p.fail(name, "%v", err)
 	}
 	return out
 }
