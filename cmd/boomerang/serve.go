@@ -260,7 +260,7 @@ func wire(cfg config.Config, rdb redis.UniversalClient, log *slog.Logger) app {
 		Logger:    log,
 	})
 	svc := jobs.NewService(jobs.ServiceOptions{
-		Store: jstore, Registry: registry(cfg), URLs: policy, Enqueuer: queue, Deliverer: dispatcher,
+		Store: jstore, Registry: registry(cfg), URLs: egress.Checker{Policy: policy}, Enqueuer: queue, Deliverer: dispatcher,
 		MaxAttempts: cfg.JobMaxAttempts, Logger: log,
 	})
 	m := &maintenance{jobs: jstore, deliveries: dstore, clients: cl, queue: queue, cfg: cfg, log: log, now: time.Now}

@@ -1,0 +1,43 @@
+package egress
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"time"
+)
+
+// Checker validates callback URLs at submission like Policy.CheckURL and,
+// for host names, also resolves them and refuses a name that resolves to a
+// blocked address, so a client learns at once (422) instead of at the first
+// delivery attempt. The dial-time check stays authoritative: a name can
+// resolve differently later (DNS rebinding). Lookup failures are not
+// refusals here; the delivery attempt will report them.
+type Checker struct {
+	Policy   Policy
+	Resolver Resolver      // nil means net.DefaultResolver
+	Timeout  time.Duration // 0 means 2 s
+}
+
+// CheckURL implements the submission check.
+func (c Checker) CheckURL(raw string) error {
+	if err := c.Policy.CheckURL(raw); err != nil {
+		return err
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return urlErr(CodeInvalidURL, "not a valid URL")
+	}
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = 2 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err = c.Policy.CheckHost(ctx, c.Resolver, u.Hostname())
+	var blocked *BlockedError
+	if errors.As(err, &blocked) {
+		return &URLError{Code: CodeBlockedAddress, Detail: "the host resolves to a blocked address (" + blocked.Reason + ")", Err: blocked}
+	}
+	return nil
+}
