@@ -35,6 +35,7 @@ type Config struct {
 	RedisURL   string // empty: embedded in-memory Redis
 	Addr       string
 	AdminAddr  string // empty: admin API on Addr
+	DebugAddr  string // empty: no pprof listener
 	AdminToken string
 	Role       Role
 
@@ -75,6 +76,7 @@ var Vars = []Var{
 	{"BOOMERANG_REDIS_URL", "(empty: embedded in-memory Redis)", "redis:// or rediss:// URL of the Redis that holds jobs, deliveries and tasks"},
 	{"BOOMERANG_ADDR", ":8080", "listen address of the HTTP API"},
 	{"BOOMERANG_ADMIN_ADDR", "(empty: same as BOOMERANG_ADDR)", "serve /admin on its own listener, e.g. 127.0.0.1:8081; the public listener then answers 404 for /admin"},
+	{"BOOMERANG_DEBUG_ADDR", "", "serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (keep it private)"},
 	{"BOOMERANG_ADMIN_TOKEN", "(generated in embedded mode)", "bearer token of the admin API, at least 32 characters; required with a real Redis"},
 	{"BOOMERANG_ROLE", "all", "all, api or worker"},
 	{"BOOMERANG_CONCURRENCY", "50", "tasks (jobs and delivery attempts) run at once per worker process"},
@@ -108,6 +110,7 @@ func Load(getenv func(string) string) (Config, error) {
 		Addr:                  p.str("BOOMERANG_ADDR", ":8080"),
 		AdminAddr:             p.str("BOOMERANG_ADMIN_ADDR", ""),
 		AdminToken:            p.str("BOOMERANG_ADMIN_TOKEN", ""),
+		DebugAddr:             p.str("BOOMERANG_DEBUG_ADDR", ""),
 		Role:                  Role(p.str("BOOMERANG_ROLE", "all")),
 		Concurrency:           p.int("BOOMERANG_CONCURRENCY", 50, 1, 10000),
 		TaskCheckInterval:     p.dur("BOOMERANG_TASK_CHECK_INTERVAL", 10*time.Millisecond, time.Millisecond),

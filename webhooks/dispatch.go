@@ -161,8 +161,8 @@ func (d *Dispatcher) attempt(ctx context.Context, dl Delivery) error {
 		status, a.Outcome = StatusFailed, OutcomeFailed
 	default:
 		wait := d.policy.Delay(roundAttempts)
-		if retryAfter > 0 {
-			wait = d.policy.Cap(retryAfter)
+		if retryAfter > 0 { // Retry-After stretches the wait, never shortens it
+			wait = max(wait, d.policy.Cap(retryAfter))
 		}
 		next := a.StartedAt.Add(time.Duration(a.DurationMs)*time.Millisecond + wait).UTC()
 		a.NextAttemptAt, a.Outcome = &next, OutcomeRetry

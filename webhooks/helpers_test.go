@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -286,6 +288,24 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	h := r.handlers[min(i, len(r.handlers)-1)]
 	r.mu.Unlock()
 	h(w, req)
+}
+
+// SetHandlers replaces the receiver's script.
+func (r *receiver) SetHandlers(handlers ...http.HandlerFunc) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.handlers = handlers
+}
+
+// newTLSReceiver is a TLS receiver with a certificate nobody trusts.
+func newTLSReceiver(t testing.TB) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		t.Errorf("the untrusted TLS receiver got a request")
+	}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshake errors are expected
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 func (r *receiver) Requests() []request {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"sync/atomic"
 	"time"
@@ -55,6 +56,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		if err := createDemoClient(ctx, app.clients, cfg, getenv("BOOMERANG_ADMIN_TOKEN") == "", stdout); err != nil {
 			return err
 		}
+	}
+
+	if cfg.DebugAddr != "" {
+		dbg, err := startHTTP(cfg.DebugAddr, pprofHandler(), "pprof", stdout, log)
+		if err != nil {
+			return err
+		}
+		defer dbg.Close()
 	}
 
 	var workersUp atomic.Bool
@@ -286,4 +295,15 @@ func registry(cfg config.Config) *jobs.Registry {
 		r.Register(name, jobs.HTTPForwarder{URL: url, Client: upstream}, timeout(name))
 	}
 	return r
+}
+
+// pprofHandler serves Go's profiles; only on BOOMERANG_DEBUG_ADDR.
+func pprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
