@@ -46,6 +46,9 @@ type Config struct {
 	RetryMaxInterval time.Duration
 	RetryMaxAttempts int
 	DeliveryTimeout  time.Duration
+	HostConcurrency  int           // concurrent attempts per callback host and process
+	BreakerThreshold int           // consecutive failures that open a host's circuit
+	BreakerCooldown  time.Duration // how long an open circuit defers attempts
 
 	JobMaxAttempts int
 	JobTimeout     time.Duration            // default per type
@@ -85,6 +88,9 @@ var Vars = []Var{
 	{"BOOMERANG_RETRY_MAX_INTERVAL", "10h", "longest wait between delivery attempts (also caps Retry-After)"},
 	{"BOOMERANG_RETRY_MAX_ATTEMPTS", "12", "delivery attempts in all, the first included"},
 	{"BOOMERANG_DELIVERY_TIMEOUT", "15s", "time a receiver has to answer one attempt"},
+	{"BOOMERANG_HOST_CONCURRENCY", "10", "delivery attempts in flight at once per callback host and worker process; more wait without using up an attempt"},
+	{"BOOMERANG_BREAKER_THRESHOLD", "5", "consecutive failed attempts to a host that pause it (0 disables the circuit breaker)"},
+	{"BOOMERANG_BREAKER_COOLDOWN", "30s", "how long a paused host's deliveries are deferred (without using up attempts) before one probe"},
 	{"BOOMERANG_JOB_MAX_ATTEMPTS", "5", "processing attempts of a job before it is FAILED"},
 	{"BOOMERANG_JOB_TIMEOUT", "10m", "processing timeout of a job type without its own"},
 	{"BOOMERANG_JOB_TIMEOUTS", "", "per-type timeouts, e.g. report=30m,echo=5s"},
@@ -118,6 +124,9 @@ func Load(getenv func(string) string) (Config, error) {
 		RetryMaxInterval:      p.dur("BOOMERANG_RETRY_MAX_INTERVAL", 10*time.Hour, time.Millisecond),
 		RetryMaxAttempts:      p.int("BOOMERANG_RETRY_MAX_ATTEMPTS", 12, 1, 1000),
 		DeliveryTimeout:       p.dur("BOOMERANG_DELIVERY_TIMEOUT", 15*time.Second, 100*time.Millisecond),
+		HostConcurrency:       p.int("BOOMERANG_HOST_CONCURRENCY", 10, 1, 10000),
+		BreakerThreshold:      p.int("BOOMERANG_BREAKER_THRESHOLD", 5, 0, 1000),
+		BreakerCooldown:       p.dur("BOOMERANG_BREAKER_COOLDOWN", 30*time.Second, 100*time.Millisecond),
 		JobMaxAttempts:        p.int("BOOMERANG_JOB_MAX_ATTEMPTS", 5, 1, 100),
 		JobTimeout:            p.dur("BOOMERANG_JOB_TIMEOUT", 10*time.Minute, time.Second),
 		JobTimeouts:           p.timeouts("BOOMERANG_JOB_TIMEOUTS"),
