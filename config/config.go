@@ -58,6 +58,8 @@ type Config struct {
 	Retention       time.Duration
 	SecretGrace     time.Duration
 	MaxBodyBytes    int64
+	RateLimit       int // requests per second per client; 0 disables
+	RateBurst       int
 	ShutdownTimeout time.Duration
 
 	AllowPrivateCallbacks bool
@@ -98,6 +100,8 @@ var Vars = []Var{
 	{"BOOMERANG_RETENTION", "168h", "how long jobs, deliveries and attempts are kept"},
 	{"BOOMERANG_SECRET_GRACE", "24h", "how long a rotated-out signing secret still signs"},
 	{"BOOMERANG_MAX_BODY_BYTES", "1048576", "largest accepted request body"},
+	{"BOOMERANG_RATE_LIMIT", "500", "client API requests per second per client, shared by all API replicas (0 disables)"},
+	{"BOOMERANG_RATE_BURST", "1000", "requests a client may make at once before the rate limit applies"},
 	{"BOOMERANG_SHUTDOWN_TIMEOUT", "30s", "time in-flight work gets on SIGTERM"},
 	{"BOOMERANG_ALLOW_PRIVATE_CALLBACKS", "false", "allow callbacks to loopback, private and link-local addresses (development only)"},
 	{"BOOMERANG_ALLOW_CALLBACK_CIDRS", "", "ranges callbacks may reach although private, e.g. 10.20.0.0/16"},
@@ -134,6 +138,8 @@ func Load(getenv func(string) string) (Config, error) {
 		Retention:             p.dur("BOOMERANG_RETENTION", 7*24*time.Hour, time.Minute),
 		SecretGrace:           p.dur("BOOMERANG_SECRET_GRACE", 24*time.Hour, 0),
 		MaxBodyBytes:          int64(p.int("BOOMERANG_MAX_BODY_BYTES", 1<<20, 1024, 1<<30)),
+		RateLimit:             p.int("BOOMERANG_RATE_LIMIT", 500, 0, 1_000_000),
+		RateBurst:             p.int("BOOMERANG_RATE_BURST", 1000, 1, 10_000_000),
 		ShutdownTimeout:       p.dur("BOOMERANG_SHUTDOWN_TIMEOUT", 30*time.Second, time.Second),
 		AllowPrivateCallbacks: p.bool("BOOMERANG_ALLOW_PRIVATE_CALLBACKS"),
 		AllowCallbackCIDRs:    p.cidrs("BOOMERANG_ALLOW_CALLBACK_CIDRS"),

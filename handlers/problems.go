@@ -102,22 +102,25 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	writeJSON(w, p.Status, p, "application/problem+json")
 }
 
-func notFound(w http.ResponseWriter, r *http.Request) {
-	writeError(w, r, jobs.ErrNotFound)
-}
-
-// methodNotAllowed answers 405 with the Allow header RFC 9110 §15.5.6
-// requires: the methods that router would route for the same path.
-func methodNotAllowed(router *mux.Router) http.Handler {
+// unrouted answers a request that no route took: 405 with the Allow header
+// RFC 9110 §15.5.6 requires when the path exists for other methods, else
+// 404. It probes the router for each method itself because gorilla/mux
+// 1.8.1 reports a method mismatch as "not found" whenever a later route of
+// the same subrouter shares the prefix (PUT /v1/jobs would be a 404).
+func unrouted(router *mux.Router) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var allow []string
 		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
 			probe := *r
 			probe.Method = m
 			var match mux.RouteMatch
-			if router.Match(&probe, &match) && match.MatchErr == nil {
+			if m != r.Method && router.Match(&probe, &match) && match.MatchErr == nil {
 				allow = append(allow, m)
 			}
+		}
+		if len(allow) == 0 {
+			writeError(w, r, jobs.ErrNotFound)
+			return
 		}
 		w.Header().Set("Allow", strings.Join(allow, ", "))
 		writeError(w, r, badRequest(probMethod, r.Method+" is not allowed here"))

@@ -41,8 +41,8 @@ func New(d Deps, serve int) http.Handler {
 // Router is the whole route table.
 func Router(d Deps, serve int) *mux.Router {
 	r := mux.NewRouter()
-	r.NotFoundHandler = http.HandlerFunc(notFound)
-	r.MethodNotAllowedHandler = methodNotAllowed(r)
+	r.NotFoundHandler = unrouted(r)
+	r.MethodNotAllowedHandler = r.NotFoundHandler
 
 	r.Handle("/healthz", healthz()).Methods(http.MethodGet)
 	r.Handle("/readyz", readyz(d.Ready)).Methods(http.MethodGet)
