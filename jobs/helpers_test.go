@@ -16,7 +16,7 @@ import (
 )
 
 const (
-	callback   = "https://hooks.example.com/boomerang"
+	callback    = "https://hooks.example.com/boomerang"
 	echoTimeout = 30 * time.Second
 )
 

@@ -161,8 +161,16 @@ func excerpt(status int, body []byte) string {
 	const max = 512
 	if len(body) > max {
 		body = body[:max]
-		for len(body) > 0 && !utf8.Valid(body) {
-			body = body[:len(body)-1]
+		// Drop a rune cut in half by the limit; other invalid bytes are
+		// replaced below (trimming until the whole excerpt is valid UTF-8
+		// dropped everything after the first invalid byte).
+		for i := 1; i < utf8.UTFMax && i <= len(body); i++ {
+			if utf8.RuneStart(body[len(body)-i]) {
+				if !utf8.FullRune(body[len(body)-i:]) {
+					body = body[:len(body)-i]
+				}
+				break
+			}
 		}
 	}
 	s := strings.TrimSpace(strings.ToValidUTF8(string(body), "\uFFFD"))

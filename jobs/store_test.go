@@ -94,7 +94,7 @@ func TestStoreListFiltersAndPages(t *testing.T) {
 			}
 			for i, j := range got {
 				w := tc.want[i]
-				if j.Payload != nil || j.Result != nil {
+				if len(j.Payload) != 0 || len(j.Result) != 0 {
 					t.Errorf("List returned payload %s / result %s for %s; want neither", j.Payload, j.Result, j.ID)
 				}
 				if j.Status != w.Status || j.ClientID != w.ClientID || j.Type != w.Type || j.Attempts != w.Attempts ||
@@ -184,11 +184,11 @@ func TestStoreUnfinishedPagesThroughMany(t *testing.T) {
 func TestStoreTrim(t *testing.T) {
 	ctx := context.Background()
 	e := statusEnv(t)
-	expiredOld := e.makeJob(t, "alice", "")    // t0, record gone
-	liveOld := e.makeJob(t, "alice", "echo")   // t0+1s, record kept
-	expiredBob := e.makeJob(t, "bob", "fail")  // t0+4s, record gone
+	expiredOld := e.makeJob(t, "alice", "")   // t0, record gone
+	liveOld := e.makeJob(t, "alice", "echo")  // t0+1s, record kept
+	expiredBob := e.makeJob(t, "bob", "fail") // t0+4s, record gone
 	e.clock.Set(t0.Add(time.Hour))
-	expiredNew := e.makeJob(t, "alice", "")    // created after the cutoff, record gone
+	expiredNew := e.makeJob(t, "alice", "") // created after the cutoff, record gone
 	for _, j := range []jobs.Job{expiredOld, expiredBob, expiredNew} {
 		if err := e.rdb.Del(ctx, "bmr:job:"+j.ID).Err(); err != nil { // what expiry does
 			t.Fatal(err)

@@ -59,6 +59,9 @@ var ErrReplayNotFound = errors.New("replay not found")
 
 func replayKey(id string) string { return "bmr:replay:" + id }
 
+// runningReplaysKey is the set of bulk replays not yet done, for recovery.
+const runningReplaysKey = "bmr:replays:running"
+
 // ReplayStarter runs a bulk replay in the background, durably.
 type ReplayStarter interface {
 	StartReplay(ctx context.Context, replayID string) error
@@ -140,6 +143,11 @@ func (s *Store) saveReplay(ctx context.Context, r BulkReplay) error {
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, replayKey(r.ID), fields...)
 		p.Expire(ctx, replayKey(r.ID), s.retention)
+		if r.State == ReplayRunning {
+			p.SAdd(ctx, runningReplaysKey, r.ID)
+		} else {
+			p.SRem(ctx, runningReplaysKey, r.ID)
+		}
 		return nil
 	})
 	return err
@@ -190,4 +198,29 @@ func (r BulkReplay) MarshalJSON() ([]byte, error) {
 		plain
 		Filter map[string]any `json:"filter"`
 	}{plain(r), f})
+}
+
+// StaleReplays calls fn for running bulk replays without progress for longer
+// than grace: a crash may have lost their task.
+func (s *Store) StaleReplays(ctx context.Context, now time.Time, grace time.Duration, fn func(replayID string) error) error {
+	ids, err := s.rdb.SMembers(ctx, runningReplaysKey).Result()
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		r, err := s.getReplay(ctx, id)
+		if errors.Is(err, ErrReplayNotFound) {
+			s.rdb.SRem(ctx, runningReplaysKey, id)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if r.State == ReplayRunning && now.Sub(r.UpdatedAt) > grace {
+			if err := fn(id); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

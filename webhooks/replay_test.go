@@ -387,14 +387,18 @@ func TestBulkReplayErrors(t *testing.T) {
 	if got, _ := e.d.GetReplay(ctx, br.ID); got.State != ReplayRunning {
 		t.Errorf("replay state after a failed run = %q, want running", got.State)
 	}
-	// The delivery was reopened before the schedule failed: a resumed run
-	// skips it (the stale sweep schedules it).
+	// The delivery was reopened before the schedule failed, so it left the
+	// FAILED index: a resumed run no longer sees it, and it waits, PENDING
+	// and due, for the stale sweep.
 	e.sched.err = nil
 	if err := e.d.RunBulkReplay(ctx, br.ID); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := e.d.GetReplay(ctx, br.ID); got.State != ReplayDone || got.Skipped+got.Replayed != 1 {
-		t.Errorf("resumed replay = %+v, want done with the one delivery replayed or skipped", got)
+	if got, _ := e.d.GetReplay(ctx, br.ID); got.State != ReplayDone || got.Replayed != 0 || got.Skipped != 0 {
+		t.Errorf("resumed replay = %+v, want done with nothing left to replay", got)
+	}
+	if d := e.get(t, m.ID); d.Status != StatusPending || d.NextAttemptAt == nil {
+		t.Errorf("reopened delivery: Status, NextAttemptAt = %s, %v, want PENDING, due", d.Status, d.NextAttemptAt)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/boomerang-dev/boomerang/egress"
 	"github.com/boomerang-dev/boomerang/handlers"
 	"github.com/boomerang-dev/boomerang/jobs"
+	"github.com/boomerang-dev/boomerang/recovery"
 	"github.com/boomerang-dev/boomerang/tasks"
 	"github.com/boomerang-dev/boomerang/webhooks"
 	"github.com/redis/go-redis/v9"
@@ -82,7 +83,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			return err
 		}
 		workersUp.Store(true)
-		stopMaintenance = app.maintenance.start(ctx)
+		stopMaintenance = app.sweeper.Start(ctx, time.Minute)
 	}
 	shutdownWorkers := func() {
 		stopMaintenance()
@@ -252,7 +253,19 @@ type app struct {
 	deliveries  *webhooks.Store
 	dispatcher  *webhooks.Dispatcher
 	queue       *tasks.Queue
-	maintenance *maintenance
+	sweeper     *recovery.Sweeper
+}
+
+// recoveryGrace is how overdue work must be before the sweep re-enqueues it:
+// above asynq's ~65 s recovery of crashed tasks.
+const recoveryGrace = 2 * time.Minute
+
+func maxJobTimeout(cfg config.Config) time.Duration {
+	d := cfg.JobTimeout
+	for _, t := range cfg.JobTimeouts {
+		d = max(d, t)
+	}
+	return d
 }
 
 func wire(cfg config.Config, rdb redis.UniversalClient, log *slog.Logger) app {
@@ -272,8 +285,12 @@ func wire(cfg config.Config, rdb redis.UniversalClient, log *slog.Logger) app {
 		Store: jstore, Registry: registry(cfg), URLs: egress.Checker{Policy: policy}, Enqueuer: queue, Deliverer: dispatcher,
 		MaxAttempts: cfg.JobMaxAttempts, Logger: log,
 	})
-	m := &maintenance{jobs: jstore, deliveries: dstore, clients: cl, queue: queue, cfg: cfg, log: log, now: time.Now}
-	return app{clients: cl, jobs: svc, deliveries: dstore, dispatcher: dispatcher, queue: queue, maintenance: m}
+	sweeper := &recovery.Sweeper{
+		Jobs: jstore, Deliveries: dstore, Clients: cl, Queue: queue,
+		JobAge:     maxJobTimeout(cfg) + cfg.DeliveryTimeout + recoveryGrace,
+		JobTimeout: cfg.JobTimeout, Grace: recoveryGrace, Retention: cfg.Retention, Now: time.Now, Logger: log,
+	}
+	return app{clients: cl, jobs: svc, deliveries: dstore, dispatcher: dispatcher, queue: queue, sweeper: sweeper}
 }
 
 // registry holds the built-in job types and the operator's HTTP-forwarding
