@@ -47,6 +47,8 @@ func TestExcerpt(t *testing.T) {
 		{"long ASCII", 500, strings.Repeat("a", 600), "500: " + strings.Repeat("a", 512)},
 		{"rune cut at the limit", 500, strings.Repeat("a", 511) + "é", "500: " + strings.Repeat("a", 511)},
 		{"3-byte rune cut at the limit", 500, strings.Repeat("a", 510) + "€", "500: " + strings.Repeat("a", 510)},
+		{"4-byte rune cut after 3 bytes", 500, strings.Repeat("a", 509) + "😀", "500: " + strings.Repeat("a", 509)},
+		{"4-byte rune cut after 1 byte", 500, strings.Repeat("a", 511) + "😀", "500: " + strings.Repeat("a", 511)},
 		{"whole rune at the limit", 500, strings.Repeat("a", 510) + "é" + "zz", "500: " + strings.Repeat("a", 510) + "é"},
 		{"invalid byte early, long body", 404, "bad \xff byte " + strings.Repeat("b", 600), "404: bad \uFFFD byte " + strings.Repeat("b", 512-11)},
 		{"invalid byte, short body", 404, "caf\xe9", "404: caf\uFFFD"},

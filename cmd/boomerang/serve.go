@@ -288,7 +288,7 @@ func wire(cfg config.Config, rdb redis.UniversalClient, log *slog.Logger) app {
 	sweeper := &recovery.Sweeper{
 		Jobs: jstore, Deliveries: dstore, Clients: cl, Queue: queue,
 		JobAge:     maxJobTimeout(cfg) + cfg.DeliveryTimeout + recoveryGrace,
-		JobTimeout: cfg.JobTimeout, Grace: recoveryGrace, Retention: cfg.Retention, Now: time.Now, Logger: log,
+		JobTimeout: maxJobTimeout(cfg), Grace: recoveryGrace, Retention: cfg.Retention, Now: time.Now, Logger: log,
 	}
 	return app{clients: cl, jobs: svc, deliveries: dstore, dispatcher: dispatcher, queue: queue, sweeper: sweeper}
 }
