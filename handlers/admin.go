@@ -255,6 +255,11 @@ func bulkReplay(rp Replayer, maxBody int64) http.Handler {
 		}
 		f, err := deliveryFilter(req.Status, req.ClientID, req.Since, req.Until)
 		if err != nil {
+			// These are body fields, not query parameters: 422 like every other.
+			var re *requestError
+			if errorsAs(err, &re) {
+				err = &jobs.ValidationError{Fields: re.fields}
+			}
 			writeError(w, r, err)
 			return
 		}
