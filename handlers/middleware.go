@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -52,6 +53,33 @@ func clientAuth(store ClientStore) mux.MiddlewareFunc {
 				return
 			}
 			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientKey, c)))
+		})
+	}
+}
+
+// RateLimiter takes one request from a client's allowance.
+type RateLimiter interface {
+	Allow(ctx context.Context, clientID string) (bool, time.Duration, error)
+}
+
+// rateLimit answers 429 with Retry-After once a client is over its limit.
+func rateLimit(l RateLimiter) mux.MiddlewareFunc {
+	return func(next http.Handler) http.Handler {
+		if l == nil {
+			return next
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ok, wait, err := l.Allow(r.Context(), clientFrom(r.Context()).ID)
+			if err != nil {
+				writeError(w, r, err)
+				return
+			}
+			if !ok {
+				w.Header().Set("Retry-After", strconv.Itoa(int(max(1, (wait+time.Second-1)/time.Second))))
+				writeError(w, r, badRequest(probRateLimited, "this client is over its request rate limit"))
+				return
+			}
+			next.ServeHTTP(w, r)
 		})
 	}
 }

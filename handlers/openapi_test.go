@@ -674,7 +674,7 @@ func TestProblemsDocumented(t *testing.T) {
 		}
 		code := map[string]string{"UnprocessableEntity": "422", "BadRequest": "400", "RequestEntityTooLarge": "413",
 			"UnsupportedMediaType": "415", "Unauthorized": "401", "NotFound": "404", "MethodNotAllowed": "405",
-			"Conflict": "409", "ServiceUnavailable": "503", "InternalServerError": "500"}[status]
+			"Conflict": "409", "TooManyRequests": "429", "ServiceUnavailable": "503", "InternalServerError": "500"}[status]
 		section := string(doc)[strings.Index(string(doc), "## "+slug):]
 		if i := strings.Index(section[3:], "\n## "); i >= 0 {
 			section = section[:i+3]

@@ -44,6 +44,7 @@ var (
 	probMethod       = problemKind{"method-not-allowed", "Method not allowed", http.StatusMethodNotAllowed}
 	probIdempotency  = problemKind{"idempotency-conflict", "Idempotency-Key reused with a different request", http.StatusConflict}
 	probPending      = problemKind{"delivery-pending", "The delivery is already pending", http.StatusConflict}
+	probRateLimited  = problemKind{"rate-limited", "Too many requests", http.StatusTooManyRequests}
 	probUnavailable  = problemKind{"service-unavailable", "Storage is unavailable; nothing was accepted", http.StatusServiceUnavailable}
 	probInternal     = problemKind{"internal-error", "Internal error", http.StatusInternalServerError}
 )

@@ -19,6 +19,7 @@ type Deps struct {
 	Clients    ClientStore
 	Deliveries DeliveryReader
 	Replays    Replayer
+	Limiter    RateLimiter // nil: no rate limit
 	Ready      func(ctx context.Context) error
 	AdminToken string
 	MaxBody    int64
@@ -49,7 +50,7 @@ func Router(d Deps, serve int) *mux.Router {
 
 	if serve&ServePublic != 0 {
 		v1 := r.PathPrefix("/v1").Subrouter()
-		v1.Use(clientAuth(d.Clients))
+		v1.Use(clientAuth(d.Clients), rateLimit(d.Limiter))
 		v1.Handle("/jobs", submitJob(d.Jobs, d.MaxBody)).Methods(http.MethodPost)
 		v1.Handle("/jobs/{requestId}", getJob(d.Jobs, d.Deliveries)).Methods(http.MethodGet)
 	}

@@ -110,7 +110,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 
 	deps := handlers.Deps{Jobs: app.jobs, Clients: app.clients, Deliveries: app.deliveries, Replays: app.dispatcher,
-		Ready: ready, AdminToken: cfg.AdminToken, MaxBody: cfg.MaxBodyBytes, Grace: cfg.SecretGrace, Logger: log}
+		Limiter: clients.NewRateLimiter(rdb, float64(cfg.RateLimit), cfg.RateBurst, time.Now),
+		Ready:   ready, AdminToken: cfg.AdminToken, MaxBody: cfg.MaxBodyBytes, Grace: cfg.SecretGrace, Logger: log}
 	public := handlers.ServePublic | handlers.ServeAdmin
 	var servers []*http.Server
 	if cfg.AdminAddr != "" {
@@ -248,12 +249,12 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 
 // app is the wired domain.
 type app struct {
-	clients     *clients.Store
-	jobs        *jobs.Service
-	deliveries  *webhooks.Store
-	dispatcher  *webhooks.Dispatcher
-	queue       *tasks.Queue
-	sweeper     *recovery.Sweeper
+	clients    *clients.Store
+	jobs       *jobs.Service
+	deliveries *webhooks.Store
+	dispatcher *webhooks.Dispatcher
+	queue      *tasks.Queue
+	sweeper    *recovery.Sweeper
 }
 
 // recoveryGrace is how overdue work must be before the sweep re-enqueues it:
