@@ -1,8 +1,13 @@
 package jobs
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/boomerang-dev/boomerang/redistest"
 )
 
 func TestValidationErrorText(t *testing.T) {
@@ -66,4 +71,32 @@ func trunc(s string) string {
 		return s[:20] + "..." + s[len(s)-20:]
 	}
 	return s
+}
+
+func TestStartWithStaleAttemptsIsStale(t *testing.T) {
+	ctx := context.Background()
+	s := NewStore(redistest.Client(t), time.Hour)
+	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	j := Job{ID: "req_stale", ClientID: "cli_a", Type: "echo", CreatedAt: now, CallbackURL: "https://x.example.com/"}
+	if _, err := s.create(ctx, j, idem{}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		attempts  int // what the runner believes
+		wantStale bool
+	}{
+		{3, true},  // another runner counted differently
+		{0, false}, // matches: starts
+		{0, true},  // now attempts is 1
+	}
+	for i, tc := range tests {
+		j.Attempts = tc.attempts
+		err := s.start(ctx, j, now)
+		if isStale(err) != tc.wantStale || (!tc.wantStale && err != nil) {
+			t.Errorf("start #%d with attempts %d = %v; want stale %v", i+1, tc.attempts, err, tc.wantStale)
+		}
+	}
+	if isStale(nil) || isStale(errors.New("x")) {
+		t.Error("isStale accepted a non-stale error")
+	}
 }

@@ -221,6 +221,36 @@ func TestRunHTTPForwarderJob(t *testing.T) {
 	}
 }
 
+// An upstream slower than the type's timeout fails the job with code
+// "timeout", not with the forwarder's "upstream_unreachable".
+func TestRunHTTPForwarderTimeout(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	e := newEnv(t, func(r *jobs.Registry) {
+		r.Register("slow", jobs.HTTPForwarder{URL: srv.URL, Client: srv.Client()}, 20*time.Millisecond)
+	}, withMaxAttempts(2))
+	sub := echoSub(`1`)
+	sub.Type = "slow"
+	j := e.submit(t, "cli_a", sub)
+	if err := e.svc.Run(context.Background(), j.ID); err == nil {
+		t.Fatal("first Run against a slow upstream = nil, want an error to retry")
+	}
+	if err := e.svc.Run(context.Background(), j.ID); err != nil {
+		t.Fatalf("last Run: %v", err)
+	}
+	got := e.get(t, "cli_a", j.ID)
+	if got.Status != jobs.StatusFailed || got.Error == nil || got.Error.Code != "timeout" {
+		t.Errorf("job against a slow upstream = %s %+v, want FAILED with code timeout", got.Status, got.Error)
+	}
+}
+
 func TestPermanent(t *testing.T) {
 	base := &jobs.Failure{Code: "c", Message: "m"}
 	plain := errors.New("plain")

@@ -299,7 +299,7 @@ func TestRunNonJSONResultBecomesString(t *testing.T) {
 	}{
 		{`plain text`, `"plain text"`},
 		{`{"ok":true}`, `{"ok":true}`},
-		{``, `""`},
+		{`{"ok":`, `"{\"ok\":"`},
 	}
 	for _, tc := range tests {
 		e := newEnv(t, func(r *jobs.Registry) {

@@ -268,6 +268,7 @@ func (s *Service) Run(ctx context.Context, id string) error {
 	}
 	pctx, cancel := context.WithTimeout(ctx, typ.Timeout)
 	result, perr := typ.Processor.Process(pctx, j.Payload)
+	timedOut := errors.Is(pctx.Err(), context.DeadlineExceeded)
 	cancel()
 	if perr != nil {
 		if ctx.Err() != nil {
@@ -277,7 +278,13 @@ func (s *Service) Run(ctx context.Context, id string) error {
 			s.log.WarnContext(ctx, "job attempt failed, will retry", "requestId", id, "attempt", j.Attempts, "error", perr)
 			return perr
 		}
-		return s.fail(ctx, j, asError(perr))
+		e := asError(perr)
+		if timedOut {
+			// The type's timeout cut the processor off, whatever error it
+			// made of that (HTTPForwarder: upstream_unreachable).
+			e = asError(context.DeadlineExceeded)
+		}
+		return s.fail(ctx, j, e)
 	}
 	if !json.Valid(result) {
 		enc, _ := json.Marshal(string(result))

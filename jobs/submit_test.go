@@ -379,3 +379,19 @@ func ids(list []jobs.Job) []string {
 	}
 	return out
 }
+
+// An idempotency key whose job has expired (the key lives 24 h, the job
+// only for the retention) cannot return that job: the submission conflicts.
+func TestSubmitIdempotencyKeyOfVanishedJob(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	sub := echoSub(`1`)
+	sub.IdempotencyKey = "k"
+	j := e.submit(t, "cli_a", sub)
+	if err := e.rdb.Del(ctx, "bmr:job:"+j.ID).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.svc.Submit(ctx, "cli_a", sub); !errors.Is(err, jobs.ErrIdempotencyConflict) {
+		t.Errorf("Submit with the key of a vanished job = %v, want ErrIdempotencyConflict", err)
+	}
+}

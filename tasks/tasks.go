@@ -96,8 +96,10 @@ func (q *Queue) StartReplay(ctx context.Context, replayID string) error {
 		asynq.Queue(QueueMaintenance), asynq.MaxRetry(infraRetries), asynq.Timeout(2*time.Hour))
 }
 
-// Close releases the client.
-func (q *Queue) Close() error { return q.client.Close() }
+// Close releases the queue. The Redis client given to NewQueue is the
+// caller's and stays open (asynq refuses to close a shared connection, so
+// passing its Close through would fail every time).
+func (q *Queue) Close() error { return nil }
 
 // Handlers are the domain operations the worker runs.
 type Handlers struct {

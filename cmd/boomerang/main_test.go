@@ -54,7 +54,7 @@ func startService(t *testing.T, env map[string]string) *service {
 	go func() {
 		s.done <- run(ctx, []string{"boomerang", "serve"}, func(k string) string { return vars[k] }, s.stdout, s.stderr)
 	}()
-	addrRE := regexp.MustCompile(`API listening on (http://\S+)`)
+	addrRE := regexp.MustCompile(`boomerang: API listening on (http://\S+)`)
 	deadline := time.Now().Add(15 * time.Second)
 	for s.base == "" {
 		if m := addrRE.FindStringSubmatch(s.stdout.String()); m != nil {
@@ -276,6 +276,7 @@ func TestEndToEnd(t *testing.T) {
 		"BOOMERANG_RETRY_MAX_ATTEMPTS": "3",
 		"BOOMERANG_DELIVERY_TIMEOUT":   "2s",
 		"BOOMERANG_JOB_HTTP":           "upper=" + upstream.URL + "/upper",
+		"BOOMERANG_SECRET_GRACE":       "3s",
 	})
 	svc.createClient("e2e")
 	rcv := newReceiver(t)
@@ -452,11 +453,69 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("secret rotation: both secrets verify during the grace period, only the new one after", func(t *testing.T) {
+		old := svc.secret
+		var rot struct{ SigningSecret string }
+		if code, _ := svc.call("POST", "/admin/v1/clients/"+svc.clientID+"/secret/rotate", svc.admin, nil, &rot); code != http.StatusOK || !strings.HasPrefix(rot.SigningSecret, "whsec_") {
+			t.Fatalf("rotate: status %d, %+v", code, rot)
+		}
+		deliver := func() received {
+			id := svc.submit("echo", rcv.srv.URL+"/rot", "r")
+			var j jobState
+			waitFor(t, "rotation delivery", 10*time.Second, func() bool {
+				j = svc.job(id)
+				return j.Delivery != nil && j.Delivery.Status == "DELIVERED"
+			})
+			return rcv.byID(j.Delivery.ID)[0]
+		}
+		during := deliver()
+		if n := len(strings.Fields(during.header.Get("webhook-signature"))); n != 2 {
+			t.Errorf("during the grace period webhook-signature has %d signatures, want 2", n)
+		}
+		verify(t, old, during)
+		verify(t, rot.SigningSecret, during)
+
+		time.Sleep(3500 * time.Millisecond) // BOOMERANG_SECRET_GRACE=3s
+		after := deliver()
+		verify(t, rot.SigningSecret, after)
+		wh, _ := standardwebhooks.NewWebhook(old)
+		if err := wh.Verify(after.body, after.header); err == nil {
+			t.Error("after the grace period the old secret still verifies")
+		}
+		if err := signing.Verify(old, after.header, after.body); err == nil {
+			t.Error("after the grace period signing.Verify accepts the old secret")
+		}
+		svc.secret = rot.SigningSecret
+	})
+
+	t.Run("revoked key and disabled client are refused at once", func(t *testing.T) {
+		var k struct{ ID, APIKey string }
+		if code, _ := svc.call("POST", "/admin/v1/clients/"+svc.clientID+"/keys", svc.admin, nil, &k); code != http.StatusCreated {
+			t.Fatalf("add key: status %d", code)
+		}
+		if code, _ := svc.call("GET", "/v1/jobs/req_none", k.APIKey, nil, nil); code != http.StatusNotFound {
+			t.Fatalf("new key: status %d, want 404 (authenticated)", code)
+		}
+		if code, _ := svc.call("DELETE", "/admin/v1/clients/"+svc.clientID+"/keys/"+k.ID, svc.admin, nil, nil); code != http.StatusNoContent {
+			t.Fatalf("revoke: status %d", code)
+		}
+		if code, _ := svc.call("GET", "/v1/jobs/req_none", k.APIKey, nil, nil); code != http.StatusUnauthorized {
+			t.Errorf("revoked key: status %d, want 401", code)
+		}
+	})
+
 	svc.stop()
 	logs := svc.stderr.String()
 	for name, secret := range map[string]string{"API key": svc.apiKey, "signing secret": svc.secret, "admin token": testAdminToken} {
 		if strings.Contains(logs, secret) {
 			t.Errorf("the %s appears in the logs", name)
+		}
+	}
+	for _, g := range rcv.all() {
+		for _, sig := range strings.Fields(g.header.Get("webhook-signature")) {
+			if _, b64, _ := strings.Cut(sig, ","); strings.Contains(logs, b64) {
+				t.Errorf("a webhook signature appears in the logs")
+			}
 		}
 	}
 	if !strings.Contains(logs, `"requestId"`) || !strings.Contains(logs, `"deliveryId"`) {
@@ -508,4 +567,72 @@ func TestCompletionToFirstAttempt(t *testing.T) {
 		t.Logf("%s, %d jobs at 200/s: p50 %v, p90 %v, p99 %v, max %v (redis: %s)",
 			m.what, n, m.d[n/2], m.d[n*9/10], m.d[n*99/100], m.d[n-1], redistest.Kind())
 	}
+}
+
+// TestQuickStart follows the README's quick start: the service on the
+// embedded Redis with nothing configured but private callbacks, the demo
+// client's export lines, `boomerang listen`, one echo job.
+func TestQuickStart(t *testing.T) {
+	svc := startService(t, map[string]string{"BOOMERANG_ADMIN_TOKEN": "", "BOOMERANG_REDIS_URL": ""})
+	out := svc.stdout.String()
+	if !strings.Contains(out, "EMBEDDED IN-MEMORY Redis") {
+		t.Errorf("no loud embedded-mode warning in:\n%s", out)
+	}
+	exports := map[string]string{}
+	for _, m := range regexp.MustCompile(`export (\w+)=(\S+)`).FindAllStringSubmatch(out, -1) {
+		exports[m[1]] = m[2]
+	}
+	if exports["API_KEY"] == "" || exports["SIGNING_SECRET"] == "" || len(exports["ADMIN_TOKEN"]) < 32 {
+		t.Fatalf("export lines missing in:\n%s", out)
+	}
+	svc.apiKey, svc.admin = exports["API_KEY"], exports["ADMIN_TOKEN"]
+
+	ctx, cancel := context.WithCancel(context.Background())
+	lout := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"boomerang", "listen", "--secret", exports["SIGNING_SECRET"], "--addr", "127.0.0.1:0"}, func(string) string { return "" }, lout, io.Discard)
+	}()
+	defer func() { cancel(); <-done }()
+	var addr string
+	waitFor(t, "listen to start", 10*time.Second, func() bool {
+		m := regexp.MustCompile(`listening on (http://\S+)`).FindStringSubmatch(lout.String())
+		if m != nil {
+			addr = m[1]
+		}
+		return m != nil
+	})
+	id := svc.submit("echo", addr+"/hook", map[string]string{"hello": "world"})
+	waitFor(t, "the signed webhook at boomerang listen", 15*time.Second, func() bool {
+		return strings.Contains(lout.String(), "✔ webhook") && strings.Contains(lout.String(), id)
+	})
+	if code, _ := svc.call("GET", "/admin/v1/deliveries?limit=5", svc.admin, nil, nil); code != http.StatusOK {
+		t.Errorf("admin with the generated token: status %d", code)
+	}
+}
+
+// TestAdminOnItsOwnListener: with BOOMERANG_ADMIN_ADDR the public listener
+// answers 404 for /admin, and the admin listener serves it.
+func TestAdminOnItsOwnListener(t *testing.T) {
+	svc := startService(t, map[string]string{"BOOMERANG_REDIS_URL": redistest.URL(t), "BOOMERANG_ADMIN_ADDR": "127.0.0.1:0"})
+	var adminBase string
+	waitFor(t, "admin listener", 10*time.Second, func() bool {
+		m := regexp.MustCompile(`admin API listening on (http://\S+)`).FindStringSubmatch(svc.stdout.String())
+		if m != nil {
+			adminBase = m[1]
+		}
+		return m != nil
+	})
+	if code, _ := svc.call("GET", "/admin/v1/clients", svc.admin, nil, nil); code != http.StatusNotFound {
+		t.Errorf("public listener /admin: status %d, want 404", code)
+	}
+	public := svc.base
+	svc.base = adminBase
+	if code, _ := svc.call("GET", "/admin/v1/clients", svc.admin, nil, nil); code != http.StatusOK {
+		t.Errorf("admin listener: status %d, want 200", code)
+	}
+	if code, _ := svc.call("GET", "/v1/jobs/req_x", "bmr_x", nil, nil); code != http.StatusNotFound {
+		t.Errorf("admin listener serves the client API: status %d, want 404", code)
+	}
+	svc.base = public
 }
