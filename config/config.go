@@ -58,6 +58,7 @@ type Config struct {
 	Retention       time.Duration
 	SecretGrace     time.Duration
 	MaxBodyBytes    int64
+	Limits          Limits
 	RateLimit       int // requests per second per client; 0 disables
 	RateBurst       int
 	ShutdownTimeout time.Duration
@@ -68,6 +69,16 @@ type Config struct {
 
 	LogLevel  string // debug, info, warn, error
 	LogFormat string // auto, json, text
+}
+
+// Limits bound the parts of a job submission.
+type Limits struct {
+	MaxPayloadBytes  int
+	MaxMetadataKeys  int
+	MaxMetadataBytes int
+	MaxKeyLength     int
+	MaxTypeLength    int
+	TypePattern      *regexp.Regexp
 }
 
 // Embedded reports whether Boomerang runs on its in-memory Redis.
@@ -100,6 +111,12 @@ var Vars = []Var{
 	{"BOOMERANG_RETENTION", "168h", "how long jobs, deliveries and attempts are kept"},
 	{"BOOMERANG_SECRET_GRACE", "24h", "how long a rotated-out signing secret still signs"},
 	{"BOOMERANG_MAX_BODY_BYTES", "1048576", "largest accepted request body"},
+	{"BOOMERANG_MAX_PAYLOAD_BYTES", "524288", "largest job payload"},
+	{"BOOMERANG_MAX_METADATA_KEYS", "32", "most metadata keys a job may carry"},
+	{"BOOMERANG_MAX_METADATA_BYTES", "4096", "largest metadata, keys and values together"},
+	{"BOOMERANG_MAX_IDEMPOTENCY_KEY_BYTES", "255", "longest Idempotency-Key"},
+	{"BOOMERANG_MAX_TYPE_LENGTH", "64", "longest job type name"},
+	{"BOOMERANG_JOB_TYPE_PATTERN", "^[a-z][a-z0-9_.-]*$", "regular expression every job type name must match"},
 	{"BOOMERANG_RATE_LIMIT", "500", "client API requests per second per client, shared by all API replicas (0 disables)"},
 	{"BOOMERANG_RATE_BURST", "1000", "requests a client may make at once before the rate limit applies"},
 	{"BOOMERANG_SHUTDOWN_TIMEOUT", "30s", "time in-flight work gets on SIGTERM"},
@@ -116,28 +133,36 @@ var jobTypeRE = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,63}$`)
 func Load(getenv func(string) string) (Config, error) {
 	p := parser{getenv: getenv}
 	c := Config{
-		RedisURL:              p.str("BOOMERANG_REDIS_URL", ""),
-		Addr:                  p.str("BOOMERANG_ADDR", ":8080"),
-		AdminAddr:             p.str("BOOMERANG_ADMIN_ADDR", ""),
-		AdminToken:            p.str("BOOMERANG_ADMIN_TOKEN", ""),
-		DebugAddr:             p.str("BOOMERANG_DEBUG_ADDR", ""),
-		Role:                  Role(p.str("BOOMERANG_ROLE", "all")),
-		Concurrency:           p.int("BOOMERANG_CONCURRENCY", 50, 1, 10000),
-		TaskCheckInterval:     p.dur("BOOMERANG_TASK_CHECK_INTERVAL", 10*time.Millisecond, time.Millisecond),
-		RetryInitial:          p.dur("BOOMERANG_RETRY_INITIAL", 5*time.Second, time.Millisecond),
-		RetryMaxInterval:      p.dur("BOOMERANG_RETRY_MAX_INTERVAL", 10*time.Hour, time.Millisecond),
-		RetryMaxAttempts:      p.int("BOOMERANG_RETRY_MAX_ATTEMPTS", 12, 1, 1000),
-		DeliveryTimeout:       p.dur("BOOMERANG_DELIVERY_TIMEOUT", 15*time.Second, 100*time.Millisecond),
-		HostConcurrency:       p.int("BOOMERANG_HOST_CONCURRENCY", 10, 1, 10000),
-		BreakerThreshold:      p.int("BOOMERANG_BREAKER_THRESHOLD", 5, 0, 1000),
-		BreakerCooldown:       p.dur("BOOMERANG_BREAKER_COOLDOWN", 30*time.Second, 100*time.Millisecond),
-		JobMaxAttempts:        p.int("BOOMERANG_JOB_MAX_ATTEMPTS", 5, 1, 100),
-		JobTimeout:            p.dur("BOOMERANG_JOB_TIMEOUT", 10*time.Minute, time.Second),
-		JobTimeouts:           p.timeouts("BOOMERANG_JOB_TIMEOUTS"),
-		JobHTTP:               p.upstreams("BOOMERANG_JOB_HTTP"),
-		Retention:             p.dur("BOOMERANG_RETENTION", 7*24*time.Hour, time.Minute),
-		SecretGrace:           p.dur("BOOMERANG_SECRET_GRACE", 24*time.Hour, 0),
-		MaxBodyBytes:          int64(p.int("BOOMERANG_MAX_BODY_BYTES", 1<<20, 1024, 1<<30)),
+		RedisURL:          p.str("BOOMERANG_REDIS_URL", ""),
+		Addr:              p.str("BOOMERANG_ADDR", ":8080"),
+		AdminAddr:         p.str("BOOMERANG_ADMIN_ADDR", ""),
+		AdminToken:        p.str("BOOMERANG_ADMIN_TOKEN", ""),
+		DebugAddr:         p.str("BOOMERANG_DEBUG_ADDR", ""),
+		Role:              Role(p.str("BOOMERANG_ROLE", "all")),
+		Concurrency:       p.int("BOOMERANG_CONCURRENCY", 50, 1, 10000),
+		TaskCheckInterval: p.dur("BOOMERANG_TASK_CHECK_INTERVAL", 10*time.Millisecond, time.Millisecond),
+		RetryInitial:      p.dur("BOOMERANG_RETRY_INITIAL", 5*time.Second, time.Millisecond),
+		RetryMaxInterval:  p.dur("BOOMERANG_RETRY_MAX_INTERVAL", 10*time.Hour, time.Millisecond),
+		RetryMaxAttempts:  p.int("BOOMERANG_RETRY_MAX_ATTEMPTS", 12, 1, 1000),
+		DeliveryTimeout:   p.dur("BOOMERANG_DELIVERY_TIMEOUT", 15*time.Second, 100*time.Millisecond),
+		HostConcurrency:   p.int("BOOMERANG_HOST_CONCURRENCY", 10, 1, 10000),
+		BreakerThreshold:  p.int("BOOMERANG_BREAKER_THRESHOLD", 5, 0, 1000),
+		BreakerCooldown:   p.dur("BOOMERANG_BREAKER_COOLDOWN", 30*time.Second, 100*time.Millisecond),
+		JobMaxAttempts:    p.int("BOOMERANG_JOB_MAX_ATTEMPTS", 5, 1, 100),
+		JobTimeout:        p.dur("BOOMERANG_JOB_TIMEOUT", 10*time.Minute, time.Second),
+		JobTimeouts:       p.timeouts("BOOMERANG_JOB_TIMEOUTS"),
+		JobHTTP:           p.upstreams("BOOMERANG_JOB_HTTP"),
+		Retention:         p.dur("BOOMERANG_RETENTION", 7*24*time.Hour, time.Minute),
+		SecretGrace:       p.dur("BOOMERANG_SECRET_GRACE", 24*time.Hour, 0),
+		MaxBodyBytes:      int64(p.int("BOOMERANG_MAX_BODY_BYTES", 1<<20, 1024, 1<<30)),
+		Limits: Limits{
+			MaxPayloadBytes:  p.int("BOOMERANG_MAX_PAYLOAD_BYTES", 512<<10, 1, 1<<30),
+			MaxMetadataKeys:  p.int("BOOMERANG_MAX_METADATA_KEYS", 32, 1, 10000),
+			MaxMetadataBytes: p.int("BOOMERANG_MAX_METADATA_BYTES", 4096, 1, 1<<20),
+			MaxKeyLength:     p.int("BOOMERANG_MAX_IDEMPOTENCY_KEY_BYTES", 255, 1, 4096),
+			MaxTypeLength:    p.int("BOOMERANG_MAX_TYPE_LENGTH", 64, 1, 256),
+			TypePattern:      p.regexp("BOOMERANG_JOB_TYPE_PATTERN", `^[a-z][a-z0-9_.-]*$`),
+		},
 		RateLimit:             p.int("BOOMERANG_RATE_LIMIT", 500, 0, 1_000_000),
 		RateBurst:             p.int("BOOMERANG_RATE_BURST", 1000, 1, 10_000_000),
 		ShutdownTimeout:       p.dur("BOOMERANG_SHUTDOWN_TIMEOUT", 30*time.Second, time.Second),
@@ -218,6 +243,16 @@ func (p *parser) dur(name string, def, min time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+func (p *parser) regexp(name, def string) *regexp.Regexp {
+	v := p.str(name, def)
+	re, err := regexp.Compile(v)
+	if err != nil {
+		p.fail(name, "is not a valid regular expression: %v", err)
+		return regexp.MustCompile(def)
+	}
+	return re
 }
 
 func (p *parser) bool(name string) bool {

@@ -44,6 +44,13 @@ var (
 	probMethod       = problemKind{"method-not-allowed", "Method not allowed", http.StatusMethodNotAllowed}
 	probIdempotency  = problemKind{"idempotency-conflict", "Idempotency-Key reused with a different request", http.StatusConflict}
 	probPending      = problemKind{"delivery-pending", "The delivery is already pending", http.StatusConflict}
+	probJobType      = problemKind{"invalid-job-type", "The job type is missing, too long or not well-formed", http.StatusUnprocessableEntity}
+	probUnknownType  = problemKind{"unknown-job-type", "No processor is registered for this job type", http.StatusUnprocessableEntity}
+	probCallbackURL  = problemKind{"invalid-callback-url", "The callback URL is not allowed", http.StatusUnprocessableEntity}
+	probPayloadSize  = problemKind{"payload-too-large", "The job payload is too large", http.StatusRequestEntityTooLarge}
+	probMetadataSize = problemKind{"metadata-too-large", "The job metadata has too many keys or bytes", http.StatusUnprocessableEntity}
+	probMetadata     = problemKind{"invalid-metadata", "The job metadata is not well-formed", http.StatusUnprocessableEntity}
+	probIdemKey      = problemKind{"invalid-idempotency-key", "The Idempotency-Key is too long or not UTF-8", http.StatusUnprocessableEntity}
 	probRateLimited  = problemKind{"rate-limited", "Too many requests", http.StatusTooManyRequests}
 	probUnavailable  = problemKind{"service-unavailable", "Storage is unavailable; nothing was accepted", http.StatusServiceUnavailable}
 	probInternal     = problemKind{"internal-error", "Internal error", http.StatusInternalServerError}
@@ -75,7 +82,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &reqErr):
 		kind, p.Detail, p.Errors = reqErr.kind, reqErr.detail, reqErr.fields
 	case errors.As(err, &valErr):
-		kind, p.Errors = probValidation, valErr.Fields
+		kind, p.Errors = validationKind(valErr.Fields), valErr.Fields
 		p.Detail = valErr.Error()
 	case errors.Is(err, jobs.ErrNotFound), errors.Is(err, webhooks.ErrNotFound), errors.Is(err, clients.ErrNotFound),
 		errors.Is(err, clients.ErrKeyNotFound), errors.Is(err, webhooks.ErrReplayNotFound):
@@ -126,4 +133,39 @@ func unrouted(router *mux.Router) http.Handler {
 		w.Header().Set("Allow", strings.Join(allow, ", "))
 		writeError(w, r, badRequest(probMethod, r.Method+" is not allowed here"))
 	})
+}
+
+// fieldKinds gives a validation failure of one field and code its own
+// problem type, so clients can tell limits apart without parsing text.
+var fieldKinds = map[[2]string]problemKind{
+	{"type", "required"}:            probJobType,
+	{"type", "too-long"}:            probJobType,
+	{"type", "invalid"}:             probJobType,
+	{"type", "unknown"}:             probUnknownType,
+	{"callbackUrl", "required"}:     probCallbackURL,
+	{"callbackUrl", "invalid"}:      probCallbackURL,
+	{"payload", "too-large"}:        probPayloadSize,
+	{"metadata", "too-many"}:        probMetadataSize,
+	{"metadata", "too-large"}:       probMetadataSize,
+	{"metadata", "invalid"}:         probMetadata,
+	{"Idempotency-Key", "too-long"}: probIdemKey,
+	{"Idempotency-Key", "invalid"}:  probIdemKey,
+}
+
+// validationKind is the one specific kind all field errors share, or the
+// generic validation-error when they differ or have none.
+func validationKind(fields []jobs.FieldError) problemKind {
+	if len(fields) == 0 {
+		return probValidation
+	}
+	kind, ok := fieldKinds[[2]string{fields[0].Field, fields[0].Code}]
+	for _, f := range fields[1:] {
+		if k := fieldKinds[[2]string{f.Field, f.Code}]; k != kind {
+			return probValidation
+		}
+	}
+	if !ok {
+		return probValidation
+	}
+	return kind
 }

@@ -56,11 +56,34 @@ type Deliverer interface {
 	Deliver(ctx context.Context, m webhooks.Message) (webhooks.Delivery, error)
 }
 
-// Limits bound what a submission may carry.
+// Limits bound what a submission may carry. Zero values take the defaults.
 type Limits struct {
-	MaxMetadataKeys  int // default 32
-	MaxMetadataBytes int // keys and values together; default 4096
-	MaxKeyLength     int // Idempotency-Key; default 255
+	MaxPayloadBytes  int            // default 512 KiB
+	MaxMetadataKeys  int            // default 32
+	MaxMetadataBytes int            // keys and values together; default 4096
+	MaxKeyLength     int            // Idempotency-Key; default 255
+	MaxTypeLength    int            // default 64
+	TypePattern      *regexp.Regexp // default ^[a-z][a-z0-9_.-]*$
+}
+
+// DefaultTypePattern is the charset of job type names unless configured.
+var DefaultTypePattern = regexp.MustCompile(`^[a-z][a-z0-9_.-]*$`)
+
+func (l Limits) withDefaults() Limits {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&l.MaxPayloadBytes, 512<<10)
+	def(&l.MaxMetadataKeys, 32)
+	def(&l.MaxMetadataBytes, 4096)
+	def(&l.MaxKeyLength, 255)
+	def(&l.MaxTypeLength, 64)
+	if l.TypePattern == nil {
+		l.TypePattern = DefaultTypePattern
+	}
+	return l
 }
 
 // Service is the job domain's entry point for the API and the workers.
@@ -97,15 +120,7 @@ func NewService(o ServiceOptions) *Service {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.Limits.MaxMetadataKeys == 0 {
-		o.Limits.MaxMetadataKeys = 32
-	}
-	if o.Limits.MaxMetadataBytes == 0 {
-		o.Limits.MaxMetadataBytes = 4096
-	}
-	if o.Limits.MaxKeyLength == 0 {
-		o.Limits.MaxKeyLength = 255
-	}
+	o.Limits = o.Limits.withDefaults()
 	if o.MaxAttempts == 0 {
 		o.MaxAttempts = 5
 	}
@@ -122,20 +137,23 @@ type Submission struct {
 	IdempotencyKey string
 }
 
-var typeRE = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,63}$`)
-
 func (s *Service) validate(sub Submission) error {
 	var fe []FieldError
 	add := func(field, code, msg string) { fe = append(fe, FieldError{field, code, msg}) }
 	switch {
 	case sub.Type == "":
 		add("type", "required", "type is required")
-	case !typeRE.MatchString(sub.Type):
-		add("type", "invalid", "type must be lowercase letters, digits, '.', '_' or '-', at most 64 characters")
+	case len(sub.Type) > s.limits.MaxTypeLength:
+		add("type", "too-long", fmt.Sprintf("type is %d bytes, at most %d allowed", len(sub.Type), s.limits.MaxTypeLength))
+	case !s.limits.TypePattern.MatchString(sub.Type):
+		add("type", "invalid", "type must match "+s.limits.TypePattern.String())
 	default:
 		if _, ok := s.registry.Lookup(sub.Type); !ok {
 			add("type", "unknown", fmt.Sprintf("unknown job type; registered types: %v", s.registry.Names()))
 		}
+	}
+	if len(sub.Payload) > s.limits.MaxPayloadBytes {
+		add("payload", "too-large", fmt.Sprintf("payload is %d bytes, at most %d allowed", len(sub.Payload), s.limits.MaxPayloadBytes))
 	}
 	if sub.CallbackURL == "" {
 		add("callbackUrl", "required", "callbackUrl is required")
@@ -156,8 +174,10 @@ func (s *Service) validate(sub Submission) error {
 	if size > s.limits.MaxMetadataBytes {
 		add("metadata", "too-large", fmt.Sprintf("metadata is %d bytes, at most %d allowed", size, s.limits.MaxMetadataBytes))
 	}
-	if len(sub.IdempotencyKey) > s.limits.MaxKeyLength || !utf8.ValidString(sub.IdempotencyKey) {
-		add("Idempotency-Key", "invalid", fmt.Sprintf("Idempotency-Key must be valid UTF-8 of at most %d bytes", s.limits.MaxKeyLength))
+	if len(sub.IdempotencyKey) > s.limits.MaxKeyLength {
+		add("Idempotency-Key", "too-long", fmt.Sprintf("Idempotency-Key is %d bytes, at most %d allowed", len(sub.IdempotencyKey), s.limits.MaxKeyLength))
+	} else if !utf8.ValidString(sub.IdempotencyKey) {
+		add("Idempotency-Key", "invalid", "Idempotency-Key must be valid UTF-8")
 	}
 	if len(fe) > 0 {
 		return &ValidationError{Fields: fe}
@@ -286,8 +306,11 @@ func (s *Service) Run(ctx context.Context, id string) error {
 		}
 		return s.fail(ctx, j, e)
 	}
-	if !json.Valid(result) {
-		enc, _ := json.Marshal(string(result))
+	switch {
+	case len(result) == 0:
+		result = json.RawMessage("null")
+	case !json.Valid(result):
+		enc, _ := json.Marshal(string(result)) // not JSON: keep it, as a JSON string
 		result = enc
 	}
 	done := s.now().UTC()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -92,7 +93,7 @@ func TestSubmitValidation(t *testing.T) {
 		{"type unknown", func(s *jobs.Submission) { s.Type = "resize" }, fe("type", "unknown")},
 		{"type upper case", func(s *jobs.Submission) { s.Type = "Echo" }, fe("type", "invalid")},
 		{"type bad chars", func(s *jobs.Submission) { s.Type = "echo!" }, fe("type", "invalid")},
-		{"type too long", func(s *jobs.Submission) { s.Type = "e" + strings.Repeat("x", 64) }, fe("type", "invalid")},
+		{"type too long", func(s *jobs.Submission) { s.Type = "e" + strings.Repeat("x", 64) }, fe("type", "too-long")},
 		{"callbackUrl missing", func(s *jobs.Submission) { s.CallbackURL = "" }, fe("callbackUrl", "required")},
 		{"callbackUrl ftp", func(s *jobs.Submission) { s.CallbackURL = "ftp://hooks.example.com/x" }, fe("callbackUrl", "invalid")},
 		{"callbackUrl userinfo", func(s *jobs.Submission) { s.CallbackURL = "https://user:pw@hooks.example.com/x" }, fe("callbackUrl", "invalid")},
@@ -104,11 +105,11 @@ func TestSubmitValidation(t *testing.T) {
 		{"metadata value bad UTF-8", func(s *jobs.Submission) { s.Metadata = map[string]string{"k": "caf\xe9"} }, fe("metadata", "invalid")},
 		{"metadata key bad UTF-8", func(s *jobs.Submission) { s.Metadata = map[string]string{"\xff": "v"} }, fe("metadata", "invalid")},
 		{"metadata empty key", func(s *jobs.Submission) { s.Metadata = map[string]string{"": "v"} }, fe("metadata", "invalid")},
-		{"Idempotency-Key too long", func(s *jobs.Submission) { s.IdempotencyKey = strings.Repeat("k", 256) }, fe("Idempotency-Key", "invalid")},
+		{"Idempotency-Key too long", func(s *jobs.Submission) { s.IdempotencyKey = strings.Repeat("k", 256) }, fe("Idempotency-Key", "too-long")},
 		{"Idempotency-Key bad UTF-8", func(s *jobs.Submission) { s.IdempotencyKey = "key-\xff" }, fe("Idempotency-Key", "invalid")},
 		{"every field at once", func(s *jobs.Submission) {
 			s.Type, s.CallbackURL, s.Metadata, s.IdempotencyKey = "", "ftp://x.example.com/", manyKeys, strings.Repeat("k", 300)
-		}, fe("type", "required", "callbackUrl", "invalid", "metadata", "too-many", "Idempotency-Key", "invalid")},
+		}, fe("type", "required", "callbackUrl", "invalid", "metadata", "too-many", "Idempotency-Key", "too-long")},
 		{"at the limits", func(s *jobs.Submission) { s.Metadata, s.IdempotencyKey = atLimits, strings.Repeat("k", 255) }, nil},
 		{"valid", func(*jobs.Submission) {}, nil},
 	}
@@ -178,7 +179,7 @@ func TestSubmitCustomLimits(t *testing.T) {
 		{map[string]string{"a": "bcd"}, "abc", nil},
 		{map[string]string{"a": "b", "c": "d"}, "", fe("metadata", "too-many")},
 		{map[string]string{"a": "bcde"}, "", fe("metadata", "too-large")},
-		{nil, "abcd", fe("Idempotency-Key", "invalid")},
+		{nil, "abcd", fe("Idempotency-Key", "too-long")},
 	}
 	for _, tc := range tests {
 		sub := echoSub(`1`)
@@ -393,5 +394,34 @@ func TestSubmitIdempotencyKeyOfVanishedJob(t *testing.T) {
 	}
 	if _, _, err := e.svc.Submit(ctx, "cli_a", sub); !errors.Is(err, jobs.ErrIdempotencyConflict) {
 		t.Errorf("Submit with the key of a vanished job = %v, want ErrIdempotencyConflict", err)
+	}
+}
+
+func TestSubmitPayloadAndTypeLimits(t *testing.T) {
+	e := newEnv(t, nil, withLimits(jobs.Limits{MaxPayloadBytes: 10, MaxTypeLength: 4, TypePattern: regexp.MustCompile(`^[a-z]+$`)}))
+	svc := e.svc
+	tests := []struct {
+		name    string
+		typ     string
+		payload string
+		want    []jobs.FieldError
+	}{
+		{"payload over the limit", "echo", `"0123456789"`, fe("payload", "too-large")},
+		{"payload at the limit", "echo", `"01234567"`, nil},
+		{"type over the length", "echoo", `1`, fe("type", "too-long")},
+		{"type outside the pattern", "ec.o", `1`, fe("type", "invalid")},
+	}
+	for _, tt := range tests {
+		_, _, err := svc.Submit(context.Background(), "cli_a", jobs.Submission{Type: tt.typ, Payload: json.RawMessage(tt.payload), CallbackURL: "https://example.com/h"})
+		var ve *jobs.ValidationError
+		if tt.want == nil {
+			if err != nil && !strings.Contains(err.Error(), "unknown") {
+				t.Errorf("%s: %v, want accepted", tt.name, err)
+			}
+			continue
+		}
+		if !errors.As(err, &ve) || len(ve.Fields) != 1 || ve.Fields[0].Field != tt.want[0].Field || ve.Fields[0].Code != tt.want[0].Code {
+			t.Errorf("%s: %v, want %v", tt.name, err, tt.want)
+		}
 	}
 }

@@ -285,6 +285,9 @@ func wire(cfg config.Config, rdb redis.UniversalClient, log *slog.Logger) app {
 	svc := jobs.NewService(jobs.ServiceOptions{
 		Store: jstore, Registry: registry(cfg), URLs: egress.Checker{Policy: policy}, Enqueuer: queue, Deliverer: dispatcher,
 		MaxAttempts: cfg.JobMaxAttempts, Logger: log,
+		Limits: jobs.Limits{MaxPayloadBytes: cfg.Limits.MaxPayloadBytes, MaxMetadataKeys: cfg.Limits.MaxMetadataKeys,
+			MaxMetadataBytes: cfg.Limits.MaxMetadataBytes, MaxKeyLength: cfg.Limits.MaxKeyLength,
+			MaxTypeLength: cfg.Limits.MaxTypeLength, TypePattern: cfg.Limits.TypePattern},
 	})
 	sweeper := &recovery.Sweeper{
 		Jobs: jstore, Deliveries: dstore, Clients: cl, Queue: queue,
