@@ -174,3 +174,22 @@ func TestAttemptTooEarlyReschedules(t *testing.T) {
 		})
 	}
 }
+
+// A PENDING delivery with no NextAttemptAt has nothing to re-schedule.
+func TestAttemptRecordedWithoutNextAttempt(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	r := newReceiver(t, status(500))
+	m := msg("cl_a", r.URL)
+	e.deliver(t, m)
+	if err := e.rdb.HDel(ctx, deliveryKey(m.ID), "nextAttemptAt").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.d.Attempt(ctx, m.ID, 1); err != nil {
+		t.Errorf("Attempt(%s, 1) without NextAttemptAt = %v, want nil", m.ID, err)
+	}
+	if calls := e.sched.Calls(); len(calls) != 1 {
+		t.Errorf("Scheduler calls = %v, want only the first one", calls)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/boomerang-dev/boomerang/egress"
 	"github.com/boomerang-dev/boomerang/signing"
@@ -226,6 +227,15 @@ func (d *Dispatcher) send(ctx context.Context, dl Delivery, n int, signer *signi
 	a.ResponseHeaders = flatten(resp.Header)
 	if len(body) > maxResponseStore {
 		body = body[:maxResponseStore]
+		// Drop a character the cut split rather than store U+FFFD for it.
+		for i := 1; i < utf8.UTFMax && i <= len(body); i++ {
+			if utf8.RuneStart(body[len(body)-i]) {
+				if !utf8.FullRune(body[len(body)-i:]) {
+					body = body[:len(body)-i]
+				}
+				break
+			}
+		}
 	}
 	a.ResponseBody = strings.ToValidUTF8(string(body), "\uFFFD")
 	switch {

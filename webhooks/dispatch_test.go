@@ -80,7 +80,7 @@ func TestDispatch(t *testing.T) {
 		handlers []http.HandlerFunc
 		opts     []envOption
 		url      func(t *testing.T, r *receiver) string // nil: the receiver's /hook
-		dynamic  func(e *testEnv) http.HandlerFunc     // a handler that needs the env's clock
+		dynamic  func(e *testEnv) http.HandlerFunc      // a handler that needs the env's clock
 		// the first attempt
 		wantClass    string
 		wantOutcome  string
@@ -155,15 +155,15 @@ func TestDispatch(t *testing.T) {
 			},
 		},
 		{
-			name:        "410 fails at once",
-			handlers:    []http.HandlerFunc{status(410)},
-			wantClass:   ClassStatus, wantOutcome: OutcomeFailed, wantCode: 410, wantStatus: StatusFailed,
+			name:      "410 fails at once",
+			handlers:  []http.HandlerFunc{status(410)},
+			wantClass: ClassStatus, wantOutcome: OutcomeFailed, wantCode: 410, wantStatus: StatusFailed,
 			wantRequests: 1,
 		},
 		{
-			name:        "400 is retried",
-			handlers:    []http.HandlerFunc{status(400)},
-			wantClass:   ClassStatus, wantOutcome: OutcomeRetry, wantCode: 400, wantStatus: StatusPending,
+			name:      "400 is retried",
+			handlers:  []http.HandlerFunc{status(400)},
+			wantClass: ClassStatus, wantOutcome: OutcomeRetry, wantCode: 400, wantStatus: StatusPending,
 			wantRetryIn: p.Delay(1), wantRequests: 1,
 		},
 		{
@@ -246,7 +246,7 @@ func TestDispatch(t *testing.T) {
 			wantRetryIn: p.Delay(1), wantRequests: 1,
 		},
 		{
-			name:      "503 Retry-After HTTP date",
+			name: "503 Retry-After HTTP date",
 			dynamic: func(e *testEnv) http.HandlerFunc {
 				return withHeader(503, "Retry-After", e.clock.Now().Add(90*time.Second).Format(http.TimeFormat))
 			},
@@ -614,5 +614,38 @@ func TestDispatcherDefaults(t *testing.T) {
 	}
 	if d.client.CheckRedirect == nil {
 		t.Errorf("client.CheckRedirect = nil, want redirects refused")
+	}
+}
+
+// The stored excerpt is cut at 4096 bytes without splitting a UTF-8
+// character (which used to become a U+FFFD and grow the excerpt past the
+// limit); bytes that are invalid in the answer itself become U+FFFD.
+func TestDispatchResponseBodyCutAtCharacter(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		body string
+		want string
+	}{
+		{"ascii", strings.Repeat("x", 5000), strings.Repeat("x", 4096)},
+		{"2-byte char across the limit", strings.Repeat("x", 4095) + "é" + "tail", strings.Repeat("x", 4095)},
+		{"3-byte char across the limit", strings.Repeat("x", 4094) + "€" + "tail", strings.Repeat("x", 4094)},
+		{"4-byte char across the limit", strings.Repeat("x", 4093) + "😀" + "tail", strings.Repeat("x", 4093)},
+		{"char ending at the limit", strings.Repeat("x", 4094) + "é" + "tail", strings.Repeat("x", 4094) + "é"},
+		{"invalid byte at the limit", strings.Repeat("x", 4095) + "\xff" + "tail", strings.Repeat("x", 4095) + "\uFFFD"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			r := newReceiver(t, func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte(tt.body)) })
+			m := msg("cl_a", r.URL)
+			e.deliver(t, m)
+			got := e.get(t, m.ID).AttemptLog[0].ResponseBody
+			if got != tt.want {
+				t.Errorf("ResponseBody of a %d-byte answer = %d bytes ending %q, want %d bytes ending %q",
+					len(tt.body), len(got), got[max(0, len(got)-8):], len(tt.want), tt.want[len(tt.want)-8:])
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -440,3 +441,79 @@ func TestBulkReplayJSON(t *testing.T) {
 		}
 	}
 }
+
+// Running bulk replays are tracked until done; StaleReplays finds those
+// without progress for longer than grace.
+func TestStaleReplays(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	r := newReceiver(t, status(410))
+	e.deliver(t, msg("cl_a", r.URL))
+
+	start := e.clock.Now()
+	running, err := e.d.StartBulkReplay(ctx, Filter{Status: StatusFailed}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dry, err := e.d.StartBulkReplay(ctx, Filter{Status: StatusFailed}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	finished, err := e.d.StartBulkReplay(ctx, Filter{Status: StatusDelivered}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.d.RunBulkReplay(ctx, finished.ID); err != nil {
+		t.Fatal(err)
+	}
+	expired, err := e.d.StartBulkReplay(ctx, Filter{ClientID: "cl_z"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rdb.Del(ctx, replayKey(expired.ID)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	members, _ := e.rdb.SMembers(ctx, runningReplaysKey).Result()
+	slices.Sort(members)
+	if want := sorted(running.ID, expired.ID); !slices.Equal(members, want) {
+		t.Errorf("running set = %v, want %v (not the dry run %s nor the finished %s)", members, want, dry.ID, finished.ID)
+	}
+
+	tests := []struct {
+		name  string
+		now   time.Time
+		grace time.Duration
+		want  []string
+	}{
+		{"fresh", start.Add(time.Minute), 5 * time.Minute, nil},
+		{"exactly grace", start.Add(5 * time.Minute), 5 * time.Minute, nil},
+		{"stale", start.Add(10 * time.Minute), 5 * time.Minute, []string{running.ID}},
+	}
+	for _, tt := range tests {
+		var got []string
+		if err := e.store.StaleReplays(ctx, tt.now, tt.grace, func(id string) error { got = append(got, id); return nil }); err != nil {
+			t.Fatalf("%s: StaleReplays = %v", tt.name, err)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%s: StaleReplays(now %v, grace %v) = %v, want %v", tt.name, tt.now, tt.grace, got, tt.want)
+		}
+	}
+	// The expired replay left the set.
+	if ok, _ := e.rdb.SIsMember(ctx, runningReplaysKey, expired.ID).Result(); ok {
+		t.Errorf("expired replay %s still in the running set", expired.ID)
+	}
+	if err := e.store.StaleReplays(ctx, start.Add(time.Hour), time.Minute, func(string) error { return errBoom }); !errors.Is(err, errBoom) {
+		t.Errorf("StaleReplays with a failing fn = %v, want %v", err, errBoom)
+	}
+	// Once run, the replay is done and no longer stale.
+	if err := e.d.RunBulkReplay(ctx, running.ID); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	if err := e.store.StaleReplays(ctx, start.Add(time.Hour), time.Minute, func(id string) error { got = append(got, id); return nil }); err != nil || len(got) != 0 {
+		t.Errorf("StaleReplays after the run = %v, %v, want none", got, err)
+	}
+}
+
+func sorted(s ...string) []string { slices.Sort(s); return s }
