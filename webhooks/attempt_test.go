@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -138,16 +139,17 @@ func TestAttemptOnDeliveredDoesNothing(t *testing.T) {
 
 // A task that runs far too early (clock > 1.5 s before NextAttemptAt) only
 // re-schedules the attempt at its time.
-func TestAttemptTooEarlyReschedules(t *testing.T) {
+func TestAttemptEarlyWaitsOrFails(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	tests := []struct {
-		name  string
-		early time.Duration
+		name     string
+		early    time.Duration
+		wantSend bool // a short wait is waited out; a long one fails the run
 	}{
-		{"2s early", 2 * time.Second},
-		{"1.6s early", 1600 * time.Millisecond},
-		{"an hour early", time.Hour},
+		{"300ms early (whole-second rounding)", 300 * time.Millisecond, true},
+		{"6s early", 6 * time.Second, false},
+		{"an hour early", time.Hour, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -158,18 +160,21 @@ func TestAttemptTooEarlyReschedules(t *testing.T) {
 			e.deliver(t, m)
 			next := *e.get(t, m.ID).NextAttemptAt
 			e.clock.Set(next.Add(-tt.early))
-			if err := e.d.Attempt(ctx, m.ID, 2); err != nil {
-				t.Fatalf("Attempt(%s, 2) %v early = %v, want nil", m.ID, tt.early, err)
+			err := e.d.Attempt(ctx, m.ID, 2)
+			wantRequests, wantAttempts := 1, 1
+			if tt.wantSend {
+				wantRequests, wantAttempts = 2, 2
+				if err != nil {
+					t.Fatalf("Attempt(%s, 2) %v early = %v, want nil", m.ID, tt.early, err)
+				}
+			} else if !errors.Is(err, ErrEarly) {
+				t.Fatalf("Attempt(%s, 2) %v early = %v, want ErrEarly so the task runs again", m.ID, tt.early, err)
 			}
-			if got := len(r.Requests()); got != 1 {
-				t.Errorf("receiver saw %d requests, want 1 (no send while early)", got)
+			if got := len(r.Requests()); got != wantRequests {
+				t.Errorf("receiver saw %d requests, want %d", got, wantRequests)
 			}
-			calls := e.sched.Calls()
-			if len(calls) != 2 || calls[1].Attempt != 2 || !calls[1].At.Equal(next) {
-				t.Errorf("Scheduler calls = %v, want a second call for attempt 2 at %v", calls, next)
-			}
-			if d := e.get(t, m.ID); d.Attempts != 1 {
-				t.Errorf("Attempts = %d, want 1", d.Attempts)
+			if d := e.get(t, m.ID); d.Attempts != wantAttempts {
+				t.Errorf("Attempts = %d, want %d", d.Attempts, wantAttempts)
 			}
 		})
 	}

@@ -33,6 +33,12 @@ type SecretSource interface {
 	SigningSecrets(ctx context.Context, clientID string) ([]string, error)
 }
 
+// ErrEarly means a task ran too long before its attempt was due.
+var ErrEarly = errors.New("delivery attempt not due yet")
+
+// maxEarly is how early a task may run and still wait for its attempt.
+const maxEarly = 5 * time.Second
+
 // Limits of what Boomerang reads from a receiver's answer.
 const (
 	maxResponseRead  = 64 << 10
@@ -72,6 +78,9 @@ type DispatcherOptions struct {
 func NewDispatcher(o DispatcherOptions) *Dispatcher {
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 15 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -120,9 +129,12 @@ func (d *Dispatcher) Attempt(ctx context.Context, id string, n int) error {
 	if dl.NextAttemptAt != nil && dl.NextAttemptAt.After(d.now()) {
 		wait := dl.NextAttemptAt.Sub(d.now())
 		// Task queues keep whole seconds and may run a task up to a second
-		// early; wait that out, and reschedule anything earlier still.
-		if wait > 1500*time.Millisecond {
-			return d.ensureScheduled(ctx, dl)
+		// early, and workers' clocks may differ by a few more: wait that
+		// out. Anything earlier still fails this run, and the queue runs the
+		// same task again later (its id is taken, so rescheduling it under
+		// that id would be a no-op).
+		if wait > maxEarly {
+			return fmt.Errorf("%w: attempt %d of %s is due in %s", ErrEarly, n, id, wait.Round(time.Millisecond))
 		}
 		select {
 		case <-time.After(wait):
