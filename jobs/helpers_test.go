@@ -11,6 +11,7 @@ import (
 	"github.com/boomerang-dev/boomerang/egress"
 	"github.com/boomerang-dev/boomerang/jobs"
 	"github.com/boomerang-dev/boomerang/redistest"
+	"github.com/boomerang-dev/boomerang/timeindex"
 	"github.com/boomerang-dev/boomerang/webhooks"
 	"github.com/redis/go-redis/v9"
 )
@@ -79,13 +80,22 @@ type fakeDeliverer struct {
 	mu   sync.Mutex
 	msgs []webhooks.Message
 	err  error
+	rdb  *redis.Client // applies the job's completion, as the real one does atomically
 }
 
-func (f *fakeDeliverer) Deliver(_ context.Context, m webhooks.Message) (webhooks.Delivery, error) {
+func (f *fakeDeliverer) Deliver(ctx context.Context, m webhooks.Message, finish *timeindex.Update) (webhooks.Delivery, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.err != nil {
+		return webhooks.Delivery{}, f.err
+	}
+	if finish != nil {
+		if _, err := finish.Family.Transition(ctx, f.rdb, finish.Change); err != nil {
+			return webhooks.Delivery{}, err
+		}
+	}
 	f.msgs = append(f.msgs, m)
-	return webhooks.Delivery{ID: m.ID, RequestID: m.RequestID}, f.err
+	return webhooks.Delivery{ID: m.ID, RequestID: m.RequestID}, nil
 }
 
 func (f *fakeDeliverer) Messages() []webhooks.Message {
@@ -126,6 +136,7 @@ func newEnv(t testing.TB, register func(*jobs.Registry), opts ...envOption) *env
 	t.Helper()
 	e := &env{rdb: redistest.Client(t), reg: jobs.NewRegistry(), enq: &fakeEnqueuer{}, del: &fakeDeliverer{},
 		clock: &clock{t: t0, step: time.Second}}
+	e.del.rdb = e.rdb
 	e.reg.Register("echo", jobs.Echo, echoTimeout)
 	if register != nil {
 		register(e.reg)

@@ -276,19 +276,21 @@ func TestRunDelivererErrorIsReturned(t *testing.T) {
 	if err := e.svc.Run(ctx, j.ID); !errors.Is(err, down) {
 		t.Fatalf("Run with a failing Deliverer = %v, want %v", err, down)
 	}
-	// The outcome is kept; the next Run only delivers.
-	if got := e.get(t, "cli_a", j.ID); got.Status != jobs.StatusCompleted {
-		t.Errorf("status after the failed delivery = %s, want COMPLETED", got.Status)
+	// The outcome and the delivery are written together or not at all: the
+	// job is not COMPLETED without a delivery, and the next Run processes
+	// it again (at-least-once processing) and delivers.
+	if got := e.get(t, "cli_a", j.ID); got.Status != jobs.StatusProcessing {
+		t.Errorf("status after the failed delivery = %s, want PROCESSING (nothing written)", got.Status)
 	}
 	e.del.SetErr(nil)
 	if err := e.svc.Run(ctx, j.ID); err != nil {
 		t.Fatalf("second Run: %v", err)
 	}
-	if got := e.get(t, "cli_a", j.ID); got.Attempts != 1 {
-		t.Errorf("attempts = %d, want 1: the second Run must not process again", got.Attempts)
+	if got := e.get(t, "cli_a", j.ID); got.Attempts != 2 || got.Status != jobs.StatusCompleted {
+		t.Errorf("after the second Run: attempts %d status %s, want 2 COMPLETED", got.Attempts, got.Status)
 	}
-	if n := len(e.del.Messages()); n != 2 {
-		t.Errorf("Deliver called %d times, want 2", n)
+	if n := len(e.del.Messages()); n != 1 {
+		t.Errorf("deliveries handed over = %d, want 1", n)
 	}
 }
 

@@ -51,9 +51,12 @@ type Enqueuer interface {
 	EnqueueJob(ctx context.Context, requestID string, timeout time.Duration) error
 }
 
-// Deliverer takes the webhook of a finished job.
+// Deliverer takes the webhook of a finished job. With finish, it must write
+// finish (the job's completion) in the same atomic step that creates the
+// delivery, and return finish's failed check (timeindex.ErrWrongStatus, ...)
+// unchanged.
 type Deliverer interface {
-	Deliver(ctx context.Context, m webhooks.Message) (webhooks.Delivery, error)
+	Deliver(ctx context.Context, m webhooks.Message, finish *timeindex.Update) (webhooks.Delivery, error)
 }
 
 // Limits bound what a submission may carry. Zero values take the defaults.
@@ -267,7 +270,7 @@ func (s *Service) Run(ctx context.Context, id string) error {
 		return err
 	}
 	if j.Status == StatusCompleted || j.Status == StatusFailed {
-		return s.deliver(ctx, j)
+		return s.deliver(ctx, j, nil) // ran again after a crash: make sure the webhook goes out
 	}
 	now := s.now().UTC()
 	if j.Attempts >= s.maxAttempts {
@@ -315,24 +318,37 @@ func (s *Service) Run(ctx context.Context, id string) error {
 	}
 	done := s.now().UTC()
 	j.Status, j.Result, j.UpdatedAt, j.CompletedAt, j.DeliveryID = StatusCompleted, result, done, &done, DeliveryID(j.ID)
-	if err := s.store.finish(ctx, j); err != nil {
-		return err
-	}
-	s.log.InfoContext(ctx, "job completed", "requestId", id, "type", j.Type, "attempt", j.Attempts)
-	return s.deliver(ctx, j)
+	return s.finish(ctx, j)
 }
 
 func (s *Service) fail(ctx context.Context, j Job, e *Error) error {
 	done := s.now().UTC()
 	j.Status, j.Error, j.UpdatedAt, j.CompletedAt, j.DeliveryID = StatusFailed, e, done, &done, DeliveryID(j.ID)
-	if err := s.store.finish(ctx, j); err != nil {
-		return err
-	}
-	s.log.WarnContext(ctx, "job failed", "requestId", j.ID, "type", j.Type, "code", e.Code)
-	return s.deliver(ctx, j)
+	return s.finish(ctx, j)
 }
 
-func (s *Service) deliver(ctx context.Context, j Job) error {
+// finish records the job's outcome and creates its delivery in one atomic
+// write, then makes the first delivery attempt.
+func (s *Service) finish(ctx context.Context, j Job) error {
+	upd := s.store.finishUpdate(j)
+	err := s.deliver(ctx, j, &upd)
+	if isStale(err) || errors.Is(err, timeindex.ErrNoRecord) {
+		// Another run of this task finished the job first; it delivers.
+		s.log.WarnContext(ctx, "job finished by another run", "requestId", j.ID, "error", err)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if j.Status == StatusFailed {
+		s.log.WarnContext(ctx, "job failed", "requestId", j.ID, "type", j.Type, "code", j.Error.Code, "attempt", j.Attempts)
+	} else {
+		s.log.InfoContext(ctx, "job completed", "requestId", j.ID, "type", j.Type, "attempt", j.Attempts)
+	}
+	return nil
+}
+
+func (s *Service) deliver(ctx context.Context, j Job, finish *timeindex.Update) error {
 	body, err := WebhookBody(j)
 	if err != nil {
 		return err
@@ -342,7 +358,7 @@ func (s *Service) deliver(ctx context.Context, j Job) error {
 		event = EventFailed
 	}
 	_, err = s.deliverer.Deliver(ctx, webhooks.Message{ID: DeliveryID(j.ID), RequestID: j.ID, ClientID: j.ClientID,
-		EventType: event, URL: j.CallbackURL, Body: body})
+		EventType: event, URL: j.CallbackURL, Body: body}, finish)
 	return err
 }
 

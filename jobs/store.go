@@ -115,8 +115,10 @@ func (s *Store) start(ctx context.Context, j Job, now time.Time) error {
 	return err
 }
 
-// finish records a job's outcome; only a PROCESSING job can finish.
-func (s *Store) finish(ctx context.Context, j Job) error {
+// finishUpdate is the change that records a job's outcome; only a
+// PROCESSING job can finish. It is applied by the Deliverer, in the same
+// script that creates the job's delivery.
+func (s *Store) finishUpdate(j Job) timeindex.Update {
 	fields := []any{"updatedAt", fmtTime(j.UpdatedAt), "completedAt", fmtTime(*j.CompletedAt), "deliveryId", j.DeliveryID}
 	if j.Result != nil {
 		fields = append(fields, "result", []byte(j.Result))
@@ -125,12 +127,11 @@ func (s *Store) finish(ctx context.Context, j Job) error {
 		e, _ := json.Marshal(j.Error)
 		fields = append(fields, "error", e)
 	}
-	_, err := family.Transition(ctx, s.rdb, timeindex.Change{
+	return timeindex.Update{Family: family, Change: timeindex.Change{
 		ID: j.ID, ClientID: j.ClientID, CreatedAt: j.CreatedAt,
 		From: []string{string(StatusProcessing)}, To: string(j.Status),
 		Fields: fields, TTL: s.retention,
-	})
-	return err
+	}}
 }
 
 // Filter selects jobs for the admin list.

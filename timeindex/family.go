@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -57,40 +58,133 @@ type Record struct {
 	IdemTTL            time.Duration
 }
 
-var createScript = redis.NewScript(`
-if ARGV[6] ~= '' then
-  local ex = redis.call('GET', KEYS[2])
-  if ex then return {0, ex} end
+// The Lua of the scripts below, as functions over a KEYS and an ARGV
+// table, so that CreateWith can run a create and a transition in one script.
+const luaCreate = `
+local function create(K, A)
+  if A[6] ~= '' then
+    local ex = redis.call('GET', K[2])
+    if ex then return {0, ex} end
+  end
+  if redis.call('EXISTS', K[1]) == 1 then return {0, ''} end
+  redis.call('HSET', K[1], 'status', A[4])
+  for i = 8, #A, 2 do
+    if A[i+1] ~= '' then redis.call('HSET', K[1], A[i], A[i+1]) end
+  end
+  redis.call('PEXPIRE', K[1], A[5])
+  local b, c, m, s = A[1], A[2], A[3], A[4]
+  redis.call('ZADD', b, 0, m)
+  redis.call('ZADD', b .. ':s:' .. s, 0, m)
+  redis.call('ZADD', b .. ':c:' .. c, 0, m)
+  redis.call('ZADD', b .. ':c:' .. c .. ':s:' .. s, 0, m)
+  if A[6] ~= '' then redis.call('SET', K[2], A[6], 'PX', A[7]) end
+  return {1, ''}
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ''} end
-redis.call('HSET', KEYS[1], 'status', ARGV[4])
-for i = 8, #ARGV, 2 do
-  if ARGV[i+1] ~= '' then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+1]) end
+`
+
+const luaTransition = `
+local function check(K, A)
+  local cur = redis.call('HGET', K[1], 'status')
+  if not cur then return 0, '' end
+  if A[1] ~= '' then
+    local ok = false
+    for s in string.gmatch(A[1], '[^,]+') do if s == cur then ok = true end end
+    if not ok then return -1, cur end
+  end
+  if A[9] ~= '' then
+    local g = redis.call('HGET', K[1], A[9]) or ''
+    if g ~= A[10] then return -2, cur end
+  end
+  return 1, cur
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-local b, c, m, s = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-redis.call('ZADD', b, 0, m)
-redis.call('ZADD', b .. ':s:' .. s, 0, m)
-redis.call('ZADD', b .. ':c:' .. c, 0, m)
-redis.call('ZADD', b .. ':c:' .. c .. ':s:' .. s, 0, m)
-if ARGV[6] ~= '' then redis.call('SET', KEYS[2], ARGV[6], 'PX', ARGV[7]) end
-return {1, ''}
+local function apply(K, A, cur)
+  for i = 11, #A, 2 do
+    if A[i+1] == '' then redis.call('HDEL', K[1], A[i]) else redis.call('HSET', K[1], A[i], A[i+1]) end
+  end
+  local to = A[2]
+  if to ~= '' and to ~= cur then
+    local b, c, m = A[3], A[4], A[5]
+    redis.call('HSET', K[1], 'status', to)
+    redis.call('ZREM', b .. ':s:' .. cur, m)
+    redis.call('ZADD', b .. ':s:' .. to, 0, m)
+    redis.call('ZREM', b .. ':c:' .. c .. ':s:' .. cur, m)
+    redis.call('ZADD', b .. ':c:' .. c .. ':s:' .. to, 0, m)
+  end
+  redis.call('PEXPIRE', K[1], A[6])
+  if A[7] ~= '' then
+    redis.call('RPUSH', K[2], A[7])
+    redis.call('LTRIM', K[2], -tonumber(A[8]), -1)
+  end
+  redis.call('PEXPIRE', K[2], A[6])
+end
+`
+
+var createScript = redis.NewScript(luaCreate + `return create(KEYS, ARGV)`)
+
+var transitionScript = redis.NewScript(luaTransition + `
+local c, cur = check(KEYS, ARGV)
+if c ~= 1 then return {c, cur} end
+apply(KEYS, ARGV, cur)
+return {1, cur}
+`)
+
+// createWithScript: ARGV[1] is the number n of create arguments that follow;
+// the transition's arguments come after them. The transition's checks come
+// first, so a failed check writes nothing.
+var createWithScript = redis.NewScript(luaCreate + luaTransition + `
+local n = tonumber(ARGV[1])
+local ca, ta = {}, {}
+for i = 2, n + 1 do ca[#ca+1] = ARGV[i] end
+for i = n + 2, #ARGV do ta[#ta+1] = ARGV[i] end
+local tk = {KEYS[3], KEYS[4]}
+local c, cur = check(tk, ta)
+if c ~= 1 then return {c, cur, ''} end
+local r = create({KEYS[1], KEYS[2]}, ca)
+apply(tk, ta, cur)
+return {1, cur, r[2]}
 `)
 
 // Create writes a new record unless it exists. It reports whether it wrote,
 // and the value already held by the idempotency key, if that stopped it.
 func (f Family) Create(ctx context.Context, rdb redis.Scripter, r Record) (created bool, existing string, err error) {
-	idemKey := r.IdemKey
-	if idemKey == "" {
-		idemKey = f.HashKey(r.ID) // unused placeholder; scripts must name real keys
-	}
-	args := []any{f.Base, r.ClientID, Member(r.CreatedAt, r.ID), r.Status, r.TTL.Milliseconds(), r.IdemValue, r.IdemTTL.Milliseconds()}
-	args = append(args, r.Fields...)
-	res, err := createScript.Run(ctx, rdb, []string{f.HashKey(r.ID), idemKey}, args...).Slice()
+	keys, args := f.createArgs(r)
+	res, err := createScript.Run(ctx, rdb, keys, args...).Slice()
 	if err != nil {
 		return false, "", fmt.Errorf("create %s: %w", r.ID, err)
 	}
 	return res[0].(int64) == 1, res[1].(string), nil
+}
+
+func (f Family) createArgs(r Record) (keys []string, args []any) {
+	idemKey := r.IdemKey
+	if idemKey == "" {
+		idemKey = f.HashKey(r.ID) // unused placeholder; scripts must name real keys
+	}
+	args = []any{f.Base, r.ClientID, Member(r.CreatedAt, r.ID), r.Status, r.TTL.Milliseconds(), r.IdemValue, r.IdemTTL.Milliseconds()}
+	return []string{f.HashKey(r.ID), idemKey}, append(args, r.Fields...)
+}
+
+// Update is a Change to a record of a Family.
+type Update struct {
+	Family Family
+	Change Change
+}
+
+// CreateWith creates r, unless it exists, and applies u, in one script:
+// if u's status or guard check fails, nothing is written and the error is
+// ErrNoRecord, ErrWrongStatus or ErrGuard, as from Transition.
+func (f Family) CreateWith(ctx context.Context, rdb redis.Scripter, r Record, u Update) (existing string, err error) {
+	ckeys, cargs := f.createArgs(r)
+	tkeys, targs := u.Family.changeArgs(u.Change)
+	args := append(append([]any{len(cargs)}, cargs...), targs...)
+	res, err := createWithScript.Run(ctx, rdb, append(ckeys, tkeys...), args...).Slice()
+	if err != nil {
+		return "", fmt.Errorf("create %s with %s: %w", r.ID, u.Change.ID, err)
+	}
+	if err := statusErr(res[0].(int64)); err != nil {
+		return "", err
+	}
+	return res[2].(string), nil
 }
 
 // Change is what Transition applies to one record.
@@ -109,48 +203,23 @@ type Change struct {
 	PushCap            int
 }
 
-var transitionScript = redis.NewScript(`
-local cur = redis.call('HGET', KEYS[1], 'status')
-if not cur then return {0, ''} end
-if ARGV[1] ~= '' then
-  local ok = false
-  for s in string.gmatch(ARGV[1], '[^,]+') do if s == cur then ok = true end end
-  if not ok then return {-1, cur} end
-end
-if ARGV[9] ~= '' then
-  local g = redis.call('HGET', KEYS[1], ARGV[9]) or ''
-  if g ~= ARGV[10] then return {-2, cur} end
-end
-for i = 11, #ARGV, 2 do
-  if ARGV[i+1] == '' then redis.call('HDEL', KEYS[1], ARGV[i]) else redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+1]) end
-end
-local to = ARGV[2]
-if to ~= '' and to ~= cur then
-  local b, c, m = ARGV[3], ARGV[4], ARGV[5]
-  redis.call('HSET', KEYS[1], 'status', to)
-  redis.call('ZREM', b .. ':s:' .. cur, m)
-  redis.call('ZADD', b .. ':s:' .. to, 0, m)
-  redis.call('ZREM', b .. ':c:' .. c .. ':s:' .. cur, m)
-  redis.call('ZADD', b .. ':c:' .. c .. ':s:' .. to, 0, m)
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
-if ARGV[7] ~= '' then
-  redis.call('RPUSH', KEYS[2], ARGV[7])
-  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[8]), -1)
-end
-redis.call('PEXPIRE', KEYS[2], ARGV[6])
-return {1, cur}
-`)
-
 // Transition changes a record atomically and returns its previous status.
 func (f Family) Transition(ctx context.Context, rdb redis.Scripter, c Change) (prev string, err error) {
-	from := ""
-	for i, s := range c.From {
-		if i > 0 {
-			from += ","
-		}
-		from += s
+	keys, args := f.changeArgs(c)
+	res, err := transitionScript.Run(ctx, rdb, keys, args...).Slice()
+	if err != nil {
+		return "", fmt.Errorf("update %s: %w", c.ID, err)
 	}
+	if err := statusErr(res[0].(int64)); err != nil {
+		if errors.Is(err, ErrNoRecord) {
+			return "", err
+		}
+		return res[1].(string), err
+	}
+	return res[1].(string), nil
+}
+
+func (f Family) changeArgs(c Change) (keys []string, args []any) {
 	pushKey := c.PushKey
 	if pushKey == "" {
 		pushKey = f.HashKey(c.ID) + ":none"
@@ -159,22 +228,21 @@ func (f Family) Transition(ctx context.Context, rdb redis.Scripter, c Change) (p
 	if pushCap <= 0 {
 		pushCap = 1000
 	}
-	args := []any{from, c.To, f.Base, c.ClientID, Member(c.CreatedAt, c.ID), c.TTL.Milliseconds(), c.PushValue, pushCap, c.GuardField, c.GuardValue}
-	args = append(args, c.Fields...)
-	res, err := transitionScript.Run(ctx, rdb, []string{f.HashKey(c.ID), pushKey}, args...).Slice()
-	if err != nil {
-		return "", fmt.Errorf("update %s: %w", c.ID, err)
-	}
-	prev = res[1].(string)
-	switch res[0].(int64) {
+	args = []any{strings.Join(c.From, ","), c.To, f.Base, c.ClientID, Member(c.CreatedAt, c.ID), c.TTL.Milliseconds(),
+		c.PushValue, pushCap, c.GuardField, c.GuardValue}
+	return []string{f.HashKey(c.ID), pushKey}, append(args, c.Fields...)
+}
+
+func statusErr(code int64) error {
+	switch code {
 	case 0:
-		return "", ErrNoRecord
+		return ErrNoRecord
 	case -1:
-		return prev, ErrWrongStatus
+		return ErrWrongStatus
 	case -2:
-		return prev, ErrGuard
+		return ErrGuard
 	}
-	return prev, nil
+	return nil
 }
 
 var deleteScript = redis.NewScript(`

@@ -21,7 +21,7 @@ func BenchmarkDispatchAttempt(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		m := Message{ID: fmt.Sprintf("msg_bench_%09d", i), RequestID: "req_bench", ClientID: "cl_bench",
 			EventType: "job.completed", URL: r.URL + "/hook", Body: body}
-		if _, err := e.d.Deliver(ctx, m); err != nil {
+		if _, err := e.d.Deliver(ctx, m, nil); err != nil {
 			b.Fatal(err)
 		}
 		r.mu.Lock()
@@ -53,7 +53,7 @@ func BenchmarkStoreCreate(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		m := Message{ID: fmt.Sprintf("msg_bench_%09d", i), RequestID: "req_bench", ClientID: "cl_bench",
 			EventType: "job.completed", URL: "https://receiver.example/hook", Body: body}
-		if _, err := s.Create(ctx, m, now); err != nil {
+		if _, err := s.Create(ctx, m, now, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

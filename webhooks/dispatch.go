@@ -98,9 +98,11 @@ func NewDispatcher(o DispatcherOptions) *Dispatcher {
 
 // Deliver creates the delivery for m (or finds it, if a crash made the job
 // run again) and makes the first attempt right away, so no queue poll stands
-// between a finished job and its webhook.
-func (d *Dispatcher) Deliver(ctx context.Context, m Message) (Delivery, error) {
-	dl, err := d.store.Create(ctx, m, d.now().UTC())
+// between a finished job and its webhook. finish, if not nil, is written in
+// the same script as the delivery (see Store.Create); its failed check is
+// returned as is (timeindex.ErrWrongStatus, ...), and nothing is attempted.
+func (d *Dispatcher) Deliver(ctx context.Context, m Message, finish *timeindex.Update) (Delivery, error) {
+	dl, err := d.store.Create(ctx, m, d.now().UTC(), finish)
 	if err != nil {
 		return Delivery{}, err
 	}

@@ -479,7 +479,7 @@ func TestAttemptErrors(t *testing.T) {
 		e.secrets.err = errBoom
 		r := newReceiver(t, status(200))
 		m := msg("cl_a", r.URL)
-		_, err := e.d.Deliver(ctx, m)
+		_, err := e.d.Deliver(ctx, m, nil)
 		if !errors.Is(err, errBoom) {
 			t.Errorf("Deliver with failing secrets = %v, want %v", err, errBoom)
 		}
@@ -493,7 +493,7 @@ func TestAttemptErrors(t *testing.T) {
 		e.secrets.Set("cl_a", "not a secret")
 		r := newReceiver(t, status(200))
 		m := msg("cl_a", r.URL)
-		if _, err := e.d.Deliver(ctx, m); err == nil {
+		if _, err := e.d.Deliver(ctx, m, nil); err == nil {
 			t.Errorf("Deliver with an invalid secret = nil, want an error")
 		}
 		if n := len(r.Requests()); n != 0 {
@@ -506,7 +506,7 @@ func TestAttemptErrors(t *testing.T) {
 		e.sched.err = errBoom
 		r := newReceiver(t, status(500))
 		m := msg("cl_a", r.URL)
-		if _, err := e.d.Deliver(ctx, m); !errors.Is(err, errBoom) {
+		if _, err := e.d.Deliver(ctx, m, nil); !errors.Is(err, errBoom) {
 			t.Errorf("Deliver with failing scheduler = %v, want %v (so the task runs again)", err, errBoom)
 		}
 		// The attempt is recorded; running the task again only re-schedules.
@@ -560,7 +560,7 @@ func TestAttemptRaceLoserRecordsNothing(t *testing.T) {
 	e := newEnv(t)
 	r := newReceiver(t, status(500))
 	m := msg("cl_a", r.URL)
-	if _, err := e.store.Create(ctx, m, e.clock.Now()); err != nil {
+	if _, err := e.store.Create(ctx, m, e.clock.Now(), nil); err != nil {
 		t.Fatal(err)
 	}
 	dl, err := e.store.Get(ctx, m.ID)

@@ -234,7 +234,7 @@ func msg(client, url string) Message {
 // deliver runs Deliver and fails the test on an error.
 func (e *testEnv) deliver(t testing.TB, m Message) {
 	t.Helper()
-	if _, err := e.d.Deliver(context.Background(), m); err != nil {
+	if _, err := e.d.Deliver(context.Background(), m, nil); err != nil {
 		t.Fatalf("Deliver(%s to %s) = %v, want nil", m.ID, m.URL, err)
 	}
 }

@@ -213,7 +213,7 @@ func newBulkFixture(t *testing.T) *bulkFixture {
 	// PENDING needs retries left: a second env would be simpler, but a
 	// direct Create keeps one database.
 	m := msg("cl_a", retry.URL)
-	if _, err := e.store.Create(context.Background(), m, e.clock.Now()); err != nil {
+	if _, err := e.store.Create(context.Background(), m, e.clock.Now(), nil); err != nil {
 		t.Fatal(err)
 	}
 	f.pending, f.statusOf[m.ID], f.createdAt[m.ID], f.clientOf[m.ID] = m.ID, StatusPending, e.clock.Now(), "cl_a"

@@ -72,7 +72,7 @@ func createFailed(t testing.TB, s *Store, n int, clients []string, start time.Ti
 			ClientID: clients[i%len(clients)], EventType: "job.completed", URL: "http://127.0.0.1:9/hook",
 			Body: []byte(`{"n":1}`)}
 		created := start.Add(time.Duration(i) * time.Millisecond)
-		if _, err := st.Create(ctx, m, created); err != nil {
+		if _, err := st.Create(ctx, m, created, nil); err != nil {
 			return err
 		}
 		d := Delivery{ID: m.ID, ClientID: m.ClientID, CreatedAt: created}

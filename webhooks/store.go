@@ -46,15 +46,23 @@ func fmtTimePtr(t *time.Time) string {
 
 // Create stores a new PENDING delivery; if one with that id exists it is
 // returned unchanged, which makes handing over a finished job idempotent.
-func (s *Store) Create(ctx context.Context, m Message, now time.Time) (Delivery, error) {
-	_, _, err := family.Create(ctx, s.rdb, timeindex.Record{
+// With finish, the delivery is created in the same script that applies
+// finish (the job's completion), so neither can exist without the other.
+func (s *Store) Create(ctx context.Context, m Message, now time.Time, finish *timeindex.Update) (Delivery, error) {
+	rec := timeindex.Record{
 		ID: m.ID, ClientID: m.ClientID, Status: string(StatusPending), CreatedAt: now, TTL: s.retention,
 		Fields: []any{
 			"id", m.ID, "requestId", m.RequestID, "clientId", m.ClientID, "eventType", m.EventType,
 			"url", m.URL, "body", m.Body, "attempts", "0", "roundStart", "0",
 			"createdAt", fmtTime(now), "updatedAt", fmtTime(now), "nextAttemptAt", fmtTime(now),
 		},
-	})
+	}
+	var err error
+	if finish != nil {
+		_, err = family.CreateWith(ctx, s.rdb, rec, *finish)
+	} else {
+		_, _, err = family.Create(ctx, s.rdb, rec)
+	}
 	if err != nil {
 		return Delivery{}, err
 	}

@@ -35,7 +35,7 @@ func newStoreFixture(t *testing.T, statuses ...Status) *storeFixture {
 		client := []string{"cl_a", "cl_b"}[i%2]
 		m := msg(client, "http://127.0.0.1:9/hook")
 		at := f.t0.Add(time.Duration(i) * time.Minute)
-		d, err := f.s.Create(ctx, m, at)
+		d, err := f.s.Create(ctx, m, at, nil)
 		if err != nil {
 			t.Fatalf("Create(%s) = %v", m.ID, err)
 		}
@@ -145,7 +145,7 @@ func TestStoreCreateAndGet(t *testing.T) {
 	s := NewStore(rdb, testRetention)
 	now := time.Date(2025, 6, 1, 10, 0, 0, 123456789, time.UTC)
 	m := msg("cl_a", "http://127.0.0.1:9/hook")
-	d, err := s.Create(ctx, m, now)
+	d, err := s.Create(ctx, m, now, nil)
 	if err != nil {
 		t.Fatalf("Create = %v", err)
 	}
@@ -160,7 +160,7 @@ func TestStoreCreateAndGet(t *testing.T) {
 	// A second Create with the same id returns the first unchanged.
 	m2 := m
 	m2.URL, m2.Body = "http://127.0.0.1:9/other", []byte(`{}`)
-	d2, err := s.Create(ctx, m2, now.Add(time.Hour))
+	d2, err := s.Create(ctx, m2, now.Add(time.Hour), nil)
 	if err != nil || d2.URL != m.URL || string(d2.Payload) != string(m.Body) || !d2.CreatedAt.Equal(now) {
 		t.Errorf("second Create = %+v, %v, want the first delivery unchanged", d2, err)
 	}
@@ -272,7 +272,7 @@ func TestStoreStaleManyPages(t *testing.T) {
 	const n = 1234
 	for i := 0; i < n; i++ {
 		m := Message{ID: fmt.Sprintf("msg_stale_%05d", i), ClientID: "cl_a", URL: "http://127.0.0.1:9/"}
-		if _, err := s.Create(ctx, m, t0.Add(time.Duration(i)*time.Millisecond)); err != nil {
+		if _, err := s.Create(ctx, m, t0.Add(time.Duration(i)*time.Millisecond), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -356,7 +356,7 @@ func TestStoreRedisDown(t *testing.T) {
 		name string
 		err  func() error
 	}{
-		{"Create", func() error { _, err := s.Create(ctx, m, time.Now()); return err }},
+		{"Create", func() error { _, err := s.Create(ctx, m, time.Now(), nil); return err }},
 		{"Get", func() error { _, err := s.Get(ctx, m.ID); return err }},
 		{"GetWithAttempts", func() error { _, err := s.GetWithAttempts(ctx, m.ID); return err }},
 		{"List", func() error { _, _, err := s.List(ctx, Filter{}, 10, ""); return err }},
@@ -364,7 +364,7 @@ func TestStoreRedisDown(t *testing.T) {
 		{"Stale", func() error { return s.Stale(ctx, time.Now(), time.Minute, func(Delivery) error { return nil }) }},
 		{"Trim", func() error { _, err := s.Trim(ctx, nil, time.Now()); return err }},
 		{"getMany", func() error { _, err := s.getMany(ctx, []string{"x"}); return err }},
-		{"Deliver", func() error { _, err := d.Deliver(ctx, m); return err }},
+		{"Deliver", func() error { _, err := d.Deliver(ctx, m, nil); return err }},
 		{"Attempt", func() error { return d.Attempt(ctx, m.ID, 1) }},
 		{"Replay", func() error { _, err := d.Replay(ctx, m.ID); return err }},
 		{"StartBulkReplay", func() error { _, err := d.StartBulkReplay(ctx, Filter{}, false); return err }},
