@@ -337,15 +337,18 @@ func (s *Service) finish(ctx context.Context, j Job) error {
 		s.log.WarnContext(ctx, "job finished by another run", "requestId", j.ID, "error", err)
 		return nil
 	}
-	if err != nil {
-		return err
+	var deferred interface{ RetryAfter() time.Duration }
+	if err != nil && !errors.As(err, &deferred) {
+		return err // nothing written: the task runs again
 	}
+	// Finished; err may still ask for the first attempt to wait (a busy or
+	// failing receiver host), which the task queue does without a failure.
 	if j.Status == StatusFailed {
 		s.log.WarnContext(ctx, "job failed", "requestId", j.ID, "type", j.Type, "code", j.Error.Code, "attempt", j.Attempts)
 	} else {
 		s.log.InfoContext(ctx, "job completed", "requestId", j.ID, "type", j.Type, "attempt", j.Attempts)
 	}
-	return nil
+	return err
 }
 
 func (s *Service) deliver(ctx context.Context, j Job, finish *timeindex.Update) error {

@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -13,6 +14,11 @@ import (
 // RetryDelay decides the wait before a job task runs again after the job's
 // processor failed (webhooks.RetryPolicy.Delay fits).
 type RetryDelay func(failed int) time.Duration
+
+// deferral is an error that asks for its task to run again after
+// RetryAfter without counting as a failure (webhooks.DeferError): the task
+// is not failing, it is waiting for its turn.
+type deferral interface{ RetryAfter() time.Duration }
 
 // ServerOptions configures the worker.
 type ServerOptions struct {
@@ -48,13 +54,26 @@ func NewServer(rdb redis.UniversalClient, o ServerOptions, h Handlers) *Server {
 		DelayedTaskCheckInterval: o.DelayedTaskCheckInterval,
 		ShutdownTimeout:          o.ShutdownTimeout,
 		RetryDelayFunc: func(n int, err error, t *asynq.Task) time.Duration {
+			var d deferral
+			if errors.As(err, &d) {
+				return d.RetryAfter()
+			}
 			if t.Type() == TypeJob && o.JobRetryDelay != nil {
 				return o.JobRetryDelay(n + 1)
 			}
 			return min(time.Duration(1<<min(n, 6))*time.Second, time.Minute)
 		},
+		IsFailure: func(err error) bool {
+			var d deferral
+			return !errors.As(err, &d)
+		},
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
 			id, _ := asynq.GetTaskID(ctx)
+			var d deferral
+			if errors.As(err, &d) {
+				log.DebugContext(ctx, "task deferred", "taskType", t.Type(), "taskId", id, "reason", err)
+				return
+			}
 			n, _ := asynq.GetRetryCount(ctx)
 			log.WarnContext(ctx, "task failed, asynq will retry it", "taskType", t.Type(), "taskId", id, "retry", n, "error", err)
 		}),

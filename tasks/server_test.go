@@ -276,3 +276,48 @@ func TestServerRetriesOtherTasksWithItsOwnBackoff(t *testing.T) {
 		t.Errorf("JobRetryDelay was used for a delivery task (%d calls)", jobDelayCalls)
 	}
 }
+
+// deferErr asks to run again after a delay without counting as a failure,
+// like webhooks.DeferError.
+type deferErr struct{ after time.Duration }
+
+func (d deferErr) Error() string             { return "deferred" }
+func (d deferErr) RetryAfter() time.Duration { return d.after }
+
+// TestDeferralIsNotAFailure: a task deferred three times runs a fourth time
+// with its retry counter untouched, and sooner than any failure backoff.
+func TestDeferralIsNotAFailure(t *testing.T) {
+	ctx := context.Background()
+	q, _, rdb := newQueue(t, time.Second)
+	var mu sync.Mutex
+	var retries []int
+	startServer(t, rdb, tasks.ServerOptions{JobRetryDelay: func(int) time.Duration { return time.Hour }}, tasks.Handlers{
+		RunJob: func(ctx context.Context, id string) error {
+			n, _ := asynq.GetRetryCount(ctx)
+			mu.Lock()
+			defer mu.Unlock()
+			retries = append(retries, n)
+			if len(retries) <= 3 {
+				return deferErr{after: 0}
+			}
+			return nil
+		},
+		Attempt:       func(context.Context, string, int) error { return nil },
+		RunBulkReplay: func(context.Context, string) error { return nil },
+	})
+	if err := q.EnqueueJob(ctx, "req_deferred", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "four runs of the deferred job", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(retries) >= 4
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for i, n := range retries {
+		if n != 0 {
+			t.Errorf("run %d saw retry count %d, want 0 (deferrals are not failures)", i+1, n)
+		}
+	}
+}

@@ -52,6 +52,7 @@ type Dispatcher struct {
 	secrets   SecretSource
 	scheduler Scheduler
 	replays   ReplayStarter
+	gate      *hostGate
 	policy    RetryPolicy
 	timeout   time.Duration
 	userAgent string
@@ -68,6 +69,13 @@ type DispatcherOptions struct {
 	Scheduler Scheduler
 	Replays   ReplayStarter
 	Policy    RetryPolicy
+	// HostConcurrency caps attempts in flight per receiver host (0: no
+	// cap); BreakerThreshold consecutive failures of a host defer its
+	// attempts for BreakerCooldown, then one probe goes through (0: no
+	// breaker). Deferred attempts do not count against MaxAttempts.
+	HostConcurrency  int
+	BreakerThreshold int
+	BreakerCooldown  time.Duration
 	Timeout   time.Duration
 	UserAgent string
 	Now       func() time.Time
@@ -91,7 +99,8 @@ func NewDispatcher(o DispatcherOptions) *Dispatcher {
 			Transport:     o.Transport,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		secrets: o.Secrets, scheduler: o.Scheduler, replays: o.Replays, policy: o.Policy, timeout: o.Timeout,
+		secrets: o.Secrets, scheduler: o.Scheduler, replays: o.Replays,
+		gate:    newHostGate(o.HostConcurrency, o.BreakerThreshold, o.BreakerCooldown, o.Now), policy: o.Policy, timeout: o.Timeout,
 		userAgent: o.UserAgent, now: o.Now, log: o.Logger,
 	}
 }
@@ -136,7 +145,7 @@ func (d *Dispatcher) Attempt(ctx context.Context, id string, n int) error {
 		// same task again later (its id is taken, so rescheduling it under
 		// that id would be a no-op).
 		if wait > maxEarly {
-			return fmt.Errorf("%w: attempt %d of %s is due in %s", ErrEarly, n, id, wait.Round(time.Millisecond))
+			return &DeferError{Until: *dl.NextAttemptAt, Reason: fmt.Sprintf("attempt %d of %s is not due yet", n, id), early: true}
 		}
 		select {
 		case <-time.After(wait):
@@ -163,7 +172,12 @@ func (d *Dispatcher) attempt(ctx context.Context, dl Delivery) error {
 	if err != nil {
 		return fmt.Errorf("signing secrets of %s: %w", dl.ClientID, err)
 	}
+	done, until, reason := d.gate.acquire(hostOf(dl.URL))
+	if done == nil {
+		return d.postpone(ctx, dl, until, reason)
+	}
 	a, retryAfter := d.send(ctx, dl, dl.Attempts+1, signer)
+	done(hostFailed(a))
 
 	status := StatusPending
 	roundAttempts := a.Number - dl.roundStart
@@ -195,6 +209,16 @@ func (d *Dispatcher) attempt(ctx context.Context, dl Delivery) error {
 		return d.scheduler.ScheduleAttempt(ctx, dl.ID, a.Number+1, *a.NextAttemptAt)
 	}
 	return nil
+}
+
+// postpone moves a delivery's next attempt to until without making it, so
+// that it does not count, and asks for the task to run again then.
+func (d *Dispatcher) postpone(ctx context.Context, dl Delivery, until time.Time, reason string) error {
+	if err := d.store.postpone(ctx, dl, until); err != nil && !errors.Is(err, timeindex.ErrGuard) && !errors.Is(err, timeindex.ErrWrongStatus) {
+		return err
+	}
+	d.log.DebugContext(ctx, "delivery attempt deferred", "deliveryId", dl.ID, "requestId", dl.RequestID, "until", until, "reason", reason)
+	return &DeferError{Until: until, Reason: reason}
 }
 
 // send makes one HTTP attempt and describes it; it never returns an error,

@@ -163,6 +163,17 @@ func (s *Store) record(ctx context.Context, d Delivery, a Attempt, status Status
 	return err
 }
 
+// postpone sets a PENDING delivery's next attempt time, provided no attempt
+// was recorded meanwhile.
+func (s *Store) postpone(ctx context.Context, d Delivery, until time.Time) error {
+	_, err := family.Transition(ctx, s.rdb, timeindex.Change{
+		ID: d.ID, ClientID: d.ClientID, CreatedAt: d.CreatedAt,
+		From: []string{string(StatusPending)}, GuardField: "attempts", GuardValue: strconv.Itoa(d.Attempts),
+		Fields: []any{"nextAttemptAt", fmtTime(until)}, TTL: s.retention,
+	})
+	return err
+}
+
 // reopen moves a DELIVERED or FAILED delivery back to PENDING for a replay
 // and returns the number of its next attempt.
 func (s *Store) reopen(ctx context.Context, id string, now time.Time) (Delivery, error) {

@@ -277,10 +277,13 @@ func wire(cfg config.Config, rdb redis.UniversalClient, log *slog.Logger) app {
 	policy := egress.Policy{AllowPrivate: cfg.AllowPrivateCallbacks, AllowCIDRs: cfg.AllowCallbackCIDRs, RequireHTTPS: cfg.RequireHTTPS}
 	dispatcher := webhooks.NewDispatcher(webhooks.DispatcherOptions{
 		Store: dstore, Transport: policy.Transport(), Secrets: cl, Scheduler: queue, Replays: queue,
-		Policy:    webhooks.RetryPolicy{Initial: cfg.RetryInitial, MaxInterval: cfg.RetryMaxInterval, MaxAttempts: cfg.RetryMaxAttempts},
-		Timeout:   cfg.DeliveryTimeout,
-		UserAgent: "Boomerang/" + version,
-		Logger:    log,
+		Policy:           webhooks.RetryPolicy{Initial: cfg.RetryInitial, MaxInterval: cfg.RetryMaxInterval, MaxAttempts: cfg.RetryMaxAttempts},
+		Timeout:          cfg.DeliveryTimeout,
+		HostConcurrency:  cfg.HostConcurrency,
+		BreakerThreshold: cfg.BreakerThreshold,
+		BreakerCooldown:  cfg.BreakerCooldown,
+		UserAgent:        "Boomerang/" + version,
+		Logger:           log,
 	})
 	svc := jobs.NewService(jobs.ServiceOptions{
 		Store: jstore, Registry: registry(cfg), URLs: egress.Checker{Policy: policy}, Enqueuer: queue, Deliverer: dispatcher,
