@@ -8,6 +8,7 @@ package jobs
 
 import (
 	"encoding/json"
+	"slices"
 	"time"
 )
 
@@ -26,12 +27,7 @@ var statuses = []string{string(StatusAccepted), string(StatusProcessing), string
 
 // ValidStatus reports whether s names a job status.
 func ValidStatus(s string) bool {
-	for _, v := range statuses {
-		if s == v {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(statuses, s)
 }
 
 // Job is one piece of asynchronous work and its outcome.

@@ -12,6 +12,7 @@ package webhooks
 
 import (
 	"encoding/json"
+	"slices"
 	"time"
 )
 
@@ -29,12 +30,7 @@ var statuses = []string{string(StatusPending), string(StatusDelivered), string(S
 
 // ValidStatus reports whether s names a delivery status.
 func ValidStatus(s string) bool {
-	for _, v := range statuses {
-		if s == v {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(statuses, s)
 }
 
 // Message is what a finished job hands over to be delivered.

@@ -76,10 +76,10 @@ type DispatcherOptions struct {
 	HostConcurrency  int
 	BreakerThreshold int
 	BreakerCooldown  time.Duration
-	Timeout   time.Duration
-	UserAgent string
-	Now       func() time.Time
-	Logger    *slog.Logger
+	Timeout          time.Duration
+	UserAgent        string
+	Now              func() time.Time
+	Logger           *slog.Logger
 }
 
 // NewDispatcher returns a Dispatcher; redirects are never followed.
@@ -100,7 +100,7 @@ func NewDispatcher(o DispatcherOptions) *Dispatcher {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		secrets: o.Secrets, scheduler: o.Scheduler, replays: o.Replays,
-		gate:    newHostGate(o.HostConcurrency, o.BreakerThreshold, o.BreakerCooldown, o.Now), policy: o.Policy, timeout: o.Timeout,
+		gate: newHostGate(o.HostConcurrency, o.BreakerThreshold, o.BreakerCooldown, o.Now), policy: o.Policy, timeout: o.Timeout,
 		userAgent: o.UserAgent, now: o.Now, log: o.Logger,
 	}
 }

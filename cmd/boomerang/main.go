@@ -32,6 +32,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return serve(ctx, args[2:], getenv, stdout, stderr)
 	case "listen":
 		return listen(ctx, args[2:], stdout, stderr)
+	case "bench":
+		return bench(ctx, args[2:], getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return nil
