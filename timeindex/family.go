@@ -141,7 +141,7 @@ local c, cur = check(tk, ta)
 if c ~= 1 then return {c, cur, ''} end
 local r = create({KEYS[1], KEYS[2]}, ca)
 apply(tk, ta, cur)
-return {1, cur, r[2]}
+return {1, cur, r[2], r[1]}
 `)
 
 // Create writes a new record unless it exists. It reports whether it wrote,
@@ -172,19 +172,20 @@ type Update struct {
 
 // CreateWith creates r, unless it exists, and applies u, in one script:
 // if u's status or guard check fails, nothing is written and the error is
-// ErrNoRecord, ErrWrongStatus or ErrGuard, as from Transition.
-func (f Family) CreateWith(ctx context.Context, rdb redis.Scripter, r Record, u Update) (existing string, err error) {
+// ErrNoRecord, ErrWrongStatus or ErrGuard, as from Transition. Like Create,
+// it reports whether r was written and what held its idempotency key.
+func (f Family) CreateWith(ctx context.Context, rdb redis.Scripter, r Record, u Update) (created bool, existing string, err error) {
 	ckeys, cargs := f.createArgs(r)
 	tkeys, targs := u.Family.changeArgs(u.Change)
 	args := append(append([]any{len(cargs)}, cargs...), targs...)
 	res, err := createWithScript.Run(ctx, rdb, append(ckeys, tkeys...), args...).Slice()
 	if err != nil {
-		return "", fmt.Errorf("create %s with %s: %w", r.ID, u.Change.ID, err)
+		return false, "", fmt.Errorf("create %s with %s: %w", r.ID, u.Change.ID, err)
 	}
 	if err := statusErr(res[0].(int64)); err != nil {
-		return "", err
+		return false, "", err
 	}
-	return res[2].(string), nil
+	return res[3].(int64) == 1, res[2].(string), nil
 }
 
 // Change is what Transition applies to one record.

@@ -111,9 +111,12 @@ func NewDispatcher(o DispatcherOptions) *Dispatcher {
 // the same script as the delivery (see Store.Create); its failed check is
 // returned as is (timeindex.ErrWrongStatus, ...), and nothing is attempted.
 func (d *Dispatcher) Deliver(ctx context.Context, m Message, finish *timeindex.Update) (Delivery, error) {
-	dl, err := d.store.Create(ctx, m, d.now().UTC(), finish)
+	dl, created, err := d.store.create(ctx, m, d.now().UTC(), finish)
 	if err != nil {
 		return Delivery{}, err
+	}
+	if created {
+		return dl, d.attempt(ctx, dl) // the common case, without reading it back
 	}
 	return dl, d.Attempt(ctx, m.ID, 1)
 }

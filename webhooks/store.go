@@ -49,6 +49,12 @@ func fmtTimePtr(t *time.Time) string {
 // With finish, the delivery is created in the same script that applies
 // finish (the job's completion), so neither can exist without the other.
 func (s *Store) Create(ctx context.Context, m Message, now time.Time, finish *timeindex.Update) (Delivery, error) {
+	d, _, err := s.create(ctx, m, now, finish)
+	return d, err
+}
+
+// create is Create, also saying whether the delivery is new.
+func (s *Store) create(ctx context.Context, m Message, now time.Time, finish *timeindex.Update) (Delivery, bool, error) {
 	rec := timeindex.Record{
 		ID: m.ID, ClientID: m.ClientID, Status: string(StatusPending), CreatedAt: now, TTL: s.retention,
 		Fields: []any{
@@ -57,16 +63,23 @@ func (s *Store) Create(ctx context.Context, m Message, now time.Time, finish *ti
 			"createdAt", fmtTime(now), "updatedAt", fmtTime(now), "nextAttemptAt", fmtTime(now),
 		},
 	}
+	var created bool
 	var err error
 	if finish != nil {
-		_, err = family.CreateWith(ctx, s.rdb, rec, *finish)
+		created, _, err = family.CreateWith(ctx, s.rdb, rec, *finish)
 	} else {
-		_, _, err = family.Create(ctx, s.rdb, rec)
+		created, _, err = family.Create(ctx, s.rdb, rec)
 	}
 	if err != nil {
-		return Delivery{}, err
+		return Delivery{}, false, err
 	}
-	return s.Get(ctx, m.ID)
+	if !created {
+		d, err := s.Get(ctx, m.ID)
+		return d, false, err
+	}
+	// Just written: no need to read it back.
+	return Delivery{ID: m.ID, RequestID: m.RequestID, ClientID: m.ClientID, EventType: m.EventType, URL: m.URL,
+		Status: StatusPending, CreatedAt: now, UpdatedAt: now, NextAttemptAt: &now, Payload: m.Body}, true, nil
 }
 
 // Get returns a delivery without its attempt log.
