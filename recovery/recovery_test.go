@@ -146,7 +146,7 @@ func TestSweepRepairsEachCrashPoint(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
 		name   string
-		status int                                // receiver's answer
+		status int                                 // receiver's answer
 		crash  func(t *testing.T, w *world) string // leaves the state; returns what the sweep must re-enqueue
 		wait   time.Duration
 		check  func(q *lostQueue) []string
