@@ -53,6 +53,7 @@ type Dispatcher struct {
 	scheduler Scheduler
 	replays   ReplayStarter
 	gate      *hostGate
+	signers   *signerCache
 	policy    RetryPolicy
 	timeout   time.Duration
 	userAgent string
@@ -100,7 +101,8 @@ func NewDispatcher(o DispatcherOptions) *Dispatcher {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		secrets: o.Secrets, scheduler: o.Scheduler, replays: o.Replays,
-		gate: newHostGate(o.HostConcurrency, o.BreakerThreshold, o.BreakerCooldown, o.Now), policy: o.Policy, timeout: o.Timeout,
+		signers: &signerCache{src: o.Secrets, m: map[string]*signing.Signer{}},
+		gate:    newHostGate(o.HostConcurrency, o.BreakerThreshold, o.BreakerCooldown, o.Now), policy: o.Policy, timeout: o.Timeout,
 		userAgent: o.UserAgent, now: o.Now, log: o.Logger,
 	}
 }
@@ -167,13 +169,9 @@ func (d *Dispatcher) ensureScheduled(ctx context.Context, dl Delivery) error {
 }
 
 func (d *Dispatcher) attempt(ctx context.Context, dl Delivery) error {
-	secrets, err := d.secrets.SigningSecrets(ctx, dl.ClientID)
+	signer, err := d.signers.get(ctx, dl.ClientID)
 	if err != nil {
-		return fmt.Errorf("signing secrets of %s: %w", dl.ClientID, err)
-	}
-	signer, err := signing.NewSigner(secrets...)
-	if err != nil {
-		return fmt.Errorf("signing secrets of %s: %w", dl.ClientID, err)
+		return err
 	}
 	done, until, reason := d.gate.acquire(hostOf(dl.URL))
 	if done == nil {
