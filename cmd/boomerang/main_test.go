@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -638,4 +639,47 @@ func TestAdminOnItsOwnListener(t *testing.T) {
 		t.Errorf("admin listener serves the client API: status %d, want 404", code)
 	}
 	svc.base = public
+}
+
+// TestSlowlorisIsCutOff: a client that trickles its headers is
+// disconnected by the server's header timeout instead of holding the
+// connection.
+func TestSlowlorisIsCutOff(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the 5 s header timeout")
+	}
+	svc := startService(t, map[string]string{"BOOMERANG_REDIS_URL": redistest.URL(t)})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(svc.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("POST /v1/jobs HTTP/1.1\r\nHost: x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	closed := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 1024)
+		for {
+			if _, err := conn.Read(buf); err != nil {
+				closed <- err
+				return
+			}
+		}
+	}()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case err := <-closed:
+			t.Logf("server closed the trickling connection after %v (%v)", time.Since(start).Round(100*time.Millisecond), err)
+			return
+		case <-tick.C:
+			_, _ = conn.Write([]byte(fmt.Sprintf("X-Slow-%d: y\r\n", i)))
+			if time.Since(start) > 30*time.Second {
+				t.Fatal("a client trickling headers held its connection for 30 s")
+			}
+		}
+	}
 }
