@@ -259,7 +259,10 @@ func (d *Dispatcher) send(ctx context.Context, dl Delivery, n int, signer *signi
 		a.ErrorClass, a.Error = classify(err)
 		return a, 0
 	}
-	body, readErr := io.ReadAll(io.LimitReader(resp.Body, maxResponseRead))
+	// The status line is the receiver's answer; its body is only kept for
+	// the log, and a body that never ends (or is cut off by the timeout)
+	// does not change a 2xx into a failure.
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseRead))
 	resp.Body.Close()
 	finish()
 	a.StatusCode = resp.StatusCode
@@ -279,9 +282,6 @@ func (d *Dispatcher) send(ctx context.Context, dl Delivery, n int, signer *signi
 	a.ResponseBody = strings.ToValidUTF8(string(body), "\uFFFD")
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		if readErr != nil && errors.Is(readErr, context.DeadlineExceeded) {
-			a.ErrorClass, a.Error = ClassTimeout, "response body not read within the delivery timeout"
-		}
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
 		a.ErrorClass = ClassRedirect
 		a.Error = fmt.Sprintf("receiver answered %d (redirects are not followed)", resp.StatusCode)

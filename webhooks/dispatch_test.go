@@ -398,26 +398,48 @@ func TestDispatchInvalidURL(t *testing.T) {
 	}
 }
 
-// A 2xx whose body does not arrive within the timeout is not a delivery.
-func TestDispatchBodyReadTimeout(t *testing.T) {
+// A 2xx is the receiver's answer even if its body never finishes: a slow
+// trickle is cut off by the timeout, an endless stream after 64 KiB, and
+// neither turns the acknowledgement into a failure.
+func TestDispatchUnendingBodies(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, withTimeout(300*time.Millisecond))
-	r := newReceiver(t, func(w http.ResponseWriter, req *http.Request) {
-		w.WriteHeader(200)
-		w.Write([]byte("partial"))
-		w.(http.Flusher).Flush()
-		select {
-		case <-req.Context().Done():
-		case <-time.After(2 * time.Second):
-		}
-	})
-	m := msg("cl_a", r.URL+"/hook")
-	e.deliver(t, m)
-	d := e.get(t, m.ID)
-	a := d.AttemptLog[0]
-	if a.ErrorClass != ClassTimeout || a.StatusCode != 200 || d.Status != StatusPending || a.Outcome != OutcomeRetry {
-		t.Errorf("attempt = class %q (%s), status %d, outcome %q, delivery %s, want timeout, 200, retry, PENDING",
-			a.ErrorClass, a.Error, a.StatusCode, a.Outcome, d.Status)
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+	}{
+		{"trickle past the timeout", func(w http.ResponseWriter, req *http.Request) {
+			w.WriteHeader(200)
+			w.Write([]byte("partial"))
+			w.(http.Flusher).Flush()
+			select {
+			case <-req.Context().Done():
+			case <-time.After(2 * time.Second):
+			}
+		}},
+		{"endless fast stream", func(w http.ResponseWriter, req *http.Request) {
+			w.WriteHeader(200)
+			chunk := []byte(strings.Repeat("x", 32<<10))
+			for i := 0; i < 1<<15 && req.Context().Err() == nil; i++ { // up to 1 GiB, bounded
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, withTimeout(300*time.Millisecond))
+			r := newReceiver(t, tt.handler)
+			m := msg("cl_a", r.URL+"/hook")
+			e.deliver(t, m)
+			d := e.get(t, m.ID)
+			a := d.AttemptLog[0]
+			if d.Status != StatusDelivered || a.ErrorClass != "" || a.StatusCode != 200 || len(a.ResponseBody) > maxResponseStore {
+				t.Errorf("attempt = class %q (%s), status %d, body %d bytes, delivery %s; want delivered with ≤ 4 KiB kept",
+					a.ErrorClass, a.Error, a.StatusCode, len(a.ResponseBody), d.Status)
+			}
+		})
 	}
 }
 
