@@ -98,4 +98,6 @@ type Attempt struct {
 	Error           string            `json:"error,omitempty"`
 	Outcome         string            `json:"outcome"`
 	NextAttemptAt   *time.Time        `json:"nextAttemptAt,omitempty"`
+
+	sigs int // signatures sent, for the stored form
 }

@@ -229,14 +229,8 @@ func (d *Dispatcher) send(ctx context.Context, dl Delivery, n int, signer *signi
 	ts := start.Unix()
 	a := Attempt{Number: n, StartedAt: start, URL: dl.URL}
 	sig := signer.Sign(dl.ID, ts, dl.Payload)
-	a.RequestHeaders = map[string]string{
-		"Content-Type":          "application/json",
-		"User-Agent":            d.userAgent,
-		signing.HeaderID:        dl.ID,
-		signing.HeaderTimestamp: strconv.FormatInt(ts, 10),
-		signing.HeaderSignature: redactSignature(sig),
-		"Content-Length":        strconv.Itoa(len(dl.Payload)),
-	}
+	a.sigs = strings.Count(sig, " ") + 1
+	a.RequestHeaders = requestHeaders(dl, ts, d.userAgent, a.sigs)
 	finish := func() { a.DurationMs = d.now().Sub(start).Milliseconds() }
 
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
@@ -294,16 +288,6 @@ func (d *Dispatcher) send(ctx context.Context, dl Delivery, n int, signer *signi
 		retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), d.now())
 	}
 	return a, retryAfter
-}
-
-// redactSignature keeps signatures out of the stored log: they are not
-// secrets, but nothing gains from storing them.
-func redactSignature(sig string) string {
-	n := strings.Count(sig, " ") + 1
-	if n == 1 {
-		return "v1,<redacted>"
-	}
-	return fmt.Sprintf("%d × v1,<redacted>", n)
 }
 
 func flatten(h http.Header) map[string]string {

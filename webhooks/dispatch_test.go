@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -604,16 +605,33 @@ func TestAttemptRaceLoserRecordsNothing(t *testing.T) {
 	}
 }
 
-func TestRedactSignature(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"v1,abc=", "v1,<redacted>"},
-		{"v1,abc= v1,def=", "2 × v1,<redacted>"},
-		{"v1,a v1,b v1,c", "3 × v1,<redacted>"},
-	}
-	for _, tt := range tests {
-		if got := redactSignature(tt.in); got != tt.want {
-			t.Errorf("redactSignature(%q) = %q, want %q", tt.in, got, tt.want)
+func TestAttemptLogRoundTrip(t *testing.T) {
+	next := time.Date(2026, 11, 26, 12, 0, 5, 0, time.UTC)
+	d := Delivery{ID: "msg_1", URL: "https://example.com/h", Payload: []byte(`{"a":1}`)}
+	for _, sigs := range []int{1, 2} {
+		a := Attempt{Number: 3, StartedAt: time.Date(2026, 11, 26, 12, 0, 0, 123e6, time.UTC), DurationMs: 42, URL: d.URL,
+			RequestHeaders: requestHeaders(d, 1795737600, "Boomerang/test", sigs), StatusCode: 503,
+			ResponseHeaders: map[string]string{"Retry-After": "5"}, ResponseBody: "busy", ErrorClass: ClassStatus,
+			Error: "receiver answered 503", Outcome: OutcomeRetry, NextAttemptAt: &next, sigs: sigs}
+		a.RequestHeaders["webhook-timestamp"] = strconv.FormatInt(a.StartedAt.Unix(), 10)
+		raw, err := encodeAttempt(a)
+		if err != nil {
+			t.Fatal(err)
 		}
+		got, err := decodeAttempt(raw, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.sigs = 0
+		if !reflect.DeepEqual(got, a) {
+			t.Errorf("round trip with %d signatures:\n got %+v\nwant %+v", sigs, got, a)
+		}
+		if want := map[int]string{1: "v1,<redacted>", 2: "2 × v1,<redacted>"}[sigs]; got.RequestHeaders["webhook-signature"] != want {
+			t.Errorf("signature header %q, want %q", got.RequestHeaders["webhook-signature"], want)
+		}
+	}
+	if _, err := decodeAttempt([]byte("{"), d); err == nil {
+		t.Error("decodeAttempt accepted broken JSON")
 	}
 }
 

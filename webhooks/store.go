@@ -112,8 +112,7 @@ func (s *Store) GetWithAttempts(ctx context.Context, id string) (Delivery, error
 	d := decode(fields.Val())
 	d.AttemptLog = make([]Attempt, 0, len(log.Val()))
 	for _, raw := range log.Val() {
-		var a Attempt
-		if err := json.Unmarshal([]byte(raw), &a); err == nil {
+		if a, err := decodeAttempt([]byte(raw), d); err == nil {
 			d.AttemptLog = append(d.AttemptLog, a)
 		}
 	}
@@ -154,7 +153,7 @@ func parseTimePtr(s string) *time.Time {
 // record appends attempt a to d's log and moves d to status, provided
 // nobody recorded attempt a.Number first (ErrGuard otherwise).
 func (s *Store) record(ctx context.Context, d Delivery, a Attempt, status Status) error {
-	raw, err := json.Marshal(a)
+	raw, err := encodeAttempt(a)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,71 @@
+package webhooks
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/boomerang-dev/boomerang/signing"
+)
+
+// storedAttempt is an Attempt as kept in Redis: short keys, and without the
+// request headers that follow from the delivery and the attempt itself
+// (content type, webhook-id, webhook-timestamp, length), which are rebuilt
+// on read. It roughly halves the attempt log's memory.
+type storedAttempt struct {
+	N    int               `json:"n"`
+	S    int64             `json:"s"` // start, Unix ms
+	D    int64             `json:"d"` // duration, ms
+	UA   string            `json:"ua"`
+	Sigs int               `json:"g"` // signatures sent
+	SC   int               `json:"c,omitempty"`
+	RH   map[string]string `json:"h,omitempty"`
+	RB   string            `json:"b,omitempty"`
+	EC   string            `json:"k,omitempty"`
+	E    string            `json:"e,omitempty"`
+	O    string            `json:"o"`
+	Next int64             `json:"x,omitempty"` // next attempt, Unix ms
+}
+
+func encodeAttempt(a Attempt) ([]byte, error) {
+	s := storedAttempt{N: a.Number, S: a.StartedAt.UnixMilli(), D: a.DurationMs, UA: a.RequestHeaders["User-Agent"],
+		Sigs: max(a.sigs, 1), SC: a.StatusCode, RH: a.ResponseHeaders, RB: a.ResponseBody, EC: a.ErrorClass, E: a.Error, O: a.Outcome}
+	if a.NextAttemptAt != nil {
+		s.Next = a.NextAttemptAt.UnixMilli()
+	}
+	return json.Marshal(s)
+}
+
+// decodeAttempt rebuilds an Attempt of delivery d.
+func decodeAttempt(raw []byte, d Delivery) (Attempt, error) {
+	var s storedAttempt
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return Attempt{}, err
+	}
+	start := time.UnixMilli(s.S).UTC()
+	a := Attempt{Number: s.N, StartedAt: start, DurationMs: s.D, URL: d.URL, StatusCode: s.SC,
+		ResponseHeaders: s.RH, ResponseBody: s.RB, ErrorClass: s.EC, Error: s.E, Outcome: s.O,
+		RequestHeaders: requestHeaders(d, start.Unix(), s.UA, s.Sigs)}
+	if s.Next != 0 {
+		next := time.UnixMilli(s.Next).UTC()
+		a.NextAttemptAt = &next
+	}
+	return a, nil
+}
+
+// requestHeaders are the headers an attempt sends, with the signature
+// redacted: signatures are not secrets, but nothing gains from keeping them.
+func requestHeaders(d Delivery, ts int64, userAgent string, sigs int) map[string]string {
+	redacted := "v1,<redacted>"
+	if sigs > 1 {
+		redacted = strconv.Itoa(sigs) + " × v1,<redacted>"
+	}
+	return map[string]string{
+		"Content-Type":          "application/json",
+		"Content-Length":        strconv.Itoa(len(d.Payload)),
+		"User-Agent":            userAgent,
+		signing.HeaderID:        d.ID,
+		signing.HeaderTimestamp: strconv.FormatInt(ts, 10),
+		signing.HeaderSignature: redacted,
+	}
+}
