@@ -25,6 +25,18 @@ type Family struct {
 	Base     string
 	Statuses []string
 	HashKey  func(id string) string
+	// BlobKey, if set, names a string key kept beside each record for one
+	// large value (Record.Blob), written, expired and deleted with it. Out
+	// of the hash, a large value no longer forces the hash out of Redis's
+	// compact listpack encoding.
+	BlobKey func(id string) string
+}
+
+func (f Family) blobKey(id string) string {
+	if f.BlobKey == nil {
+		return f.HashKey(id) + ":blob" // never written; scripts must name real keys
+	}
+	return f.BlobKey(id)
 }
 
 // Key returns the index to read for a filter; empty values mean "any".
@@ -56,6 +68,8 @@ type Record struct {
 	// script; if it already exists nothing is written and its value returned.
 	IdemKey, IdemValue string
 	IdemTTL            time.Duration
+	// Blob is written to the family's BlobKey (nil: none).
+	Blob []byte
 }
 
 // The Lua of the scripts below, as functions over a KEYS and an ARGV
@@ -68,7 +82,8 @@ local function create(K, A)
   end
   if redis.call('EXISTS', K[1]) == 1 then return {0, ''} end
   redis.call('HSET', K[1], 'status', A[4])
-  for i = 8, #A, 2 do
+  if A[8] ~= '' then redis.call('SET', K[3], A[8], 'PX', A[5]) end
+  for i = 9, #A, 2 do
     if A[i+1] ~= '' then redis.call('HSET', K[1], A[i], A[i+1]) end
   end
   redis.call('PEXPIRE', K[1], A[5])
@@ -116,6 +131,7 @@ local function apply(K, A, cur)
     redis.call('LTRIM', K[2], -tonumber(A[8]), -1)
   end
   redis.call('PEXPIRE', K[2], A[6])
+  redis.call('PEXPIRE', K[3], A[6])
 end
 `
 
@@ -136,10 +152,10 @@ local n = tonumber(ARGV[1])
 local ca, ta = {}, {}
 for i = 2, n + 1 do ca[#ca+1] = ARGV[i] end
 for i = n + 2, #ARGV do ta[#ta+1] = ARGV[i] end
-local tk = {KEYS[3], KEYS[4]}
+local tk = {KEYS[4], KEYS[5], KEYS[6]}
 local c, cur = check(tk, ta)
 if c ~= 1 then return {c, cur, ''} end
-local r = create({KEYS[1], KEYS[2]}, ca)
+local r = create({KEYS[1], KEYS[2], KEYS[3]}, ca)
 apply(tk, ta, cur)
 return {1, cur, r[2], r[1]}
 `)
@@ -160,8 +176,11 @@ func (f Family) createArgs(r Record) (keys []string, args []any) {
 	if idemKey == "" {
 		idemKey = f.HashKey(r.ID) // unused placeholder; scripts must name real keys
 	}
-	args = []any{f.Base, r.ClientID, Member(r.CreatedAt, r.ID), r.Status, r.TTL.Milliseconds(), r.IdemValue, r.IdemTTL.Milliseconds()}
-	return []string{f.HashKey(r.ID), idemKey}, append(args, r.Fields...)
+	if r.Blob != nil && f.BlobKey == nil {
+		panic("timeindex: Record.Blob in a Family without BlobKey")
+	}
+	args = []any{f.Base, r.ClientID, Member(r.CreatedAt, r.ID), r.Status, r.TTL.Milliseconds(), r.IdemValue, r.IdemTTL.Milliseconds(), r.Blob}
+	return []string{f.HashKey(r.ID), idemKey, f.blobKey(r.ID)}, append(args, r.Fields...)
 }
 
 // Update is a Change to a record of a Family.
@@ -231,7 +250,7 @@ func (f Family) changeArgs(c Change) (keys []string, args []any) {
 	}
 	args = []any{strings.Join(c.From, ","), c.To, f.Base, c.ClientID, Member(c.CreatedAt, c.ID), c.TTL.Milliseconds(),
 		c.PushValue, pushCap, c.GuardField, c.GuardValue}
-	return []string{f.HashKey(c.ID), pushKey}, append(args, c.Fields...)
+	return []string{f.HashKey(c.ID), pushKey, f.blobKey(c.ID)}, append(args, c.Fields...)
 }
 
 func statusErr(code int64) error {
@@ -250,7 +269,7 @@ var deleteScript = redis.NewScript(`
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return 0 end
 local b, c, m = ARGV[1], ARGV[2], ARGV[3]
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[3])
 redis.call('ZREM', b, m)
 redis.call('ZREM', b .. ':s:' .. cur, m)
 redis.call('ZREM', b .. ':c:' .. c, m)
@@ -265,7 +284,7 @@ func (f Family) Delete(ctx context.Context, rdb redis.Scripter, id, clientID str
 	if idemKey == "" {
 		idemKey = f.HashKey(id)
 	}
-	return deleteScript.Run(ctx, rdb, []string{f.HashKey(id), idemKey}, f.Base, clientID, Member(createdAt, id), idemValue).Err()
+	return deleteScript.Run(ctx, rdb, []string{f.HashKey(id), idemKey, f.blobKey(id)}, f.Base, clientID, Member(createdAt, id), idemValue).Err()
 }
 
 // Count counts the records of an index created in [since, until).

@@ -20,8 +20,11 @@ var (
 
 func deliveryKey(id string) string { return "bmr:dlv:" + id }
 func attemptsKey(id string) string { return "bmr:dlv:" + id + ":attempts" }
+func bodyKey(id string) string     { return "bmr:dlv:" + id + ":body" }
 
-var family = timeindex.Family{Base: "bmr:dlv:idx", Statuses: statuses, HashKey: deliveryKey}
+// The webhook body lives beside the delivery's hash, so that the hash keeps
+// Redis's compact encoding.
+var family = timeindex.Family{Base: "bmr:dlv:idx", Statuses: statuses, HashKey: deliveryKey, BlobKey: bodyKey}
 
 // Store keeps deliveries, their attempts and their indexes in Redis. Every
 // key expires Retention after its last change.
@@ -56,10 +59,10 @@ func (s *Store) Create(ctx context.Context, m Message, now time.Time, finish *ti
 // create is Create, also saying whether the delivery is new.
 func (s *Store) create(ctx context.Context, m Message, now time.Time, finish *timeindex.Update) (Delivery, bool, error) {
 	rec := timeindex.Record{
-		ID: m.ID, ClientID: m.ClientID, Status: string(StatusPending), CreatedAt: now, TTL: s.retention,
+		ID: m.ID, ClientID: m.ClientID, Status: string(StatusPending), CreatedAt: now, TTL: s.retention, Blob: m.Body,
 		Fields: []any{
 			"id", m.ID, "requestId", m.RequestID, "clientId", m.ClientID, "eventType", m.EventType,
-			"url", m.URL, "body", m.Body, "attempts", "0", "roundStart", "0",
+			"url", m.URL, "attempts", "0", "roundStart", "0",
 			"createdAt", fmtTime(now), "updatedAt", fmtTime(now), "nextAttemptAt", fmtTime(now),
 		},
 	}
@@ -84,36 +87,40 @@ func (s *Store) create(ctx context.Context, m Message, now time.Time, finish *ti
 
 // Get returns a delivery without its attempt log.
 func (s *Store) Get(ctx context.Context, id string) (Delivery, error) {
-	f, err := s.rdb.HGetAll(ctx, deliveryKey(id)).Result()
-	if err != nil {
-		return Delivery{}, fmt.Errorf("get delivery: %w", err)
-	}
-	if len(f) == 0 {
-		return Delivery{}, ErrNotFound
-	}
-	return decode(f), nil
+	return s.get(ctx, id, false)
 }
 
 // GetWithAttempts returns a delivery and its whole attempt log.
 func (s *Store) GetWithAttempts(ctx context.Context, id string) (Delivery, error) {
+	return s.get(ctx, id, true)
+}
+
+func (s *Store) get(ctx context.Context, id string, withLog bool) (Delivery, error) {
 	var fields *redis.MapStringStringCmd
+	var body *redis.StringCmd
 	var log *redis.StringSliceCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		fields = p.HGetAll(ctx, deliveryKey(id))
-		log = p.LRange(ctx, attemptsKey(id), 0, -1)
+		body = p.Get(ctx, bodyKey(id))
+		if withLog {
+			log = p.LRange(ctx, attemptsKey(id), 0, -1)
+		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return Delivery{}, fmt.Errorf("get delivery: %w", err)
 	}
 	if len(fields.Val()) == 0 {
 		return Delivery{}, ErrNotFound
 	}
 	d := decode(fields.Val())
-	d.AttemptLog = make([]Attempt, 0, len(log.Val()))
-	for _, raw := range log.Val() {
-		if a, err := decodeAttempt([]byte(raw), d); err == nil {
-			d.AttemptLog = append(d.AttemptLog, a)
+	d.Payload = json.RawMessage(body.Val())
+	if withLog {
+		d.AttemptLog = make([]Attempt, 0, len(log.Val()))
+		for _, raw := range log.Val() {
+			if a, err := decodeAttempt([]byte(raw), d); err == nil {
+				d.AttemptLog = append(d.AttemptLog, a)
+			}
 		}
 	}
 	return d, nil
@@ -123,7 +130,6 @@ func decode(f map[string]string) Delivery {
 	d := Delivery{
 		ID: f["id"], RequestID: f["requestId"], ClientID: f["clientId"], EventType: f["eventType"],
 		URL: f["url"], Status: Status(f["status"]), LastError: f["lastError"],
-		Payload: json.RawMessage(f["body"]),
 	}
 	d.Attempts, _ = strconv.Atoi(f["attempts"])
 	d.roundStart, _ = strconv.Atoi(f["roundStart"])
