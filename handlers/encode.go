@@ -141,12 +141,22 @@ func itoa(n int64) string {
 	return string(b)
 }
 
-// isUnavailable recognises storage that cannot be reached.
+// isUnavailable recognises storage that cannot be reached, or that
+// refuses work for now (still loading its data, a read-only replica).
 func isUnavailable(err error) bool {
 	var netErr net.Error
-	return errors.As(err, &netErr) || errors.Is(err, syscall.ECONNREFUSED) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) ||
-		strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "i/o timeout")
+	if errors.As(err, &netErr) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) {
+		return true
+	}
+	msg := err.Error()
+	for _, s := range []string{"connection refused", "i/o timeout", "LOADING", "READONLY", "MASTERDOWN",
+		"TRYAGAIN", "CLUSTERDOWN", "connection pool timeout", "client is closed"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }

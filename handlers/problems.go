@@ -52,7 +52,7 @@ var (
 	probMetadata     = problemKind{"invalid-metadata", "The job metadata is not well-formed", http.StatusUnprocessableEntity}
 	probIdemKey      = problemKind{"invalid-idempotency-key", "The Idempotency-Key is too long or not UTF-8", http.StatusUnprocessableEntity}
 	probRateLimited  = problemKind{"rate-limited", "Too many requests", http.StatusTooManyRequests}
-	probUnavailable  = problemKind{"service-unavailable", "Storage is unavailable; nothing was accepted", http.StatusServiceUnavailable}
+	probUnavailable  = problemKind{"service-unavailable", "Storage is unavailable; retry, with the same Idempotency-Key", http.StatusServiceUnavailable}
 	probInternal     = problemKind{"internal-error", "Internal error", http.StatusInternalServerError}
 )
 

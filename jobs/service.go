@@ -231,6 +231,17 @@ func (s *Service) Submit(ctx context.Context, clientID string, sub Submission) (
 		if errors.Is(err, ErrNotFound) {
 			return Job{}, false, ErrIdempotencyConflict
 		}
+		if err == nil && prior.Status == StatusAccepted {
+			// The first request may have stored the job and lost its answer
+			// (and its task) to a Redis failure; make sure the task exists.
+			// Enqueueing is idempotent by request id.
+			if typ, ok := s.registry.Lookup(prior.Type); ok {
+				if err := s.enqueuer.EnqueueJob(ctx, prior.ID, typ.Timeout); err != nil {
+					return Job{}, false, fmt.Errorf("%w: enqueue: %w", ErrUnavailable, err)
+				}
+			}
+		}
+		prior.Payload = nil
 		return prior, false, err
 	}
 	typ, _ := s.registry.Lookup(j.Type)

@@ -182,27 +182,32 @@ func (s *Store) Trim(ctx context.Context, clientIDs []string, cutoff time.Time) 
 // Unfinished calls fn for ACCEPTED and PROCESSING jobs not changed for
 // longer than age, oldest last: a crash may have lost their task.
 func (s *Store) Unfinished(ctx context.Context, now time.Time, age time.Duration, fn func(Job) error) error {
-	for _, st := range []Status{StatusAccepted, StatusProcessing} {
-		cursor := ""
-		for {
-			page, next, err := s.List(ctx, Filter{Status: st}, 500, cursor)
-			if err != nil {
-				return err
-			}
-			for _, j := range page {
-				if now.Sub(j.UpdatedAt) > age {
-					if err := fn(j); err != nil {
-						return err
-					}
+	if err := s.Stuck(ctx, StatusAccepted, now, age, fn); err != nil {
+		return err
+	}
+	return s.Stuck(ctx, StatusProcessing, now, age, fn)
+}
+
+// Stuck calls fn for the jobs in status st not changed for longer than age.
+func (s *Store) Stuck(ctx context.Context, st Status, now time.Time, age time.Duration, fn func(Job) error) error {
+	cursor := ""
+	for {
+		page, next, err := s.List(ctx, Filter{Status: st}, 500, cursor)
+		if err != nil {
+			return err
+		}
+		for _, j := range page {
+			if now.Sub(j.UpdatedAt) > age {
+				if err := fn(j); err != nil {
+					return err
 				}
 			}
-			if next == "" {
-				break
-			}
-			cursor = next
 		}
+		if next == "" {
+			return nil
+		}
+		cursor = next
 	}
-	return nil
 }
 
 // parseClaim splits "requestId bodyHash".

@@ -21,7 +21,7 @@ import (
 
 // Jobs is what the sweep needs of jobs.Store.
 type Jobs interface {
-	Unfinished(ctx context.Context, now time.Time, age time.Duration, fn func(jobs.Job) error) error
+	Stuck(ctx context.Context, st jobs.Status, now time.Time, age time.Duration, fn func(jobs.Job) error) error
 	Trim(ctx context.Context, clientIDs []string, cutoff time.Time) (int, error)
 }
 
@@ -50,9 +50,11 @@ type Sweeper struct {
 	Deliveries Deliveries
 	Clients    Clients
 	Queue      Queue
-	// JobAge is how long a job may stay ACCEPTED or PROCESSING without a
-	// change before it is re-enqueued: longer than the longest job timeout
-	// plus one delivery attempt, plus Grace.
+	// JobAge is how long a job may stay PROCESSING without a change before
+	// it is re-enqueued: longer than the longest job timeout plus one
+	// delivery attempt, plus Grace. An ACCEPTED job is re-enqueued after
+	// Grace: its task may never have been written (a 503 whose write landed
+	// anyway), and re-enqueuing one that waits in a backlog is a no-op.
 	JobAge time.Duration
 	// JobTimeout is the timeout given to a re-enqueued job task.
 	JobTimeout time.Duration
@@ -75,10 +77,12 @@ type Report struct {
 func (s *Sweeper) Sweep(ctx context.Context) (Report, error) {
 	var r Report
 	now := s.Now()
-	err1 := s.Jobs.Unfinished(ctx, now, s.JobAge, func(j jobs.Job) error {
+	requeue := func(j jobs.Job) error {
 		r.JobsRequeued++
 		return s.Queue.EnqueueJob(ctx, j.ID, s.JobTimeout)
-	})
+	}
+	err1 := errors.Join(s.Jobs.Stuck(ctx, jobs.StatusAccepted, now, s.Grace, requeue),
+		s.Jobs.Stuck(ctx, jobs.StatusProcessing, now, s.JobAge, requeue))
 	err2 := s.Deliveries.Stale(ctx, now, s.Grace, func(d webhooks.Delivery) error {
 		r.DeliveriesRescheduled++
 		return s.Queue.ScheduleAttempt(ctx, d.ID, d.Attempts+1, now)

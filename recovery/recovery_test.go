@@ -154,7 +154,7 @@ func TestSweepRepairsEachCrashPoint(t *testing.T) {
 		{
 			name: "job stored, its task lost before running", status: 204,
 			crash: func(t *testing.T, w *world) string { return w.submit(t, "echo").ID },
-			wait:  11 * time.Minute, check: func(q *lostQueue) []string { return q.jobs },
+			wait:  grace + time.Second, check: func(q *lostQueue) []string { return q.jobs },
 		},
 		{
 			name: "job PROCESSING, its retry task lost", status: 204,

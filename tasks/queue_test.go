@@ -174,3 +174,31 @@ func itoa(n int) string {
 	b, _ := json.Marshal(n)
 	return string(b)
 }
+
+// TestEnqueueReplacesAnArchivedTask: a task archived after exhausting its
+// retries keeps its id for 90 days; enqueueing the same work again must
+// bring it back instead of being a silent no-op.
+func TestEnqueueReplacesAnArchivedTask(t *testing.T) {
+	ctx := context.Background()
+	q, insp, _ := newQueue(t, time.Second)
+	if err := q.EnqueueJob(ctx, "req_dead", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := insp.ArchiveTask(tasks.QueueJobs, "req_dead"); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.EnqueueJob(ctx, "req_dead", time.Second); err != nil {
+		t.Fatalf("EnqueueJob over an archived task: %v", err)
+	}
+	info, err := insp.GetTaskInfo(tasks.QueueJobs, "req_dead")
+	if err != nil || info.State != asynq.TaskStatePending {
+		t.Fatalf("task after re-enqueue: %v, %v; want pending", info, err)
+	}
+	// A pending task is left as it is.
+	if err := q.EnqueueJob(ctx, "req_dead", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if n := queueSize(t, insp, tasks.QueueJobs); n != 1 {
+		t.Errorf("queue holds %d tasks, want 1", n)
+	}
+}

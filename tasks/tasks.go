@@ -43,6 +43,7 @@ const infraRetries = 25
 // webhooks.Scheduler and webhooks.ReplayStarter.
 type Queue struct {
 	client          *asynq.Client
+	inspector       *asynq.Inspector
 	deliveryTimeout time.Duration
 	now             func() time.Time
 }
@@ -50,7 +51,8 @@ type Queue struct {
 // NewQueue returns a Queue over rdb. deliveryTimeout bounds each attempt; a
 // job task's timeout is its type's timeout plus one inline attempt.
 func NewQueue(rdb redis.UniversalClient, deliveryTimeout time.Duration) *Queue {
-	return &Queue{client: asynq.NewClientFromRedisClient(rdb), deliveryTimeout: deliveryTimeout, now: time.Now}
+	return &Queue{client: asynq.NewClientFromRedisClient(rdb), inspector: asynq.NewInspectorFromRedisClient(rdb),
+		deliveryTimeout: deliveryTimeout, now: time.Now}
 }
 
 // wholeSeconds rounds up: asynq truncates timeouts to whole seconds, and a
@@ -59,10 +61,27 @@ func wholeSeconds(d time.Duration) time.Duration {
 	return (d + time.Second - 1).Truncate(time.Second)
 }
 
-func (q *Queue) enqueue(ctx context.Context, t *asynq.Task, opts ...asynq.Option) error {
+// enqueue adds a task under a fixed id. A task already there under that id
+// makes it a no-op (every enqueue here is idempotent by id), unless that
+// task is archived, i.e. dead after exhausting its retries: asynq keeps
+// archived ids for 90 days, so it is deleted and the task enqueued afresh,
+// or the recovery sweep could never bring its work back.
+func (q *Queue) enqueue(ctx context.Context, queue, id string, t *asynq.Task, opts ...asynq.Option) error {
+	opts = append(opts, asynq.Queue(queue), asynq.TaskID(id))
 	_, err := q.client.EnqueueContext(ctx, t, opts...)
+	if !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return err
+	}
+	info, ierr := q.inspector.GetTaskInfo(queue, id)
+	if ierr != nil || info.State != asynq.TaskStateArchived {
+		return nil
+	}
+	if err := q.inspector.DeleteTask(queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+		return fmt.Errorf("delete archived task %s: %w", id, err)
+	}
+	_, err = q.client.EnqueueContext(ctx, t, opts...)
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		return nil // already there: every enqueue here is idempotent by task id
+		return nil
 	}
 	return err
 }
@@ -70,7 +89,7 @@ func (q *Queue) enqueue(ctx context.Context, t *asynq.Task, opts ...asynq.Option
 // EnqueueJob makes a job's processing durable, once per request id.
 func (q *Queue) EnqueueJob(ctx context.Context, requestID string, timeout time.Duration) error {
 	t := asynq.NewTask(TypeJob, []byte(requestID))
-	return q.enqueue(ctx, t, asynq.TaskID(requestID), asynq.Queue(QueueJobs), asynq.MaxRetry(infraRetries),
+	return q.enqueue(ctx, QueueJobs, requestID, t, asynq.MaxRetry(infraRetries),
 		asynq.Timeout(wholeSeconds(timeout+q.deliveryTimeout+10*time.Second)))
 }
 
@@ -82,18 +101,17 @@ type attemptPayload struct {
 // ScheduleAttempt makes attempt n of a delivery durable, due at at.
 func (q *Queue) ScheduleAttempt(ctx context.Context, deliveryID string, n int, at time.Time) error {
 	payload, _ := json.Marshal(attemptPayload{deliveryID, n})
-	opts := []asynq.Option{asynq.TaskID(deliveryID + ":" + strconv.Itoa(n)), asynq.Queue(QueueRetries),
-		asynq.MaxRetry(infraRetries), asynq.Timeout(wholeSeconds(q.deliveryTimeout + 10*time.Second))}
+	opts := []asynq.Option{asynq.MaxRetry(infraRetries), asynq.Timeout(wholeSeconds(q.deliveryTimeout + 10*time.Second))}
 	if at.After(q.now()) {
 		opts = append(opts, asynq.ProcessAt(at))
 	}
-	return q.enqueue(ctx, asynq.NewTask(TypeDelivery, payload), opts...)
+	return q.enqueue(ctx, QueueRetries, deliveryID+":"+strconv.Itoa(n), asynq.NewTask(TypeDelivery, payload), opts...)
 }
 
 // StartReplay runs a bulk replay in the background, once per replay id.
 func (q *Queue) StartReplay(ctx context.Context, replayID string) error {
-	return q.enqueue(ctx, asynq.NewTask(TypeReplay, []byte(replayID)), asynq.TaskID(replayID),
-		asynq.Queue(QueueMaintenance), asynq.MaxRetry(infraRetries), asynq.Timeout(2*time.Hour))
+	return q.enqueue(ctx, QueueMaintenance, replayID, asynq.NewTask(TypeReplay, []byte(replayID)),
+		asynq.MaxRetry(infraRetries), asynq.Timeout(2*time.Hour))
 }
 
 // Close releases the queue. The Redis client given to NewQueue is the
