@@ -34,7 +34,8 @@ func (e *DeferError) Unwrap() error {
 }
 
 // hostGate keeps one receiver host from hurting the others, per process:
-// at most limit attempts in flight per host, and a circuit breaker that,
+// at most limit attempts in flight per host (halved with each consecutive
+// failure), and a circuit breaker that,
 // after threshold consecutive failures, defers the host's attempts for
 // cooldown and then lets one probe through.
 type hostGate struct {
@@ -92,11 +93,17 @@ func (g *hostGate) acquire(host string) (done func(failed bool), until time.Time
 			return nil, now.Add(min(g.cooldown, 5*time.Second)), "circuit half-open: a probe of " + host + " is in flight"
 		}
 		h.probing, probe = true, true
-	case h.inFlight >= g.limit:
+	case h.inFlight >= g.limitFor(h):
 		return nil, now.Add(capRetry), fmt.Sprintf("%d attempts to %s already in flight", h.inFlight, host)
 	}
 	h.inFlight++
 	return func(failed bool) { g.done(host, h, probe, failed) }, time.Time{}, ""
+}
+
+// limitFor halves a host's cap with each consecutive failure, so a host that
+// starts hanging ties up few workers even before its circuit opens.
+func (g *hostGate) limitFor(h *hostState) int {
+	return max(1, g.limit>>min(h.failures, 30))
 }
 
 func (g *hostGate) done(host string, h *hostState, probe, failed bool) {

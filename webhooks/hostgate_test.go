@@ -32,6 +32,24 @@ func TestHostGateConcurrencyCap(t *testing.T) {
 	}
 }
 
+func TestHostGateCapShrinksWithFailures(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	for failures, want := range []int{8, 4, 2, 1, 1} {
+		g := newHostGate(8, 0, time.Minute, func() time.Time { return now })
+		g.hosts["h"] = &hostState{failures: failures}
+		got := 0
+		for {
+			if d, _, _ := g.acquire("h"); d == nil {
+				break
+			}
+			got++
+		}
+		if got != want {
+			t.Errorf("after %d consecutive failures: %d admitted at once, want %d", failures, got, want)
+		}
+	}
+}
+
 func TestHostGateBreaker(t *testing.T) {
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	g := newHostGate(100, 3, 30*time.Second, func() time.Time { return now })
