@@ -22,8 +22,10 @@ func (e *DeferError) Error() string {
 	return fmt.Sprintf("delivery attempt deferred until %s: %s", e.Until.UTC().Format(time.RFC3339), e.Reason)
 }
 
-// RetryAfter is how long until the attempt should run again.
-func (e *DeferError) RetryAfter() time.Duration { return max(0, time.Until(e.Until)) }
+// RetryAfter is how long until the attempt should run again: a second
+// past Until, because task queues keep whole seconds and could otherwise run
+// it early, and an early run would sit in a worker waiting.
+func (e *DeferError) RetryAfter() time.Duration { return max(0, time.Until(e.Until)) + time.Second }
 
 // Unwrap makes an early run errors.Is(err, ErrEarly).
 func (e *DeferError) Unwrap() error {
