@@ -202,20 +202,29 @@ func (s *Store) Authenticate(ctx context.Context, apiKey string) (Client, error)
 	if !strings.HasPrefix(apiKey, APIKeyPrefix) || len(apiKey) > 128 {
 		return Client{}, ErrUnauthorized
 	}
-	owner, err := s.rdb.Get(ctx, apiKeyKey(hashKey(apiKey))).Result()
+	res, err := authScript.Run(ctx, s.rdb, []string{apiKeyKey(hashKey(apiKey))}, "bmr:client:").StringSlice()
 	if errors.Is(err, redis.Nil) {
 		return Client{}, ErrUnauthorized
 	}
 	if err != nil {
 		return Client{}, fmt.Errorf("authenticate: %w", err)
 	}
-	clientID, _, _ := strings.Cut(owner, " ")
-	c, err := s.get(ctx, clientID, false)
-	if errors.Is(err, ErrNotFound) || c.Disabled {
-		return Client{}, ErrUnauthorized
-	}
-	return c, err
+	c := Client{ID: res[0], Name: res[1]}
+	c.CreatedAt, _ = time.Parse(time.RFC3339Nano, res[2])
+	return c, nil
 }
+
+// authScript finds the enabled client of a key hash in one round trip: the
+// key's owner, and the owner's name, creation time and disabled flag. It
+// returns nil for an unknown key, a missing or a disabled client.
+var authScript = redis.NewScript(`
+local owner = redis.call('GET', KEYS[1])
+if not owner then return nil end
+local id = string.match(owner, '^(%S+)')
+local f = redis.call('HMGET', ARGV[1] .. id, 'id', 'name', 'createdAt', 'disabled')
+if not f[1] or f[4] == '1' then return nil end
+return {f[1], f[2] or '', f[3] or ''}
+`)
 
 // Get returns a client with its keys.
 func (s *Store) Get(ctx context.Context, id string) (Client, error) { return s.get(ctx, id, true) }
