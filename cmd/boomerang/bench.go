@@ -324,11 +324,12 @@ type cpuUsage struct {
 	ServiceSec float64 `json:"serviceSec,omitempty"`
 	RedisSec   float64 `json:"redisSec"`
 	BenchSec   float64 `json:"benchSec"` // load generator + receiver (+ asynq in the ceiling phase)
-	// From /proc/stat, all CPUs: UserSysSec is user+nice+system time, and
-	// OtherSec what is left of it after the three above, i.e. other
-	// processes on the machine (a noisy run). IrqSec is interrupt and softirq
-	// time (loopback networking is mostly here), StealSec time the
-	// hypervisor gave to someone else.
+	// From /proc/stat, all CPUs: UserSysSec is user+nice+system time,
+	// IrqSec interrupt and softirq time (loopback networking is mostly
+	// here), StealSec time the hypervisor gave to someone else. OtherSec is
+	// UserSysSec+IrqSec minus the three processes above (whose system time
+	// includes the softirq work done for them): CPU used by other processes
+	// on the machine. Much of it means a disturbed run.
 	UserSysSec float64 `json:"userSysSec"`
 	OtherSec   float64 `json:"otherSec"`
 	IrqSec     float64 `json:"irqSec"`
@@ -486,7 +487,12 @@ func printTable(w io.Writer, res benchResults) {
 				r.Ratio, fmtMs(r.Latency.SubmitToWebhookMs.P50), fmtMs(r.Latency.SubmitToWebhookMs.P99), r.RSS.PeakMiB, r.Redis.BytesPerJob)
 		}
 	}
-	fmt.Fprintf(w, "\nTHROUGHPUT / ASYNQ CEILING = %.0f / %.0f = %.3f (target ≥ %.2f)\n", m["deliveredPerSec"], ceil, m["ratio"], targetRatio)
+	if len(res.Runs) == 1 {
+		fmt.Fprintf(w, "\nTHROUGHPUT / ASYNQ CEILING = %.0f / %.0f = %.3f (target ≥ %.2f)\n", m["deliveredPerSec"], ceil, m["ratio"], targetRatio)
+	} else {
+		fmt.Fprintf(w, "\nTHROUGHPUT / ASYNQ CEILING = %.3f, the median of the per-run ratios (target ≥ %.2f); the medians' ratio is %.0f / %.0f = %.3f\n",
+			m["ratio"], targetRatio, m["deliveredPerSec"], ceil, m["deliveredPerSec"]/ceil)
+	}
 }
 
 func fmtMs(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) + " ms" }
@@ -952,7 +958,9 @@ func (s cpuSnap) since(p cpuSnap) cpuUsage {
 	if s.hasR && p.hasR {
 		c.RedisSec = round(s.redis - p.redis)
 	}
-	c.OtherSec = round(c.UserSysSec - c.ServiceSec - c.RedisSec - c.BenchSec)
+	// A process's system time includes the softirq time spent on its
+	// behalf, which /proc/stat counts as softirq, not system.
+	c.OtherSec = round(c.UserSysSec + c.IrqSec - c.ServiceSec - c.RedisSec - c.BenchSec)
 	return c
 }
 
