@@ -81,12 +81,13 @@ local function create(K, A)
     if ex then return {0, ex} end
   end
   if redis.call('EXISTS', K[1]) == 1 then return {0, ''} end
-  redis.call('HSET', K[1], 'status', A[4])
-  if A[8] ~= '' then redis.call('SET', K[3], A[8], 'PX', A[5]) end
+  local kv = {'status', A[4]}
   for i = 9, #A, 2 do
-    if A[i+1] ~= '' then redis.call('HSET', K[1], A[i], A[i+1]) end
+    if A[i+1] ~= '' then kv[#kv+1] = A[i]; kv[#kv+1] = A[i+1] end
   end
+  redis.call('HSET', K[1], unpack(kv))
   redis.call('PEXPIRE', K[1], A[5])
+  if A[8] ~= '' then redis.call('SET', K[3], A[8], 'PX', A[5]) end
   local b, c, m, s = A[1], A[2], A[3], A[4]
   redis.call('ZADD', b, 0, m)
   redis.call('ZADD', b .. ':s:' .. s, 0, m)
@@ -99,27 +100,30 @@ end
 
 const luaTransition = `
 local function check(K, A)
-  local cur = redis.call('HGET', K[1], 'status')
+  local v = redis.call('HMGET', K[1], 'status', A[9] ~= '' and A[9] or 'status')
+  local cur = v[1]
   if not cur then return 0, '' end
   if A[1] ~= '' then
     local ok = false
     for s in string.gmatch(A[1], '[^,]+') do if s == cur then ok = true end end
     if not ok then return -1, cur end
   end
-  if A[9] ~= '' then
-    local g = redis.call('HGET', K[1], A[9]) or ''
-    if g ~= A[10] then return -2, cur end
-  end
+  if A[9] ~= '' and (v[2] or '') ~= A[10] then return -2, cur end
   return 1, cur
 end
+-- A[11] says which side keys are real: 'p' the push list, 'b' the blob.
 local function apply(K, A, cur)
-  for i = 11, #A, 2 do
-    if A[i+1] == '' then redis.call('HDEL', K[1], A[i]) else redis.call('HSET', K[1], A[i], A[i+1]) end
+  local set, del = {}, {}
+  for i = 12, #A, 2 do
+    if A[i+1] == '' then del[#del+1] = A[i] else set[#set+1] = A[i]; set[#set+1] = A[i+1] end
   end
   local to = A[2]
-  if to ~= '' and to ~= cur then
+  local moved = to ~= '' and to ~= cur
+  if moved then set[#set+1] = 'status'; set[#set+1] = to end
+  if #set > 0 then redis.call('HSET', K[1], unpack(set)) end
+  if #del > 0 then redis.call('HDEL', K[1], unpack(del)) end
+  if moved then
     local b, c, m = A[3], A[4], A[5]
-    redis.call('HSET', K[1], 'status', to)
     redis.call('ZREM', b .. ':s:' .. cur, m)
     redis.call('ZADD', b .. ':s:' .. to, 0, m)
     redis.call('ZREM', b .. ':c:' .. c .. ':s:' .. cur, m)
@@ -130,8 +134,8 @@ local function apply(K, A, cur)
     redis.call('RPUSH', K[2], A[7])
     redis.call('LTRIM', K[2], -tonumber(A[8]), -1)
   end
-  redis.call('PEXPIRE', K[2], A[6])
-  redis.call('PEXPIRE', K[3], A[6])
+  if string.find(A[11], 'p', 1, true) then redis.call('PEXPIRE', K[2], A[6]) end
+  if string.find(A[11], 'b', 1, true) then redis.call('PEXPIRE', K[3], A[6]) end
 end
 `
 
@@ -218,7 +222,9 @@ type Change struct {
 	GuardField, GuardValue string
 	Fields                 []any // field, value pairs; an empty value deletes the field
 	TTL                    time.Duration
-	// Push appends PushValue to the list PushKey, keeping its last PushCap.
+	// Push appends PushValue to the list PushKey, keeping its last PushCap;
+	// a PushKey without a PushValue only has its TTL refreshed with the
+	// record's.
 	PushKey, PushValue string
 	PushCap            int
 }
@@ -248,8 +254,15 @@ func (f Family) changeArgs(c Change) (keys []string, args []any) {
 	if pushCap <= 0 {
 		pushCap = 1000
 	}
+	sides := ""
+	if c.PushKey != "" {
+		sides += "p"
+	}
+	if f.BlobKey != nil {
+		sides += "b"
+	}
 	args = []any{strings.Join(c.From, ","), c.To, f.Base, c.ClientID, Member(c.CreatedAt, c.ID), c.TTL.Milliseconds(),
-		c.PushValue, pushCap, c.GuardField, c.GuardValue}
+		c.PushValue, pushCap, c.GuardField, c.GuardValue, sides}
 	return []string{f.HashKey(c.ID), pushKey, f.blobKey(c.ID)}, append(args, c.Fields...)
 }
 

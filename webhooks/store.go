@@ -187,7 +187,7 @@ func (s *Store) postpone(ctx context.Context, d Delivery, until time.Time) error
 	_, err := family.Transition(ctx, s.rdb, timeindex.Change{
 		ID: d.ID, ClientID: d.ClientID, CreatedAt: d.CreatedAt,
 		From: []string{string(StatusPending)}, GuardField: "attempts", GuardValue: strconv.Itoa(d.Attempts),
-		Fields: []any{"nextAttemptAt", fmtTime(until)}, TTL: s.retention,
+		Fields: []any{"nextAttemptAt", fmtTime(until)}, TTL: s.retention, PushKey: attemptsKey(d.ID),
 	})
 	return err
 }
