@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/boomerang-dev/boomerang/redistest"
+	"github.com/boomerang-dev/boomerang/timeindex"
 )
 
 func TestValidationErrorText(t *testing.T) {
@@ -73,30 +74,45 @@ func trunc(s string) string {
 	return s
 }
 
-func TestStartWithStaleAttemptsIsStale(t *testing.T) {
+func TestClaim(t *testing.T) {
 	ctx := context.Background()
-	s := NewStore(redistest.Client(t), time.Hour)
+	rdb := redistest.Client(t)
+	s := NewStore(rdb, time.Hour)
 	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	j := Job{ID: "req_stale", ClientID: "cli_a", Type: "echo", CreatedAt: now, CallbackURL: "https://x.example.com/"}
+	j := Job{ID: timeindex.NewID("req_", now), ClientID: "cli_a", Type: "echo", CreatedAt: now, CallbackURL: "https://x.example.com/"}
 	if _, err := s.create(ctx, j, idem{}); err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct {
-		attempts  int // what the runner believes
-		wantStale bool
-	}{
-		{3, true},  // another runner counted differently
-		{0, false}, // matches: starts
-		{0, true},  // now attempts is 1
-	}
-	for i, tc := range tests {
-		j.Attempts = tc.attempts
-		err := s.start(ctx, j, now)
-		if isStale(err) != tc.wantStale || (!tc.wantStale && err != nil) {
-			t.Errorf("start #%d with attempts %d = %v; want stale %v", i+1, tc.attempts, err, tc.wantStale)
+	for want := 1; want <= 2; want++ {
+		got, err := s.claim(ctx, j.ID, now.Add(time.Minute))
+		if err != nil || got.Status != StatusProcessing || got.Attempts != want || got.Type != "echo" || !got.UpdatedAt.Equal(now.Add(time.Minute)) {
+			t.Fatalf("claim #%d = %+v, %v; want PROCESSING with attempts %d", want, got, err, want)
 		}
 	}
-	if isStale(nil) || isStale(errors.New("x")) {
-		t.Error("isStale accepted a non-stale error")
+	for _, key := range []string{"bmr:job:idx:s:PROCESSING", "bmr:job:idx:c:cli_a:s:PROCESSING"} {
+		if n := rdb.ZCard(ctx, key).Val(); n != 1 {
+			t.Errorf("%s holds %d entries, want 1 (the client was read from the job)", key, n)
+		}
+	}
+	if n := rdb.ZCard(ctx, "bmr:job:idx:s:ACCEPTED").Val(); n != 0 {
+		t.Errorf("the ACCEPTED index still holds %d entries", n)
+	}
+	done := now.Add(2 * time.Minute)
+	j.Status, j.Attempts, j.UpdatedAt, j.CompletedAt, j.Result = StatusCompleted, 2, done, &done, []byte(`1`)
+	u := s.finishUpdate(j)
+	if _, err := u.Family.Transition(ctx, rdb, u.Change); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.claim(ctx, j.ID, done)
+	if !errors.Is(err, timeindex.ErrWrongStatus) || got.Status != StatusCompleted || got.Attempts != 2 {
+		t.Errorf("claim of a finished job = %+v, %v; want it unchanged with ErrWrongStatus", got, err)
+	}
+	for _, id := range []string{"req_unknown0000000000000000", "nope", ""} {
+		if _, err := s.claim(ctx, id, now); !errors.Is(err, ErrNotFound) {
+			t.Errorf("claim(%q) = %v, want ErrNotFound", id, err)
+		}
+	}
+	if isStale(nil) || isStale(errors.New("x")) || !isStale(timeindex.ErrGuard) {
+		t.Error("isStale misjudges")
 	}
 }

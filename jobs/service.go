@@ -272,29 +272,20 @@ func (s *Service) Get(ctx context.Context, clientID, id string) (Job, error) {
 // or a store that could not be written. A job already finished (the task ran
 // again after a crash) only has its delivery handed over again.
 func (s *Service) Run(ctx context.Context, id string) error {
-	j, err := s.store.Get(ctx, id)
-	if errors.Is(err, ErrNotFound) {
+	j, err := s.store.claim(ctx, id, s.now().UTC())
+	switch {
+	case errors.Is(err, ErrNotFound):
 		s.log.WarnContext(ctx, "job gone (expired or never stored), nothing to run", "requestId", id)
 		return nil
-	}
-	if err != nil {
+	case errors.Is(err, timeindex.ErrWrongStatus):
+		return s.deliver(ctx, j, nil) // finished: ran again after a crash, make sure the webhook goes out
+	case err != nil:
 		return err
 	}
-	if j.Status == StatusCompleted || j.Status == StatusFailed {
-		return s.deliver(ctx, j, nil) // ran again after a crash: make sure the webhook goes out
-	}
-	now := s.now().UTC()
-	if j.Attempts >= s.maxAttempts {
+	if j.Attempts > s.maxAttempts { // crashed runs used them all up
+		j.Attempts-- // this run does not process
 		return s.fail(ctx, j, &Error{Code: "attempts_exhausted", Message: fmt.Sprintf("processing did not succeed in %d attempts", j.Attempts)})
 	}
-	if err := s.store.start(ctx, j, now); err != nil {
-		if isStale(err) {
-			return fmt.Errorf("job %s changed while starting: %w", id, err)
-		}
-		return err
-	}
-	j.Attempts++
-	j.Status = StatusProcessing
 
 	typ, ok := s.registry.Lookup(j.Type)
 	if !ok {

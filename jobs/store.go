@@ -103,23 +103,44 @@ func decode(f map[string]string) Job {
 	return j
 }
 
-// start moves a job to PROCESSING and counts the attempt.
-func (s *Store) start(ctx context.Context, j Job, now time.Time) error {
-	_, err := family.Transition(ctx, s.rdb, timeindex.Change{
-		ID: j.ID, ClientID: j.ClientID, CreatedAt: j.CreatedAt,
+// claim moves an ACCEPTED or PROCESSING job to PROCESSING, counts the
+// attempt, and returns the job as it is then, in one round trip without
+// reading it first. A job in another status comes back unchanged with
+// ErrWrongStatus; an unknown one is ErrNotFound.
+func (s *Store) claim(ctx context.Context, id string, now time.Time) (Job, error) {
+	created, ok := idTime(id)
+	if !ok {
+		return Job{}, ErrNotFound
+	}
+	f, err := family.TransitionGet(ctx, s.rdb, timeindex.Change{
+		ID: id, Member: timeindex.Member(created, id), // ClientID is read from the job
 		From: []string{string(StatusAccepted), string(StatusProcessing)}, To: string(StatusProcessing),
-		GuardField: "attempts", GuardValue: strconv.Itoa(j.Attempts),
-		Fields: []any{"attempts", strconv.Itoa(j.Attempts + 1), "updatedAt", fmtTime(now)},
-		TTL:    s.retention,
+		Incr: "attempts", Fields: []any{"updatedAt", fmtTime(now)}, TTL: s.retention,
 	})
-	return err
+	if errors.Is(err, timeindex.ErrNoRecord) {
+		return Job{}, ErrNotFound
+	}
+	if f == nil {
+		return Job{}, err
+	}
+	return decode(f), err
+}
+
+// idTime is the creation time a request id carries (see timeindex.NewID).
+func idTime(id string) (time.Time, bool) {
+	const p = "req_"
+	if len(id) < len(p)+timeindex.PrefixLen || id[:len(p)] != p {
+		return time.Time{}, false
+	}
+	return timeindex.PrefixTime(id[len(p):])
 }
 
 // finishUpdate is the change that records a job's outcome; only a
 // PROCESSING job can finish. It is applied by the Deliverer, in the same
 // script that creates the job's delivery.
 func (s *Store) finishUpdate(j Job) timeindex.Update {
-	fields := []any{"updatedAt", fmtTime(j.UpdatedAt), "completedAt", fmtTime(*j.CompletedAt), "deliveryId", j.DeliveryID}
+	fields := []any{"updatedAt", fmtTime(j.UpdatedAt), "completedAt", fmtTime(*j.CompletedAt), "deliveryId", j.DeliveryID,
+		"attempts", strconv.Itoa(j.Attempts)}
 	if j.Result != nil {
 		fields = append(fields, "result", []byte(j.Result))
 	}

@@ -111,10 +111,11 @@ local function check(K, A)
   if A[9] ~= '' and (v[2] or '') ~= A[10] then return -2, cur end
   return 1, cur
 end
--- A[11] says which side keys are real: 'p' the push list, 'b' the blob.
+-- A[11] says which side keys are real: 'p' the push list, 'b' the blob;
+-- A[12] names a field to increment; A[13] is 'return' to get the record.
 local function apply(K, A, cur)
   local set, del = {}, {}
-  for i = 12, #A, 2 do
+  for i = 14, #A, 2 do
     if A[i+1] == '' then del[#del+1] = A[i] else set[#set+1] = A[i]; set[#set+1] = A[i+1] end
   end
   local to = A[2]
@@ -122,8 +123,10 @@ local function apply(K, A, cur)
   if moved then set[#set+1] = 'status'; set[#set+1] = to end
   if #set > 0 then redis.call('HSET', K[1], unpack(set)) end
   if #del > 0 then redis.call('HDEL', K[1], unpack(del)) end
+  if A[12] ~= '' then redis.call('HINCRBY', K[1], A[12], 1) end
   if moved then
     local b, c, m = A[3], A[4], A[5]
+    if c == '' then c = redis.call('HGET', K[1], 'clientId') or '' end
     redis.call('ZREM', b .. ':s:' .. cur, m)
     redis.call('ZADD', b .. ':s:' .. to, 0, m)
     redis.call('ZREM', b .. ':c:' .. c .. ':s:' .. cur, m)
@@ -143,9 +146,11 @@ var createScript = redis.NewScript(luaCreate + `return create(KEYS, ARGV)`)
 
 var transitionScript = redis.NewScript(luaTransition + `
 local c, cur = check(KEYS, ARGV)
-if c ~= 1 then return {c, cur} end
-apply(KEYS, ARGV, cur)
-return {1, cur}
+if c == 1 then apply(KEYS, ARGV, cur) end
+if ARGV[13] == 'return' and (c == 1 or c == -1) then
+  return {c, cur, redis.call('HGETALL', KEYS[1])}
+end
+return {c, cur}
 `)
 
 // createWithScript: ARGV[1] is the number n of create arguments that follow;
@@ -227,6 +232,16 @@ type Change struct {
 	// record's.
 	PushKey, PushValue string
 	PushCap            int
+	// Incr is a field to increment by one, after the checks.
+	Incr string
+	// Member, if set, is the record's index member (else it is derived from
+	// CreatedAt and ID). With Member set, an empty ClientID is read from the
+	// record's clientId field, so a caller can change a record it has not
+	// read.
+	Member string
+	// Return asks TransitionGet for the whole record as it is afterwards
+	// (or as it is, when the status check fails).
+	Return bool
 }
 
 // Transition changes a record atomically and returns its previous status.
@@ -245,6 +260,28 @@ func (f Family) Transition(ctx context.Context, rdb redis.Scripter, c Change) (p
 	return res[1].(string), nil
 }
 
+// TransitionGet is Transition with c.Return: it also returns the record's
+// fields afterwards, or as they are when the status check fails
+// (ErrWrongStatus), in the same round trip.
+func (f Family) TransitionGet(ctx context.Context, rdb redis.Scripter, c Change) (fields map[string]string, err error) {
+	c.Return = true
+	keys, args := f.changeArgs(c)
+	res, err := transitionScript.Run(ctx, rdb, keys, args...).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("update %s: %w", c.ID, err)
+	}
+	if len(res) > 2 {
+		flat, _ := res[2].([]any)
+		fields = make(map[string]string, len(flat)/2)
+		for i := 0; i+1 < len(flat); i += 2 {
+			k, _ := flat[i].(string)
+			v, _ := flat[i+1].(string)
+			fields[k] = v
+		}
+	}
+	return fields, statusErr(res[0].(int64))
+}
+
 func (f Family) changeArgs(c Change) (keys []string, args []any) {
 	pushKey := c.PushKey
 	if pushKey == "" {
@@ -261,8 +298,16 @@ func (f Family) changeArgs(c Change) (keys []string, args []any) {
 	if f.BlobKey != nil {
 		sides += "b"
 	}
-	args = []any{strings.Join(c.From, ","), c.To, f.Base, c.ClientID, Member(c.CreatedAt, c.ID), c.TTL.Milliseconds(),
-		c.PushValue, pushCap, c.GuardField, c.GuardValue, sides}
+	member := c.Member
+	if member == "" {
+		member = Member(c.CreatedAt, c.ID)
+	}
+	ret := ""
+	if c.Return {
+		ret = "return"
+	}
+	args = []any{strings.Join(c.From, ","), c.To, f.Base, c.ClientID, member, c.TTL.Milliseconds(),
+		c.PushValue, pushCap, c.GuardField, c.GuardValue, sides, c.Incr, ret}
 	return []string{f.HashKey(c.ID), pushKey, f.blobKey(c.ID)}, append(args, c.Fields...)
 }
 
