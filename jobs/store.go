@@ -200,16 +200,8 @@ func (s *Store) Trim(ctx context.Context, clientIDs []string, cutoff time.Time) 
 	return family.Trim(ctx, s.rdb, clientIDs, cutoff)
 }
 
-// Unfinished calls fn for ACCEPTED and PROCESSING jobs not changed for
-// longer than age, oldest last: a crash may have lost their task.
-func (s *Store) Unfinished(ctx context.Context, now time.Time, age time.Duration, fn func(Job) error) error {
-	if err := s.Stuck(ctx, StatusAccepted, now, age, fn); err != nil {
-		return err
-	}
-	return s.Stuck(ctx, StatusProcessing, now, age, fn)
-}
-
-// Stuck calls fn for the jobs in status st not changed for longer than age.
+// Stuck calls fn for the jobs in status st not changed for longer than age:
+// a crash may have lost their task.
 func (s *Store) Stuck(ctx context.Context, st Status, now time.Time, age time.Duration, fn func(Job) error) error {
 	cursor := ""
 	for {

@@ -133,7 +133,7 @@ func TestStoreUnfinished(t *testing.T) {
 	}
 	for _, tc := range tests {
 		var got []string
-		err := e.store.Unfinished(ctx, tc.now, tc.age, func(j jobs.Job) error {
+		err := unfinished(ctx, e.store, tc.now, tc.age, func(j jobs.Job) error {
 			if j.Status != jobs.StatusAccepted && j.Status != jobs.StatusProcessing {
 				t.Errorf("Unfinished gave %s in status %s", j.ID, j.Status)
 			}
@@ -150,7 +150,7 @@ func TestStoreUnfinished(t *testing.T) {
 
 	stop := errors.New("stop")
 	calls := 0
-	err := e.store.Unfinished(ctx, t0.Add(2*time.Hour), 0, func(jobs.Job) error { calls++; return stop })
+	err := unfinished(ctx, e.store, t0.Add(2*time.Hour), 0, func(jobs.Job) error { calls++; return stop })
 	if !errors.Is(err, stop) || calls != 1 {
 		t.Errorf("Unfinished with a failing fn = %v after %d calls, want %v after 1", err, calls, stop)
 	}
@@ -166,7 +166,7 @@ func TestStoreUnfinishedPagesThroughMany(t *testing.T) {
 		want[e.submit(t, "alice", echoSub(`1`)).ID] = true
 	}
 	seen := map[string]bool{}
-	err := e.store.Unfinished(ctx, t0.Add(time.Hour), time.Minute, func(j jobs.Job) error {
+	err := unfinished(ctx, e.store, t0.Add(time.Hour), time.Minute, func(j jobs.Job) error {
 		if seen[j.ID] {
 			t.Errorf("Unfinished gave %s twice", j.ID)
 		}
@@ -275,4 +275,12 @@ func TestStoreGetDecodesEveryField(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Get = %+v\nwant %+v", got, want)
 	}
+}
+
+// unfinished is what the recovery sweep asks: ACCEPTED, then PROCESSING.
+func unfinished(ctx context.Context, s *jobs.Store, now time.Time, age time.Duration, fn func(jobs.Job) error) error {
+	if err := s.Stuck(ctx, jobs.StatusAccepted, now, age, fn); err != nil {
+		return err
+	}
+	return s.Stuck(ctx, jobs.StatusProcessing, now, age, fn)
 }
