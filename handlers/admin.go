@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -257,7 +258,7 @@ func bulkReplay(rp Replayer, maxBody int64) http.Handler {
 		if err != nil {
 			// These are body fields, not query parameters: 422 like every other.
 			var re *requestError
-			if errorsAs(err, &re) {
+			if errors.As(err, &re) {
 				err = &jobs.ValidationError{Fields: re.fields}
 			}
 			writeError(w, r, err)
@@ -354,7 +355,7 @@ func decodeStrict(body []byte, v any) error {
 	}
 	var typeErr *json.UnmarshalTypeError
 	switch {
-	case errorsAs(err, &typeErr):
+	case errors.As(err, &typeErr):
 		field := typeErr.Field
 		if field == "" {
 			return badRequest(probMalformed, "the body must be a JSON object")

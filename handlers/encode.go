@@ -158,5 +158,3 @@ func isUnavailable(err error) bool {
 	}
 	return false
 }
-
-func errorsAs(err error, target any) bool { return errors.As(err, target) }
