@@ -49,7 +49,6 @@ const (
 type Dispatcher struct {
 	store     *Store
 	client    *http.Client
-	secrets   SecretSource
 	scheduler Scheduler
 	replays   ReplayStarter
 	gate      *hostGate
@@ -100,10 +99,15 @@ func NewDispatcher(o DispatcherOptions) *Dispatcher {
 			Transport:     o.Transport,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		secrets: o.Secrets, scheduler: o.Scheduler, replays: o.Replays,
-		signers: &signerCache{src: o.Secrets, m: map[string]*signing.Signer{}},
-		gate:    newHostGate(o.HostConcurrency, o.BreakerThreshold, o.BreakerCooldown, o.Now), policy: o.Policy, timeout: o.Timeout,
-		userAgent: o.UserAgent, now: o.Now, log: o.Logger,
+		scheduler: o.Scheduler,
+		replays:   o.Replays,
+		signers:   &signerCache{src: o.Secrets, m: map[string]*signing.Signer{}},
+		gate:      newHostGate(o.HostConcurrency, o.BreakerThreshold, o.BreakerCooldown, o.Now),
+		policy:    o.Policy,
+		timeout:   o.Timeout,
+		userAgent: o.UserAgent,
+		now:       o.Now,
+		log:       o.Logger,
 	}
 }
 
