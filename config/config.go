@@ -127,8 +127,6 @@ var Vars = []Var{
 	{"BOOMERANG_LOG_FORMAT", "auto", "json, text, or auto (JSON unless stderr is a terminal)"},
 }
 
-var jobTypeRE = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,63}$`)
-
 // Load reads and validates the configuration. All errors are reported at once.
 func Load(getenv func(string) string) (Config, error) {
 	p := parser{getenv: getenv}
@@ -191,6 +189,19 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if c.RetryMaxInterval < c.RetryInitial {
 		p.fail("BOOMERANG_RETRY_MAX_INTERVAL", "(%s) must not be less than BOOMERANG_RETRY_INITIAL (%s)", c.RetryMaxInterval, c.RetryInitial)
+	}
+	// Operator-defined type names must be names clients can submit.
+	checkName := func(env, name string) {
+		if len(name) > c.Limits.MaxTypeLength || !c.Limits.TypePattern.MatchString(name) {
+			p.fail(env, "job type %q must match BOOMERANG_JOB_TYPE_PATTERN %s and be at most %d bytes",
+				name, c.Limits.TypePattern, c.Limits.MaxTypeLength)
+		}
+	}
+	for name := range c.JobHTTP {
+		checkName("BOOMERANG_JOB_HTTP", name)
+	}
+	for name := range c.JobTimeouts {
+		checkName("BOOMERANG_JOB_TIMEOUTS", name)
 	}
 	for name := range c.JobHTTP {
 		if name == "echo" {
@@ -278,7 +289,7 @@ func (p *parser) oneOf(name, def string, allowed ...string) string {
 	return def
 }
 
-// pairs splits "a=x,b=y" and reports malformed entries and bad type names.
+// pairs splits "a=x,b=y" and reports malformed and repeated entries.
 func (p *parser) pairs(name string) map[string]string {
 	v := strings.TrimSpace(p.getenv(name))
 	if v == "" {
@@ -291,8 +302,6 @@ func (p *parser) pairs(name string) map[string]string {
 		switch {
 		case !ok || val == "":
 			p.fail(name, "entry %q must look like type=value", part)
-		case !jobTypeRE.MatchString(k):
-			p.fail(name, "job type %q must match %s", k, jobTypeRE)
 		case out[k] != "":
 			p.fail(name, "job type %q appears twice", k)
 		default:

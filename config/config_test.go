@@ -115,3 +115,17 @@ func TestVarsDocumentsEveryVariableRead(t *testing.T) {
 		}
 	}
 }
+
+// Operator-defined job types follow the configured type pattern, so a type
+// configured is always one clients can submit.
+func TestJobTypeNamesFollowThePattern(t *testing.T) {
+	vars := map[string]string{"BOOMERANG_JOB_TYPE_PATTERN": `^[a-z]+$`, "BOOMERANG_JOB_HTTP": "report.v2=http://x/"}
+	if _, err := config.Load(env(vars)); err == nil || !strings.Contains(err.Error(), "BOOMERANG_JOB_HTTP") {
+		t.Errorf("a type outside the pattern: %v, want an error naming BOOMERANG_JOB_HTTP", err)
+	}
+	vars["BOOMERANG_JOB_HTTP"] = "report=http://x/"
+	vars["BOOMERANG_JOB_TIMEOUTS"] = "report=1m"
+	if _, err := config.Load(env(vars)); err != nil {
+		t.Errorf("a type inside the pattern: %v", err)
+	}
+}
