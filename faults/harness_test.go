@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/boomerang-dev/boomerang/testkit"
 	"io"
 	"net"
 	"net/http"
@@ -38,6 +39,10 @@ var (
 func TestMain(m *testing.M) { os.Exit(runTests(m)) }
 
 func runTests(m *testing.M) int {
+	if !testkit.LongTests() {
+		fmt.Println("faults: skipped, a long suite: set " + testkit.LongEnv + "=1 to run it (.ci/run does)")
+		return 0
+	}
 	dir, err := os.MkdirTemp("", "boomerang-faults-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "faults:", err)

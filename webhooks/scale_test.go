@@ -3,6 +3,7 @@ package webhooks
 import (
 	"context"
 	"fmt"
+	"github.com/boomerang-dev/boomerang/testkit"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -141,6 +142,7 @@ func TestCreateFailedHelper(t *testing.T) {
 }
 
 func TestBulkReplayScale(t *testing.T) {
+	testkit.Long(t)
 	t.Parallel()
 	const n = 100_000
 	ctx := context.Background()

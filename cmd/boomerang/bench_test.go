@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/boomerang-dev/boomerang/testkit"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 // service binary. It checks the results file and the correctness counts,
 // never a time.
 func TestBench(t *testing.T) {
+	testkit.Long(t)
 	bin := filepath.Join(t.TempDir(), "boomerang")
 	goTool, err := exec.LookPath("go")
 	if err != nil {
