@@ -197,11 +197,11 @@ type countingProcessor struct {
 	fn    jobs.ProcessorFunc
 }
 
-func (p *countingProcessor) Process(ctx context.Context, payload json.RawMessage) (json.RawMessage, error) {
+func (p *countingProcessor) Process(ctx context.Context, in jobs.Input) (json.RawMessage, error) {
 	p.mu.Lock()
 	p.calls++
 	p.mu.Unlock()
-	return p.fn(ctx, payload)
+	return p.fn(ctx, in)
 }
 
 func (p *countingProcessor) Calls() int {

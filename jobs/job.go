@@ -7,7 +7,11 @@
 package jobs
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
 	"slices"
 	"time"
 )
@@ -60,26 +64,13 @@ const (
 	EventFailed    = "job.failed"
 )
 
-// webhookBody is the JSON sent to the callback URL.
-type webhookBody struct {
-	Type      string      `json:"type"`
-	Timestamp time.Time   `json:"timestamp"`
-	Data      webhookData `json:"data"`
-}
-
-type webhookData struct {
-	RequestID   string            `json:"requestId"`
-	Type        string            `json:"type"`
-	Status      Status            `json:"status"`
-	Result      json.RawMessage   `json:"result,omitempty"`
-	Error       *Error            `json:"error,omitempty"`
-	Metadata    map[string]string `json:"metadata,omitempty"`
-	CreatedAt   time.Time         `json:"createdAt"`
-	CompletedAt *time.Time        `json:"completedAt,omitempty"`
-}
-
-// WebhookBody builds the body of the webhook for a finished job. The result
-// is embedded as the raw JSON the processor produced, never re-encoded.
+// WebhookBody builds the body of the webhook for a finished job:
+//
+//	{"type":"job.completed","timestamp":…,"data":{"requestId","type","status",
+//	 "result" | "error","metadata","createdAt","completedAt"}}
+//
+// The result is embedded exactly as the processor produced it, byte for
+// byte: never re-encoded, never HTML-escaped.
 func WebhookBody(j Job) ([]byte, error) {
 	event := EventCompleted
 	if j.Status == StatusFailed {
@@ -89,10 +80,76 @@ func WebhookBody(j Job) ([]byte, error) {
 	if j.CompletedAt != nil {
 		ts = *j.CompletedAt
 	}
-	return json.Marshal(webhookBody{Type: event, Timestamp: ts, Data: webhookData{
-		RequestID: j.ID, Type: j.Type, Status: j.Status, Result: j.Result, Error: j.Error,
-		Metadata: j.Metadata, CreatedAt: j.CreatedAt, CompletedAt: j.CompletedAt,
-	}})
+	if len(j.Result) > 0 {
+		if err := CheckResult(j.Result); err != nil {
+			return nil, fmt.Errorf("result of %s: %w", j.ID, err)
+		}
+	}
+	var data object
+	data.value("requestId", j.ID)
+	data.value("type", j.Type)
+	data.value("status", j.Status)
+	if len(j.Result) > 0 {
+		data.raw("result", j.Result)
+	}
+	if j.Error != nil {
+		data.value("error", j.Error)
+	}
+	if len(j.Metadata) > 0 {
+		data.value("metadata", j.Metadata)
+	}
+	data.value("createdAt", j.CreatedAt)
+	if j.CompletedAt != nil {
+		data.value("completedAt", j.CompletedAt)
+	}
+	var body object
+	body.value("type", event)
+	body.value("timestamp", ts)
+	body.raw("data", data.close())
+	if body.err != nil || data.err != nil {
+		return nil, errors.Join(body.err, data.err)
+	}
+	return body.close(), nil
+}
+
+// object writes a JSON object field by field: values encoded without HTML
+// escaping, raw JSON embedded as it is.
+type object struct {
+	b   []byte
+	err error
+}
+
+func (o *object) key(k string) {
+	if len(o.b) == 0 {
+		o.b = append(o.b, '{')
+	} else {
+		o.b = append(o.b, ',')
+	}
+	o.b = strconv.AppendQuote(o.b, k) // keys are fixed ASCII names
+	o.b = append(o.b, ':')
+}
+
+func (o *object) raw(k string, v []byte) {
+	o.key(k)
+	o.b = append(o.b, v...)
+}
+
+func (o *object) value(k string, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		o.err = err
+		return
+	}
+	o.raw(k, bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+}
+
+func (o *object) close() []byte {
+	if len(o.b) == 0 {
+		return []byte("{}")
+	}
+	return append(o.b, '}')
 }
 
 // DeliveryID is the webhook-id of a job's delivery: derived from the job so a
@@ -103,4 +160,13 @@ func DeliveryID(requestID string) string {
 		return "msg_" + requestID[len(p):]
 	}
 	return "msg_" + requestID
+}
+
+// CheckResult reports whether a result can travel in a webhook byte for
+// byte: exactly one JSON value that a strict parser accepts.
+func CheckResult(b []byte) error {
+	if !json.Valid(b) {
+		return errors.New("not a single valid JSON value")
+	}
+	return nil
 }

@@ -1,7 +1,9 @@
 package jobs_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,7 +26,7 @@ func TestWebhookBodyGolden(t *testing.T) {
 				CallbackURL: "https://hooks.example.com/cb?token=t", Metadata: map[string]string{"b": "2", "a": "1"},
 				CreatedAt: created, UpdatedAt: done, CompletedAt: &done, Attempts: 2, DeliveryID: "msg_01JD3M4X2Z8QK3V9W7T5N6P4R2"},
 			want: `{"type":"job.completed","timestamp":"2026-03-01T12:00:01.5Z","data":{"requestId":"req_01JD3M4X2Z8QK3V9W7T5N6P4R2",` +
-				`"type":"echo","status":"COMPLETED","result":{"out":[1,2],"s":"\u003cb\u003e"},"metadata":{"a":"1","b":"2"},` +
+				`"type":"echo","status":"COMPLETED","result":{"out": [1, 2], "s": "<b>"},"metadata":{"a":"1","b":"2"},` +
 				`"createdAt":"2026-03-01T12:00:00Z","completedAt":"2026-03-01T12:00:01.5Z"}}`,
 		},
 		{
@@ -59,6 +61,40 @@ func TestWebhookBodyGolden(t *testing.T) {
 				t.Errorf("WebhookBody(%s)\n got: %s\nwant: %s", tc.name, got, tc.want)
 			}
 		})
+	}
+}
+
+// The webhook carries the result byte for byte: no HTML escaping, no
+// re-encoding of numbers, escapes or white space, at any depth.
+func TestWebhookBodyCarriesTheResultByteForByte(t *testing.T) {
+	deep := strings.Repeat(`{"a":[`, 2000) + `"<&>"` + strings.Repeat(`]}`, 2000)
+	for _, result := range []string{
+		`"a<b&c>d"`,
+		`{"html": "<script>alert(1)</script>", "amp": "&amp;"}`,
+		"\"line\u2028separator\u2029and raw \u2028 \u2029\"",
+		`"escaped \u2028 \u003c \/ \ud83d\ude00"`,
+		`123456789012345678901234567890123456789`,
+		`-0`,
+		`1e400`,
+		`[-0.0, 1E+2, 0.1e-7, 18446744073709551616]`,
+		`{ "spaced" :  [ 1 ,2 ]	}`,
+		deep,
+	} {
+		job := jobs.Job{ID: "req_x", Type: "echo", Status: jobs.StatusCompleted, Result: json.RawMessage(result),
+			Metadata: map[string]string{"m": "<&>"}}
+		body, err := jobs.WebhookBody(job)
+		if err != nil {
+			t.Fatalf("WebhookBody(result %.60s): %v", result, err)
+		}
+		if !bytes.Contains(body, []byte(`"result":`+result+`,`)) {
+			t.Errorf("webhook for result %.60s does not carry it byte for byte:\n%.300s", result, body)
+		}
+		if !bytes.Contains(body, []byte(`"metadata":{"m":"<&>"}`)) {
+			t.Errorf("metadata HTML-escaped: %.300s", body)
+		}
+		if !json.Valid(body) {
+			t.Errorf("webhook body for result %.60s is not valid JSON", result)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"sort"
 	"strings"
@@ -14,18 +15,27 @@ import (
 	"unicode/utf8"
 )
 
-// Processor runs jobs of one type: it gets the payload and returns a JSON
+// Input is what a processor gets of a job.
+type Input struct {
+	RequestID string
+	Type      string
+	Payload   json.RawMessage // exactly as submitted
+	Metadata  map[string]string
+	Attempt   int // 1 for the first processing attempt
+}
+
+// Processor runs jobs of one type: it gets the job and returns a JSON
 // result, or an error. Errors are retried unless marked with Permanent.
 type Processor interface {
-	Process(ctx context.Context, payload json.RawMessage) (json.RawMessage, error)
+	Process(ctx context.Context, in Input) (json.RawMessage, error)
 }
 
 // ProcessorFunc adapts a function to Processor.
-type ProcessorFunc func(ctx context.Context, payload json.RawMessage) (json.RawMessage, error)
+type ProcessorFunc func(ctx context.Context, in Input) (json.RawMessage, error)
 
 // Process calls f.
-func (f ProcessorFunc) Process(ctx context.Context, payload json.RawMessage) (json.RawMessage, error) {
-	return f(ctx, payload)
+func (f ProcessorFunc) Process(ctx context.Context, in Input) (json.RawMessage, error) {
+	return f(ctx, in)
 }
 
 // Failure is a processing error with a code that clients see in the job's
@@ -103,33 +113,62 @@ func (r *Registry) Names() []string {
 	return out
 }
 
-// Echo is the built-in "echo" type: the result is the payload.
-var Echo = ProcessorFunc(func(_ context.Context, payload json.RawMessage) (json.RawMessage, error) {
-	return payload, nil
+// Echo is the built-in "echo" type: the result is the payload, byte for byte.
+var Echo = ProcessorFunc(func(_ context.Context, in Input) (json.RawMessage, error) {
+	return in.Payload, nil
 })
 
 // HTTPForwarder is an operator-configured job type that POSTs the payload to
 // an upstream and takes its JSON answer as the result. It turns a slow
 // synchronous backend into an asynchronous API. Upstreams are configured by
-// the operator and so trusted: they bypass the callback SSRF policy.
+// the operator and so trusted: they bypass the callback SSRF policy. Its
+// Client must not follow redirects (see NewUpstreamClient): a redirect
+// would send the client's payload wherever the upstream points.
 type HTTPForwarder struct {
-	URL    string
-	Client *http.Client
+	URL       string
+	Client    *http.Client
+	UserAgent string // "Boomerang/<version>"
+}
+
+// NewUpstreamClient returns the HTTP client of HTTP-forwarding types: it
+// never follows a redirect (a 3xx is the upstream's answer and fails the
+// job), and bounds the answer's headers.
+func NewUpstreamClient() *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 32, IdleConnTimeout: 90 * time.Second,
+			TLSHandshakeTimeout: 10 * time.Second, ForceAttemptHTTP2: true, MaxResponseHeaderBytes: 64 << 10,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 }
 
 // maxUpstreamResult bounds what an upstream may return as a result.
 const maxUpstreamResult = 8 << 20
 
-// Process forwards the payload; 5xx and network errors are retried, 4xx
-// fails the job with the upstream's status and a body excerpt.
-func (h HTTPForwarder) Process(ctx context.Context, payload json.RawMessage) (json.RawMessage, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.URL, bytes.NewReader(payload))
+// Process forwards the payload with the request id as Idempotency-Key (the
+// same on every retry, so the upstream can deduplicate); 5xx and network
+// errors are retried, any other non-2xx fails the job with the upstream's
+// status and a body excerpt, and a 2xx answer must be JSON.
+func (h HTTPForwarder) Process(ctx context.Context, in Input) (json.RawMessage, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.URL, bytes.NewReader(in.Payload))
 	if err != nil {
 		return nil, Permanent(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	resp, err := h.Client.Do(req)
+	if h.UserAgent != "" {
+		req.Header.Set("User-Agent", h.UserAgent)
+	}
+	if in.RequestID != "" {
+		req.Header.Set("Boomerang-Request-Id", in.RequestID)
+		req.Header.Set("Idempotency-Key", in.RequestID)
+	}
+	client := h.Client
+	if client == nil {
+		client = NewUpstreamClient()
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, &Failure{Code: "upstream_unreachable", Message: "upstream request failed: " + stripURL(err), Err: err}
 	}
@@ -141,20 +180,31 @@ func (h HTTPForwarder) Process(ctx context.Context, payload json.RawMessage) (js
 	switch {
 	case resp.StatusCode >= 500:
 		return nil, &Failure{Code: fmt.Sprintf("upstream_%d", resp.StatusCode), Message: "upstream answered " + excerpt(resp.StatusCode, body)}
-	case resp.StatusCode >= 300:
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		return nil, &Failure{Code: fmt.Sprintf("upstream_%d", resp.StatusCode),
+			Message: "upstream answered " + excerpt(resp.StatusCode, body) + " (redirects are not followed)", Permanent: true}
+	case resp.StatusCode >= 300 || resp.StatusCode < 200:
 		return nil, &Failure{Code: fmt.Sprintf("upstream_%d", resp.StatusCode), Message: "upstream answered " + excerpt(resp.StatusCode, body), Permanent: true}
 	case len(body) > maxUpstreamResult:
 		return nil, &Failure{Code: "result_too_large", Message: "upstream answer exceeds 8 MiB", Permanent: true}
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		return json.RawMessage("null"), nil
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return json.RawMessage("null"), nil // 204 and friends: no result
 	}
-	if !json.Valid(body) {
-		// Not JSON: keep the answer, as a JSON string.
-		s, _ := json.Marshal(strings.ToValidUTF8(string(body), "\uFFFD"))
-		return s, nil
+	// The body decides (many upstreams send JSON without saying so), but
+	// an upstream that says HTML or XML never answers with a result.
+	ct := resp.Header.Get("Content-Type")
+	if err := CheckResult(body); err != nil || isMarkup(ct) {
+		return nil, &Failure{Code: "upstream_not_json", Permanent: true,
+			Message: fmt.Sprintf("upstream answered %d with Content-Type %q and a body that is not JSON; a result must be application/json", resp.StatusCode, ct)}
 	}
 	return body, nil
+}
+
+func isMarkup(ct string) bool {
+	mt, _, _ := mime.ParseMediaType(ct)
+	return mt == "text/html" || mt == "application/xhtml+xml" || mt == "text/xml" || mt == "application/xml"
 }
 
 func excerpt(status int, body []byte) string {

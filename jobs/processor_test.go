@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,10 +33,20 @@ func TestHTTPForwarder(t *testing.T) {
 		maxMessage    int // bound on the message length, if set
 	}{
 		{name: "200 JSON", status: 200, body: `{"answer": [4, 2]}`, ctype: "application/json", want: `{"answer": [4, 2]}`},
-		{name: "200 JSON scalar", status: 200, body: `42`, want: `42`},
+		{name: "200 JSON scalar, no Content-Type", status: 200, body: `42`, want: `42`},
 		{name: "201 JSON", status: 201, body: `"made"`, want: `"made"`},
-		{name: "200 non-JSON", status: 200, body: "hello <world> & all", ctype: "text/plain", want: `"hello \u003cworld\u003e \u0026 all"`},
-		{name: "200 non-JSON bad UTF-8", status: 200, body: "caf\xe9", want: "\"caf\ufffd\""},
+		{name: "200 JSON kept byte for byte", status: 200, body: "\n {\"html\": \"a<b&c>d\", \"n\": 123456789012345678901234567890, \"z\": -0, \"e\": 1e400, \"ls\": \"\u2028\"}\n",
+			ctype: "application/json", want: "{\"html\": \"a<b&c>d\", \"n\": 123456789012345678901234567890, \"z\": -0, \"e\": 1e400, \"ls\": \"\u2028\"}"},
+		{name: "200 text/plain", status: 200, body: "hello <world> & all", ctype: "text/plain",
+			wantErr: &jobs.Failure{Code: "upstream_not_json", Permanent: true}, wantInMessage: []string{"200", "text/plain"}},
+		{name: "200 HTML", status: 200, body: "<html><body>Login</body></html>", ctype: "text/html; charset=utf-8",
+			wantErr: &jobs.Failure{Code: "upstream_not_json", Permanent: true}, wantInMessage: []string{"text/html"}},
+		{name: "200 HTML that happens to be JSON", status: 200, body: `"x"`, ctype: "text/html",
+			wantErr: &jobs.Failure{Code: "upstream_not_json", Permanent: true}},
+		{name: "200 non-JSON bad UTF-8", status: 200, body: "caf\xe9",
+			wantErr: &jobs.Failure{Code: "upstream_not_json", Permanent: true}},
+		{name: "200 truncated JSON", status: 200, body: `{"ok":`, ctype: "application/json",
+			wantErr: &jobs.Failure{Code: "upstream_not_json", Permanent: true}},
 		{name: "200 empty", status: 200, body: "", want: `null`},
 		{name: "204 no content", status: 204, want: `null`},
 		{name: "200 whitespace only", status: 200, body: " \n", want: `null`},
@@ -67,8 +79,8 @@ func TestHTTPForwarder(t *testing.T) {
 			}))
 			defer srv.Close()
 			const payload = `{"in":1}`
-			f := jobs.HTTPForwarder{URL: srv.URL + "/work", Client: srv.Client()}
-			got, err := f.Process(context.Background(), json.RawMessage(payload))
+			f := jobs.HTTPForwarder{URL: srv.URL + "/work", Client: jobs.NewUpstreamClient()}
+			got, err := f.Process(context.Background(), jobs.Input{Payload: json.RawMessage(payload)})
 
 			mu.Lock()
 			if gotMethod != http.MethodPost || gotCType != "application/json" || gotAccept != "application/json" || gotBody != payload {
@@ -117,7 +129,7 @@ func TestHTTPForwarderTooLargeResult(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	_, err := jobs.HTTPForwarder{URL: srv.URL, Client: srv.Client()}.Process(context.Background(), json.RawMessage(`1`))
+	_, err := jobs.HTTPForwarder{URL: srv.URL, Client: srv.Client()}.Process(context.Background(), jobs.Input{Payload: json.RawMessage(`1`)})
 	var fail *jobs.Failure
 	if !errors.As(err, &fail) || fail.Code != "result_too_large" || !fail.Permanent {
 		t.Fatalf("Process against an answer over 8 MiB = %v, want a permanent result_too_large failure", err)
@@ -132,7 +144,7 @@ func TestHTTPForwarderConnectionRefused(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	url := "http://" + addr + "/work?token=s3cr3t"
-	_, err = jobs.HTTPForwarder{URL: url, Client: &http.Client{}}.Process(context.Background(), json.RawMessage(`1`))
+	_, err = jobs.HTTPForwarder{URL: url, Client: &http.Client{}}.Process(context.Background(), jobs.Input{Payload: json.RawMessage(`1`)})
 	var fail *jobs.Failure
 	if !errors.As(err, &fail) {
 		t.Fatalf("Process against a closed port = %v (%T), want a *jobs.Failure", err, err)
@@ -160,7 +172,7 @@ func TestHTTPForwarderSlowUpstream(t *testing.T) {
 	defer close(release)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	got, err := jobs.HTTPForwarder{URL: srv.URL, Client: srv.Client()}.Process(ctx, json.RawMessage(`1`))
+	got, err := jobs.HTTPForwarder{URL: srv.URL, Client: srv.Client()}.Process(ctx, jobs.Input{Payload: json.RawMessage(`1`)})
 	if err == nil {
 		t.Fatalf("Process against an upstream slower than the deadline = %s, nil; want an error", got)
 	}
@@ -173,7 +185,7 @@ func TestHTTPForwarderSlowUpstream(t *testing.T) {
 }
 
 func TestHTTPForwarderBadURLIsPermanent(t *testing.T) {
-	_, err := jobs.HTTPForwarder{URL: "http://bad host/", Client: &http.Client{}}.Process(context.Background(), nil)
+	_, err := jobs.HTTPForwarder{URL: "http://bad host/", Client: &http.Client{}}.Process(context.Background(), jobs.Input{})
 	if err == nil || !jobs.IsPermanent(err) {
 		t.Fatalf("Process with an invalid URL = %v, want a permanent error", err)
 	}
@@ -310,7 +322,7 @@ func TestRegistry(t *testing.T) {
 
 func TestEcho(t *testing.T) {
 	for _, in := range []string{`{"a": 1}`, `null`, `"s"`, ``} {
-		got, err := jobs.Echo.Process(context.Background(), json.RawMessage(in))
+		got, err := jobs.Echo.Process(context.Background(), jobs.Input{Payload: json.RawMessage(in)})
 		if err != nil || string(got) != in {
 			t.Errorf("Echo(%q) = %q, %v; want the payload back", in, got, err)
 		}
@@ -322,4 +334,64 @@ func trunc(s string) string {
 		return s[:200] + "..."
 	}
 	return s
+}
+
+// An upstream answering with a redirect never makes the forwarder send the
+// client's payload anywhere else: the 3xx fails the job.
+func TestHTTPForwarderNeverFollowsRedirects(t *testing.T) {
+	for _, status := range []int{301, 302, 303, 307, 308} {
+		var canaryHits atomic.Int32
+		canary := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { canaryHits.Add(1) }))
+		upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, canary.URL+"/steal", status)
+		}))
+		_, err := jobs.HTTPForwarder{URL: upstream.URL, Client: jobs.NewUpstreamClient()}.Process(context.Background(),
+			jobs.Input{RequestID: "req_x", Payload: json.RawMessage(`{"secret":1}`)})
+		upstream.Close()
+		canary.Close()
+		var fail *jobs.Failure
+		if !errors.As(err, &fail) || !fail.Permanent || fail.Code != fmt.Sprintf("upstream_%d", status) {
+			t.Errorf("upstream answering %d: error %v, want a permanent upstream_%d failure", status, err, status)
+		}
+		if n := canaryHits.Load(); n != 0 {
+			t.Errorf("upstream answering %d: the redirect target got %d requests, want 0", status, n)
+		}
+	}
+}
+
+// Every forwarded request says who sends it and for which job, with the
+// request id as Idempotency-Key on every retry.
+func TestHTTPForwarderHeaders(t *testing.T) {
+	var mu sync.Mutex
+	var got []http.Header
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.Header.Clone())
+		n := len(got)
+		mu.Unlock()
+		if n == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"ok":true}`)
+	}))
+	defer srv.Close()
+	f := jobs.HTTPForwarder{URL: srv.URL, Client: jobs.NewUpstreamClient(), UserAgent: "Boomerang/1.2.3"}
+	in := jobs.Input{RequestID: "req_01JD3M4X2Z8QK3V9W7T5N6P4R2", Type: "report", Payload: json.RawMessage(`{}`), Attempt: 1}
+	if _, err := f.Process(context.Background(), in); err == nil {
+		t.Fatal("first try against a 503: no error, want a retryable one")
+	}
+	in.Attempt = 2
+	if _, err := f.Process(context.Background(), in); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	for i, h := range got {
+		for name, want := range map[string]string{"User-Agent": "Boomerang/1.2.3", "Boomerang-Request-Id": in.RequestID,
+			"Idempotency-Key": in.RequestID, "Content-Type": "application/json"} {
+			if h.Get(name) != want {
+				t.Errorf("request %d: %s = %q, want %q", i+1, name, h.Get(name), want)
+			}
+		}
+	}
 }

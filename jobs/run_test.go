@@ -84,21 +84,19 @@ func TestRunEchoCompletesAndDelivers(t *testing.T) {
 		t.Errorf("body = %s; want type job.completed, requestId %s, type echo, status COMPLETED, metadata %v, createdAt %v, completedAt and timestamp %v",
 			m.Body, j.ID, sub.Metadata, got.CreatedAt, got.CompletedAt)
 	}
-	var want bytes.Buffer
-	_ = json.Compact(&want, []byte(payload))
-	if !bytes.Equal(d.Result, want.Bytes()) {
-		t.Errorf("body result = %s, want the payload %s", d.Result, want.Bytes())
+	if !bytes.Contains(m.Body, []byte(`"result":`+payload+`,`)) {
+		t.Errorf("body %s does not carry the payload byte for byte: %s", m.Body, payload)
 	}
 }
 
 func TestRunProcessorOutcomes(t *testing.T) {
 	boom := errors.New("boom")
-	waitForDeadline := jobs.ProcessorFunc(func(ctx context.Context, _ json.RawMessage) (json.RawMessage, error) {
+	waitForDeadline := jobs.ProcessorFunc(func(ctx context.Context, _ jobs.Input) (json.RawMessage, error) {
 		<-ctx.Done()
 		return nil, fmt.Errorf("waiting: %w", ctx.Err())
 	})
 	fail := func(err error) jobs.ProcessorFunc {
-		return func(context.Context, json.RawMessage) (json.RawMessage, error) { return nil, err }
+		return func(context.Context, jobs.Input) (json.RawMessage, error) { return nil, err }
 	}
 	type outcome struct {
 		retry    bool  // Run returns an error
@@ -200,7 +198,7 @@ func TestRunProcessorOutcomes(t *testing.T) {
 func TestRunRetryableErrorIsReturnedAsIs(t *testing.T) {
 	boom := errors.New("boom")
 	e := newEnv(t, func(r *jobs.Registry) {
-		r.Register("work", jobs.ProcessorFunc(func(context.Context, json.RawMessage) (json.RawMessage, error) { return nil, boom }), time.Second)
+		r.Register("work", jobs.ProcessorFunc(func(context.Context, jobs.Input) (json.RawMessage, error) { return nil, boom }), time.Second)
 	})
 	sub := echoSub(`1`)
 	sub.Type = "work"
@@ -218,7 +216,7 @@ func TestRunCompletedJobRedeliversWithoutReprocessing(t *testing.T) {
 		status jobs.Status
 	}{
 		{"completed", jobs.Echo, jobs.StatusCompleted},
-		{"failed", func(context.Context, json.RawMessage) (json.RawMessage, error) {
+		{"failed", func(context.Context, jobs.Input) (json.RawMessage, error) {
 			return nil, jobs.Permanent(errors.New("no"))
 		}, jobs.StatusFailed},
 	} {
@@ -294,18 +292,22 @@ func TestRunDelivererErrorIsReturned(t *testing.T) {
 	}
 }
 
-func TestRunNonJSONResultBecomesString(t *testing.T) {
+// A result must travel byte for byte, so a processor's result that is not
+// JSON fails the job instead of being re-encoded.
+func TestRunResultIsKeptByteForByte(t *testing.T) {
 	tests := []struct {
-		result string
-		want   string
+		result   string
+		want     string // the stored result; "" when the job must fail
+		wantCode string
 	}{
-		{`plain text`, `"plain text"`},
-		{`{"ok":true}`, `{"ok":true}`},
-		{`{"ok":`, `"{\"ok\":"`},
+		{`{"ok": true,  "html": "a<b&c>d"}`, `{"ok": true,  "html": "a<b&c>d"}`, ""},
+		{``, `null`, ""},
+		{`plain text`, "", "invalid_result"},
+		{`{"ok":`, "", "invalid_result"},
 	}
 	for _, tc := range tests {
 		e := newEnv(t, func(r *jobs.Registry) {
-			r.Register("work", jobs.ProcessorFunc(func(context.Context, json.RawMessage) (json.RawMessage, error) {
+			r.Register("work", jobs.ProcessorFunc(func(context.Context, jobs.Input) (json.RawMessage, error) {
 				return json.RawMessage(tc.result), nil
 			}), time.Second)
 		})
@@ -315,8 +317,13 @@ func TestRunNonJSONResultBecomesString(t *testing.T) {
 		if err := e.svc.Run(context.Background(), j.ID); err != nil {
 			t.Fatal(err)
 		}
-		if got := e.get(t, "cli_a", j.ID); string(got.Result) != tc.want {
-			t.Errorf("processor result %q stored as %s, want %s", tc.result, got.Result, tc.want)
+		got := e.get(t, "cli_a", j.ID)
+		code := ""
+		if got.Error != nil {
+			code = got.Error.Code
+		}
+		if string(got.Result) != tc.want || code != tc.wantCode {
+			t.Errorf("processor result %q: stored result %s, error code %q; want result %s, code %q", tc.result, got.Result, code, tc.want, tc.wantCode)
 		}
 	}
 }
@@ -338,7 +345,7 @@ func TestRunTypeUnknownToWorkerFails(t *testing.T) {
 
 func TestRunAttemptsExhaustedBeforeProcessing(t *testing.T) {
 	boom := errors.New("boom")
-	p := &countingProcessor{fn: func(context.Context, json.RawMessage) (json.RawMessage, error) { return nil, boom }}
+	p := &countingProcessor{fn: func(context.Context, jobs.Input) (json.RawMessage, error) { return nil, boom }}
 	e := newEnv(t, func(r *jobs.Registry) { r.Register("work", p, time.Second) }, withMaxAttempts(5))
 	sub := echoSub(`1`)
 	sub.Type = "work"
@@ -363,7 +370,7 @@ func TestRunCanceledContextLeavesJobForLater(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	e := newEnv(t, func(r *jobs.Registry) {
-		r.Register("work", jobs.ProcessorFunc(func(pctx context.Context, _ json.RawMessage) (json.RawMessage, error) {
+		r.Register("work", jobs.ProcessorFunc(func(pctx context.Context, _ jobs.Input) (json.RawMessage, error) {
 			cancel() // the worker shuts down mid-job
 			<-pctx.Done()
 			return nil, jobs.Permanent(pctx.Err())

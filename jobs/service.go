@@ -292,7 +292,7 @@ func (s *Service) Run(ctx context.Context, id string) error {
 		return s.fail(ctx, j, &Error{Code: "unknown_type", Message: "no processor for job type " + j.Type + " on this worker"})
 	}
 	pctx, cancel := context.WithTimeout(ctx, typ.Timeout)
-	result, perr := typ.Processor.Process(pctx, j.Payload)
+	result, perr := typ.Processor.Process(pctx, Input{RequestID: j.ID, Type: j.Type, Payload: j.Payload, Metadata: j.Metadata, Attempt: j.Attempts})
 	timedOut := errors.Is(pctx.Err(), context.DeadlineExceeded)
 	cancel()
 	if perr != nil {
@@ -311,12 +311,12 @@ func (s *Service) Run(ctx context.Context, id string) error {
 		}
 		return s.fail(ctx, j, e)
 	}
-	switch {
-	case len(result) == 0:
+	if len(result) == 0 {
 		result = json.RawMessage("null")
-	case !json.Valid(result):
-		enc, _ := json.Marshal(string(result)) // not JSON: keep it, as a JSON string
-		result = enc
+	}
+	if err := CheckResult(result); err != nil {
+		// Results travel byte for byte; a result that is not JSON cannot.
+		return s.fail(ctx, j, &Error{Code: "invalid_result", Message: "the processor's result is not JSON: " + err.Error()})
 	}
 	done := s.now().UTC()
 	j.Status, j.Result, j.UpdatedAt, j.CompletedAt, j.DeliveryID = StatusCompleted, result, done, &done, DeliveryID(j.ID)

@@ -14,10 +14,10 @@ import (
 // statusEnv registers "fail" (fails at once) and "retry" (stays PROCESSING).
 func statusEnv(t *testing.T) *env {
 	return newEnv(t, func(r *jobs.Registry) {
-		r.Register("fail", jobs.ProcessorFunc(func(context.Context, json.RawMessage) (json.RawMessage, error) {
+		r.Register("fail", jobs.ProcessorFunc(func(context.Context, jobs.Input) (json.RawMessage, error) {
 			return nil, jobs.Permanent(errors.New("no"))
 		}), time.Second)
-		r.Register("retry", jobs.ProcessorFunc(func(context.Context, json.RawMessage) (json.RawMessage, error) {
+		r.Register("retry", jobs.ProcessorFunc(func(context.Context, jobs.Input) (json.RawMessage, error) {
 			return nil, errors.New("later")
 		}), time.Second)
 	})

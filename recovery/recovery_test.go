@@ -109,7 +109,7 @@ func newWorld(t *testing.T, status int) *world {
 	})
 	reg := jobs.NewRegistry()
 	reg.Register("echo", jobs.Echo, time.Minute)
-	reg.Register("flaky", jobs.ProcessorFunc(func(context.Context, json.RawMessage) (json.RawMessage, error) {
+	reg.Register("flaky", jobs.ProcessorFunc(func(context.Context, jobs.Input) (json.RawMessage, error) {
 		return nil, errors.New("upstream hiccup")
 	}), time.Minute)
 	w.jobStore = jobs.NewStore(w.rdb, time.Hour)

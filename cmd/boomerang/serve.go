@@ -311,12 +311,9 @@ func registry(cfg config.Config) *jobs.Registry {
 	}
 	r := jobs.NewRegistry()
 	r.Register("echo", jobs.Echo, timeout("echo"))
-	upstream := &http.Client{Transport: &http.Transport{
-		Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 32, IdleConnTimeout: 90 * time.Second,
-		TLSHandshakeTimeout: 10 * time.Second, ForceAttemptHTTP2: true,
-	}}
+	upstream := jobs.NewUpstreamClient()
 	for name, url := range cfg.JobHTTP {
-		r.Register(name, jobs.HTTPForwarder{URL: url, Client: upstream}, timeout(name))
+		r.Register(name, jobs.HTTPForwarder{URL: url, Client: upstream, UserAgent: "Boomerang/" + version}, timeout(name))
 	}
 	return r
 }
