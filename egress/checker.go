@@ -21,12 +21,20 @@ type Checker struct {
 
 // CheckURL implements the submission check.
 func (c Checker) CheckURL(raw string) error {
-	if err := c.Policy.CheckURL(raw); err != nil {
-		return err
-	}
-	u, err := url.Parse(raw)
+	_, err := c.CanonicalURL(raw)
+	return err
+}
+
+// CanonicalURL checks raw like CheckURL and returns its canonical form
+// (Policy.CanonicalURL).
+func (c Checker) CanonicalURL(raw string) (string, error) {
+	canonical, err := c.Policy.CanonicalURL(raw)
 	if err != nil {
-		return urlErr(CodeInvalidURL, "not a valid URL")
+		return "", err
+	}
+	u, err := url.Parse(canonical)
+	if err != nil {
+		return "", urlErr(CodeInvalidURL, "not a valid URL")
 	}
 	timeout := c.Timeout
 	if timeout <= 0 {
@@ -37,7 +45,7 @@ func (c Checker) CheckURL(raw string) error {
 	err = c.Policy.CheckHost(ctx, c.Resolver, u.Hostname())
 	var blocked *BlockedError
 	if errors.As(err, &blocked) {
-		return &URLError{Code: CodeBlockedAddress, Detail: "the host resolves to a blocked address (" + blocked.Reason + ")", Err: blocked}
+		return "", blockedURL("the host resolves to a blocked address ("+blocked.Reason+")", blocked)
 	}
-	return nil
+	return canonical, nil
 }

@@ -38,6 +38,10 @@ type Policy struct {
 type BlockedError struct {
 	Addr   netip.Addr
 	Reason string
+	// Allowable says that BOOMERANG_ALLOW_PRIVATE_CALLBACKS or a
+	// BOOMERANG_ALLOW_CALLBACK_CIDRS entry could open the destination
+	// (never true for unspecified, multicast and broadcast addresses).
+	Allowable bool
 }
 
 func (e *BlockedError) Error() string {
@@ -129,7 +133,7 @@ func (p Policy) CheckAddr(ip netip.Addr) error {
 	if !v.never && (p.AllowPrivate || p.cidrAllows(ip)) {
 		return nil
 	}
-	return &BlockedError{Addr: ip, Reason: v.reason}
+	return &BlockedError{Addr: ip, Reason: v.reason, Allowable: !v.never}
 }
 
 func (p Policy) cidrAllows(ip netip.Addr) bool {
@@ -148,3 +152,6 @@ func (p Policy) maxURLLength() int {
 	}
 	return p.MaxURLLength
 }
+
+// Message is the part of the error meant for the client who sent the URL.
+func (e *URLError) Message() string { return e.Detail }

@@ -95,12 +95,12 @@ func TestCheckURL(t *testing.T) {
 		{"data", Policy{}, "data:text/plain,hi", CodeScheme, ""},
 		{"dict", Policy{}, "dict://127.0.0.1:11211/", CodeScheme, ""},
 		{"ws", Policy{}, "ws://example.com/", CodeScheme, ""},
-		{"opaque http", Policy{}, "http:example.com", CodeInvalidURL, ""},
+		{"opaque http", Policy{}, "http:example.com", CodeScheme, ""},
 
 		// Relative, empty, whitespace, control characters.
-		{"relative path", Policy{}, "/hook", CodeInvalidURL, ""},
-		{"scheme-relative", Policy{}, "//example.com/hook", CodeInvalidURL, ""},
-		{"bare host", Policy{}, "example.com", CodeInvalidURL, ""},
+		{"relative path", Policy{}, "/hook", CodeScheme, ""},
+		{"scheme-relative", Policy{}, "//example.com/hook", CodeScheme, ""},
+		{"bare host", Policy{}, "example.com", CodeScheme, ""},
 		{"empty", Policy{}, "", CodeInvalidURL, ""},
 		{"space only", Policy{}, " ", CodeInvalidURL, ""},
 		{"leading space", Policy{}, " https://example.com/", CodeInvalidURL, ""},

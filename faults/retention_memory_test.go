@@ -35,7 +35,7 @@ func (noEnqueuer) EnqueueJob(context.Context, string, time.Duration) error { ret
 func (noScheduler) ScheduleAttempt(context.Context, string, int, time.Time) error {
 	return fmt.Errorf("no retry expected: every attempt answers 204")
 }
-func (anyURL) CheckURL(string) error { return nil }
+func (anyURL) CanonicalURL(u string) (string, error) { return u, nil }
 func (s staticSecret) SigningSecrets(context.Context, string) ([]string, error) {
 	return []string{string(s)}, nil
 }

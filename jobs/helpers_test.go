@@ -17,7 +17,7 @@ import (
 )
 
 const (
-	callback    = "https://hooks.example.com/boomerang"
+	callback    = "https://hooks.example.com:443/boomerang" // canonical: the form stored
 	echoTimeout = 30 * time.Second
 )
 

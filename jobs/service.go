@@ -41,9 +41,10 @@ func (e *ValidationError) Error() string {
 	return fmt.Sprintf("invalid submission: %s: %s", e.Fields[0].Field, e.Fields[0].Message)
 }
 
-// URLChecker validates callback URLs at submission (egress.Policy).
+// URLChecker validates a callback URL at submission and returns its
+// canonical form, the one stored and dialled (egress.Checker).
 type URLChecker interface {
-	CheckURL(raw string) error
+	CanonicalURL(raw string) (string, error)
 }
 
 // Enqueuer makes a job's processing durable.
@@ -140,7 +141,9 @@ type Submission struct {
 	IdempotencyKey string
 }
 
-func (s *Service) validate(sub Submission) error {
+// validate checks a submission and returns it with its callback URL in
+// canonical form.
+func (s *Service) validate(sub Submission) (Submission, error) {
 	var fe []FieldError
 	add := func(field, code, msg string) { fe = append(fe, FieldError{field, code, msg}) }
 	switch {
@@ -160,8 +163,10 @@ func (s *Service) validate(sub Submission) error {
 	}
 	if sub.CallbackURL == "" {
 		add("callbackUrl", "required", "callbackUrl is required")
-	} else if err := s.urls.CheckURL(sub.CallbackURL); err != nil {
-		add("callbackUrl", "invalid", err.Error())
+	} else if canonical, err := s.urls.CanonicalURL(sub.CallbackURL); err != nil {
+		add("callbackUrl", "invalid", urlMessage(err))
+	} else {
+		sub.CallbackURL = canonical
 	}
 	if len(sub.Metadata) > s.limits.MaxMetadataKeys {
 		add("metadata", "too-many", fmt.Sprintf("metadata has %d keys, at most %d allowed", len(sub.Metadata), s.limits.MaxMetadataKeys))
@@ -183,9 +188,18 @@ func (s *Service) validate(sub Submission) error {
 		add("Idempotency-Key", "invalid", "Idempotency-Key must be valid UTF-8")
 	}
 	if len(fe) > 0 {
-		return &ValidationError{Fields: fe}
+		return sub, &ValidationError{Fields: fe}
 	}
-	return nil
+	return sub, nil
+}
+
+// urlMessage is the client's part of a URL checker's error.
+func urlMessage(err error) string {
+	var d interface{ Message() string }
+	if errors.As(err, &d) {
+		return d.Message()
+	}
+	return err.Error()
 }
 
 // fingerprint hashes what makes two submissions the same request.
@@ -207,7 +221,8 @@ func fingerprint(sub Submission) string {
 // returns the job and whether it was created now (false: an earlier request
 // with the same Idempotency-Key made it). Nothing is left behind on failure.
 func (s *Service) Submit(ctx context.Context, clientID string, sub Submission) (Job, bool, error) {
-	if err := s.validate(sub); err != nil {
+	sub, err := s.validate(sub)
+	if err != nil {
 		return Job{}, false, err
 	}
 	now := s.now().UTC()
