@@ -67,6 +67,8 @@ type deliverySummary struct {
 	LastAttemptAt  *time.Time      `json:"lastAttemptAt,omitempty"`
 	NextAttemptAt  *time.Time      `json:"nextAttemptAt,omitempty"`
 	LastStatusCode int             `json:"lastStatusCode,omitempty"`
+	DeferredUntil  *time.Time      `json:"deferredUntil,omitempty"`
+	DeferredReason string          `json:"deferredReason,omitempty"`
 }
 
 type jobView struct {
@@ -101,7 +103,8 @@ func getJob(svc JobService, deliveries DeliveryReader) http.Handler {
 		if job.DeliveryID != "" {
 			if d, err := deliveries.Get(r.Context(), job.DeliveryID); err == nil {
 				v.Delivery = &deliverySummary{ID: d.ID, Status: d.Status, Attempts: d.Attempts,
-					LastAttemptAt: d.LastAttemptAt, NextAttemptAt: d.NextAttemptAt, LastStatusCode: d.LastStatusCode}
+					LastAttemptAt: d.LastAttemptAt, NextAttemptAt: d.NextAttemptAt, LastStatusCode: d.LastStatusCode,
+					DeferredUntil: d.DeferredUntil, DeferredReason: d.DeferredReason}
 			}
 		}
 		respond(w, http.StatusOK, v)

@@ -3,8 +3,12 @@ package webhooks
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // With MaxAttempts 3 and a receiver that always fails, attempts 1..3 end
@@ -196,5 +200,65 @@ func TestAttemptRecordedWithoutNextAttempt(t *testing.T) {
 	}
 	if calls := e.sched.Calls(); len(calls) != 1 {
 		t.Errorf("Scheduler calls = %v, want only the first one", calls)
+	}
+}
+
+// A receiver cannot make one attempt's log entry large: its response
+// headers are kept to maxHeaderLog bytes, longest values cut first.
+func TestResponseHeadersAreBounded(t *testing.T) {
+	size := func(m map[string]string) int {
+		n := 0
+		for k, v := range m {
+			n += len(k) + len(v)
+		}
+		return n
+	}
+	tests := []struct {
+		name   string
+		header http.Header
+		check  func(t *testing.T, got map[string]string)
+	}{
+		{"small headers are kept whole", http.Header{"A": {"1"}, "B": {"x", "y"}}, func(t *testing.T, got map[string]string) {
+			if got["A"] != "1" || got["B"] != "x, y" || len(got) != 2 {
+				t.Errorf("got %v", got)
+			}
+		}},
+		{"one 60 KB value is cut, the short ones kept", http.Header{"Short": {"keep me"}, "Huge": {strings.Repeat("é", 30000)}},
+			func(t *testing.T, got map[string]string) {
+				if got["Short"] != "keep me" || !strings.HasSuffix(got["Huge"], "…") || !utf8.ValidString(got["Huge"]) {
+					t.Errorf("Short %q, Huge ends %q (valid UTF-8 %v)", got["Short"], got["Huge"][len(got["Huge"])-10:], utf8.ValidString(got["Huge"]))
+				}
+			}},
+		{"many large values share the room", func() http.Header {
+			h := http.Header{}
+			for i := 0; i < 60; i++ {
+				h.Set(fmt.Sprintf("X-H%02d", i), strings.Repeat("v", 1000))
+			}
+			return h
+		}(), func(t *testing.T, got map[string]string) {
+			if len(got) != 60 {
+				t.Errorf("%d headers kept, want all 60 (cut)", len(got))
+			}
+		}},
+		{"thousands of names: the rest is counted", func() http.Header {
+			h := http.Header{}
+			for i := 0; i < 3000; i++ {
+				h.Set(fmt.Sprintf("X-Header-%05d", i), "v")
+			}
+			return h
+		}(), func(t *testing.T, got map[string]string) {
+			if got["Boomerang-Omitted-Headers"] == "" || len(got) >= 3000 {
+				t.Errorf("%d headers kept, omitted %q; want some left out and counted", len(got), got["Boomerang-Omitted-Headers"])
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := flatten(tc.header)
+			if n := size(got); n > maxHeaderLog {
+				t.Errorf("kept %d bytes of headers, want at most %d", n, maxHeaderLog)
+			}
+			tc.check(t, got)
+		})
 	}
 }

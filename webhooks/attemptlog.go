@@ -44,8 +44,10 @@ func decodeAttempt(raw []byte, d Delivery) (Attempt, error) {
 	}
 	start := time.UnixMilli(s.S).UTC()
 	a := Attempt{Number: s.N, StartedAt: start, DurationMs: s.D, URL: d.URL, StatusCode: s.SC,
-		ResponseHeaders: s.RH, ResponseBody: s.RB, ErrorClass: s.EC, Error: s.E, Outcome: s.O,
-		RequestHeaders: requestHeaders(d, start.Unix(), s.UA, s.Sigs)}
+		ResponseHeaders: s.RH, ResponseBody: s.RB, ErrorClass: s.EC, Error: s.E, Outcome: s.O}
+	if s.EC != ClassCircuit { // a short-circuited attempt sent nothing
+		a.RequestHeaders = requestHeaders(d, start.Unix(), s.UA, s.Sigs)
+	}
 	if s.Next != 0 {
 		next := time.UnixMilli(s.Next).UTC()
 		a.NextAttemptAt = &next

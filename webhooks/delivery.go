@@ -45,25 +45,30 @@ type Message struct {
 
 // Delivery is one webhook and its progress.
 type Delivery struct {
-	ID             string          `json:"id"`
-	RequestID      string          `json:"requestId"`
-	ClientID       string          `json:"clientId"`
-	EventType      string          `json:"eventType"`
-	URL            string          `json:"url"`
-	Status         Status          `json:"status"`
-	Attempts       int             `json:"attempts"`
-	LastAttemptAt  *time.Time      `json:"lastAttemptAt,omitempty"`
-	NextAttemptAt  *time.Time      `json:"nextAttemptAt,omitempty"`
-	LastStatusCode int             `json:"lastStatusCode,omitempty"`
-	LastError      string          `json:"lastError,omitempty"`
-	Replays        int             `json:"replays,omitempty"`
-	CreatedAt      time.Time       `json:"createdAt"`
-	UpdatedAt      time.Time       `json:"updatedAt"`
-	DeliveredAt    *time.Time      `json:"deliveredAt,omitempty"`
+	ID             string     `json:"id"`
+	RequestID      string     `json:"requestId"`
+	ClientID       string     `json:"clientId"`
+	EventType      string     `json:"eventType"`
+	URL            string     `json:"url"`
+	Status         Status     `json:"status"`
+	Attempts       int        `json:"attempts"`
+	LastAttemptAt  *time.Time `json:"lastAttemptAt,omitempty"`
+	NextAttemptAt  *time.Time `json:"nextAttemptAt,omitempty"`
+	LastStatusCode int        `json:"lastStatusCode,omitempty"`
+	LastError      string     `json:"lastError,omitempty"`
+	Replays        int        `json:"replays,omitempty"`
+	CreatedAt      time.Time  `json:"createdAt"`
+	UpdatedAt      time.Time  `json:"updatedAt"`
+	DeliveredAt    *time.Time `json:"deliveredAt,omitempty"`
+	// DeferredUntil and DeferredReason say that the next attempt waits for
+	// a circuit or a concurrency cap (the Defer* constants), and till when.
+	DeferredUntil  *time.Time      `json:"deferredUntil,omitempty"`
+	DeferredReason string          `json:"deferredReason,omitempty"`
 	Payload        json.RawMessage `json:"payload,omitempty"`
 	AttemptLog     []Attempt       `json:"attemptLog,omitempty"`
 
-	roundStart int // attempts made before the latest replay
+	roundStart      int // attempts made before the latest replay
+	deferredAttempt int // the attempt number DeferredReason applies to
 }
 
 // Error classes of failed attempts.
@@ -75,6 +80,9 @@ const (
 	ClassStatus   = "status"
 	ClassRedirect = "redirect"
 	ClassBlocked  = "blocked"
+	// ClassCircuit: no request was sent, because the endpoint's or the
+	// host's circuit was still open after the attempt had waited once.
+	ClassCircuit = "circuit-open"
 )
 
 // Outcomes of an attempt.
@@ -90,7 +98,7 @@ type Attempt struct {
 	StartedAt       time.Time         `json:"startedAt"`
 	DurationMs      int64             `json:"durationMs"`
 	URL             string            `json:"url"`
-	RequestHeaders  map[string]string `json:"requestHeaders"`
+	RequestHeaders  map[string]string `json:"requestHeaders,omitempty"`
 	StatusCode      int               `json:"statusCode,omitempty"`
 	ResponseHeaders map[string]string `json:"responseHeaders,omitempty"`
 	ResponseBody    string            `json:"responseBody,omitempty"`

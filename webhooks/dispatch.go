@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -51,7 +52,8 @@ type Dispatcher struct {
 	client    *http.Client
 	scheduler Scheduler
 	replays   ReplayStarter
-	gate      *hostGate
+	gate      *gate
+	deferLog  *rateLog
 	signers   *signerCache
 	policy    RetryPolicy
 	timeout   time.Duration
@@ -70,9 +72,10 @@ type DispatcherOptions struct {
 	Replays   ReplayStarter
 	Policy    RetryPolicy
 	// HostConcurrency caps attempts in flight per receiver host (0: no
-	// cap); BreakerThreshold consecutive failures of a host defer its
-	// attempts for BreakerCooldown, then one probe goes through (0: no
-	// breaker). Deferred attempts do not count against MaxAttempts.
+	// cap). BreakerThreshold consecutive failures of an endpoint (or
+	// host-level failures of a host) defer its attempts for
+	// BreakerCooldown, then one probe goes through (0: no breakers). See
+	// gate for the rules.
 	HostConcurrency  int
 	BreakerThreshold int
 	BreakerCooldown  time.Duration
@@ -102,7 +105,8 @@ func NewDispatcher(o DispatcherOptions) *Dispatcher {
 		scheduler: o.Scheduler,
 		replays:   o.Replays,
 		signers:   &signerCache{src: o.Secrets, m: map[string]*signing.Signer{}},
-		gate:      newHostGate(o.HostConcurrency, o.BreakerThreshold, o.BreakerCooldown, o.Now),
+		gate:      newGate(o.HostConcurrency, o.BreakerThreshold, o.BreakerCooldown, o.Now),
+		deferLog:  newRateLog(10 * time.Second),
 		policy:    o.Policy,
 		timeout:   o.Timeout,
 		userAgent: o.UserAgent,
@@ -154,7 +158,7 @@ func (d *Dispatcher) Attempt(ctx context.Context, id string, n int) error {
 		// same task again later (its id is taken, so rescheduling it under
 		// that id would be a no-op).
 		if wait > maxEarly {
-			return &DeferError{Until: *dl.NextAttemptAt, Reason: fmt.Sprintf("attempt %d of %s is not due yet", n, id), early: true}
+			return &DeferError{Until: *dl.NextAttemptAt, Reason: deferNotDue, Detail: fmt.Sprintf("attempt %d of %s is not due yet", n, id)}
 		}
 		select {
 		case <-time.After(wait):
@@ -177,12 +181,23 @@ func (d *Dispatcher) attempt(ctx context.Context, dl Delivery) error {
 	if err != nil {
 		return err
 	}
-	done, until, reason := d.gate.acquire(hostOf(dl.URL))
-	if done == nil {
-		return d.postpone(ctx, dl, until, reason)
+	n := dl.Attempts + 1
+	var a Attempt
+	var retryAfter time.Duration
+	t, deferral := d.gate.acquire(hostOf(dl.URL), endpointOf(dl.ClientID, dl.URL))
+	switch {
+	case deferral == nil:
+		a, retryAfter = d.send(ctx, dl, n, signer)
+		t.done(outcomeOf(a))
+	case circuitReason(deferral.Reason) && circuitReason(dl.DeferredReason) && dl.deferredAttempt == n:
+		// This attempt waited for the circuit once already: it fails
+		// without a request, so the delivery keeps its own schedule and
+		// ends on time instead of waiting for probes forever.
+		a = Attempt{Number: n, StartedAt: d.now().UTC(), URL: dl.URL, ErrorClass: ClassCircuit,
+			Error: "not sent: " + deferral.Reason + " (" + deferral.Detail + ")"}
+	default:
+		return d.postpone(ctx, dl, n, deferral)
 	}
-	a, retryAfter := d.send(ctx, dl, dl.Attempts+1, signer)
-	done(hostFailed(a))
 
 	status := StatusPending
 	roundAttempts := a.Number - dl.roundStart
@@ -216,14 +231,19 @@ func (d *Dispatcher) attempt(ctx context.Context, dl Delivery) error {
 	return nil
 }
 
-// postpone moves a delivery's next attempt to until without making it, so
-// that it does not count, and asks for the task to run again then.
-func (d *Dispatcher) postpone(ctx context.Context, dl Delivery, until time.Time, reason string) error {
-	if err := d.store.postpone(ctx, dl, until); err != nil && !errors.Is(err, timeindex.ErrGuard) && !errors.Is(err, timeindex.ErrWrongStatus) {
+// postpone moves attempt n of a delivery to def.Until without making it, so
+// that it does not count, records why, and asks for the task to run again
+// then.
+func (d *Dispatcher) postpone(ctx context.Context, dl Delivery, n int, def *DeferError) error {
+	if err := d.store.postpone(ctx, dl, n, def.Until, def.Reason); err != nil && !errors.Is(err, timeindex.ErrGuard) && !errors.Is(err, timeindex.ErrWrongStatus) {
 		return err
 	}
-	d.log.DebugContext(ctx, "delivery attempt deferred", "deliveryId", dl.ID, "requestId", dl.RequestID, "until", until, "reason", reason)
-	return &DeferError{Until: until, Reason: reason}
+	if ok, suppressed := d.deferLog.allow(def.Reason+" "+endpointOf(dl.ClientID, dl.URL), d.now()); ok {
+		d.log.InfoContext(ctx, "delivery attempt deferred", "deliveryId", dl.ID, "requestId", dl.RequestID,
+			"attempt", n, "reason", def.Reason, "detail", def.Detail, "until", def.Until.UTC().Format(time.RFC3339Nano),
+			"suppressedSinceLast", suppressed)
+	}
+	return def
 }
 
 // send makes one HTTP attempt and describes it; it never returns an error,
@@ -294,12 +314,80 @@ func (d *Dispatcher) send(ctx context.Context, dl Delivery, n int, signer *signi
 	return a, retryAfter
 }
 
+// maxHeaderLog bounds the response headers kept per attempt, names and
+// values together: a receiver cannot make one attempt cost Redis more.
+const maxHeaderLog = 8 << 10
+
+// flatten joins each header's values and bounds the whole to maxHeaderLog
+// bytes: the longest values are cut first (ending in "…"), and if the names
+// alone do not fit, the headers beyond the bound are left out and
+// counted under "Boomerang-Omitted-Headers".
 func flatten(h http.Header) map[string]string {
-	out := make(map[string]string, len(h))
+	type kv struct{ k, v string }
+	all := make([]kv, 0, len(h))
+	total := 0
 	for k, v := range h {
-		out[k] = strings.Join(v, ", ")
+		joined := strings.Join(v, ", ")
+		all = append(all, kv{k, joined})
+		total += len(k) + len(joined)
+	}
+	if total > maxHeaderLog {
+		sort.Slice(all, func(i, j int) bool { return all[i].k < all[j].k })
+		names := 0
+		kept := all[:0:0]
+		for _, e := range all {
+			if names+len(e.k)+len(cutMark) > maxHeaderLog-64 { // room for the omitted count
+				break
+			}
+			names += len(e.k) + len(cutMark) // room for a cut value's mark
+			kept = append(kept, e)
+		}
+		omitted := len(all) - len(kept)
+		// The largest per-value length that fits, found by bisection.
+		fits := func(c int) bool {
+			n := names
+			for _, e := range kept {
+				n += min(len(e.v), c)
+			}
+			return n <= maxHeaderLog-64
+		}
+		lo, hi := 0, maxHeaderLog
+		for lo < hi {
+			mid := (lo + hi + 1) / 2
+			if fits(mid) {
+				lo = mid
+			} else {
+				hi = mid - 1
+			}
+		}
+		for i, e := range kept {
+			if len(e.v) > lo {
+				kept[i].v = cutUTF8(e.v, max(0, lo-len(cutMark))) + cutMark
+			}
+		}
+		all = kept
+		if omitted > 0 {
+			all = append(all, kv{"Boomerang-Omitted-Headers", strconv.Itoa(omitted)})
+		}
+	}
+	out := make(map[string]string, len(all))
+	for _, e := range all {
+		out[e.k] = e.v
 	}
 	return out
+}
+
+const cutMark = "…"
+
+// cutUTF8 cuts s to at most n bytes without splitting a character.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // parseRetryAfter reads delay-seconds or an HTTP date; 0 means absent or bad.

@@ -140,6 +140,9 @@ func decode(f map[string]string) Delivery {
 	d.LastAttemptAt = parseTimePtr(f["lastAttemptAt"])
 	d.NextAttemptAt = parseTimePtr(f["nextAttemptAt"])
 	d.DeliveredAt = parseTimePtr(f["deliveredAt"])
+	d.DeferredUntil = parseTimePtr(f["deferredUntil"])
+	d.DeferredReason = f["deferredReason"]
+	d.deferredAttempt, _ = strconv.Atoi(f["deferredAttempt"])
 	return d
 }
 
@@ -167,6 +170,7 @@ func (s *Store) record(ctx context.Context, d Delivery, a Attempt, status Status
 		"attempts", strconv.Itoa(a.Number), "updatedAt", fmtTime(a.StartedAt.Add(time.Duration(a.DurationMs) * time.Millisecond)),
 		"lastAttemptAt", fmtTime(a.StartedAt), "nextAttemptAt", fmtTimePtr(a.NextAttemptAt),
 		"lastStatusCode", strconv.Itoa(a.StatusCode), "lastError", a.Error,
+		"deferredUntil", "", "deferredReason", "", "deferredAttempt", "",
 	}
 	if status == StatusDelivered {
 		fields = append(fields, "deliveredAt", fmtTime(a.StartedAt))
@@ -181,13 +185,17 @@ func (s *Store) record(ctx context.Context, d Delivery, a Attempt, status Status
 	return err
 }
 
-// postpone sets a PENDING delivery's next attempt time, provided no attempt
-// was recorded meanwhile.
-func (s *Store) postpone(ctx context.Context, d Delivery, until time.Time) error {
+// postpone sets a PENDING delivery's next attempt (number n) time and why
+// it waits, provided no attempt was recorded meanwhile.
+func (s *Store) postpone(ctx context.Context, d Delivery, n int, until time.Time, reason string) error {
+	fields := []any{"nextAttemptAt", fmtTime(until)}
+	if reason != deferNotDue {
+		fields = append(fields, "deferredUntil", fmtTime(until), "deferredReason", reason, "deferredAttempt", strconv.Itoa(n))
+	}
 	_, err := family.Transition(ctx, s.rdb, timeindex.Change{
 		ID: d.ID, ClientID: d.ClientID, CreatedAt: d.CreatedAt,
 		From: []string{string(StatusPending)}, GuardField: "attempts", GuardValue: strconv.Itoa(d.Attempts),
-		Fields: []any{"nextAttemptAt", fmtTime(until)}, TTL: s.retention, PushKey: attemptsKey(d.ID),
+		Fields: fields, TTL: s.retention, PushKey: attemptsKey(d.ID),
 	})
 	return err
 }
@@ -204,7 +212,8 @@ func (s *Store) reopen(ctx context.Context, id string, now time.Time) (Delivery,
 		From: []string{string(StatusDelivered), string(StatusFailed)}, To: string(StatusPending),
 		GuardField: "attempts", GuardValue: strconv.Itoa(d.Attempts),
 		Fields: []any{"roundStart", strconv.Itoa(d.Attempts), "replays", strconv.Itoa(d.Replays + 1),
-			"nextAttemptAt", fmtTime(now), "updatedAt", fmtTime(now), "deliveredAt", ""},
+			"nextAttemptAt", fmtTime(now), "updatedAt", fmtTime(now), "deliveredAt", "",
+			"deferredUntil", "", "deferredReason", "", "deferredAttempt", ""},
 		TTL:     s.retention,
 		PushKey: attemptsKey(d.ID),
 	})

@@ -1,0 +1,393 @@
+package strictjson
+
+import (
+	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// checker holds the state of one Check: the stack of open objects and
+// arrays, and the keys each open object has seen (see keys.go).
+type checker struct {
+	b     []byte
+	stack []frame
+
+	keys    []keyRef // the keys of open small objects, innermost object last
+	scratch []byte   // unescaped forms of the escaped keys in keys
+	big     map[bigKey]struct{}
+	str     string // b as a string, made when big first needs it
+	objects int    // objects moved to big so far
+}
+
+// frame is an open object or array. It keeps only offsets, so that
+// nothing is allocated per token; the path is rebuilt from them when
+// there is an error to report.
+type frame struct {
+	object bool
+
+	// n counts an array's elements before the current one (so it is the
+	// current element's index), or an object's keys.
+	n int
+
+	// keyStart and keyEnd delimit the current key of an object, quotes
+	// included; keyStart is -1 before the first key and after a comma.
+	keyStart, keyEnd int
+
+	// Objects with at most smallObject keys keep them in checker.keys
+	// from index first, and their unescaped forms in checker.scratch from
+	// offset scratch; larger ones keep them in checker.big under id.
+	first, scratch, id int
+}
+
+// run checks c.b. Its loop reads one value, or the opening of an object
+// or array, per turn, then closes the containers that end after it.
+func (c *checker) run() *Error {
+	b := c.b
+	var err *Error
+	i := 0
+	for {
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			return c.unexpected(i, "")
+		}
+		switch ch := b[i]; {
+		case ch == '{' || ch == '[':
+			if len(c.stack) == MaxDepth {
+				return c.fail(TooDeep, i, "exceeded max depth of "+strconv.Itoa(MaxDepth))
+			}
+			if ch == '[' {
+				c.stack = append(c.stack, frame{})
+				i = skipSpace(b, i+1)
+				if i < len(b) && b[i] == ']' {
+					c.stack = c.stack[:len(c.stack)-1]
+					i++
+					break
+				}
+				continue
+			}
+			c.stack = append(c.stack, frame{object: true, keyStart: -1, first: len(c.keys), scratch: len(c.scratch)})
+			i = skipSpace(b, i+1)
+			if i < len(b) && b[i] == '}' {
+				c.stack = c.stack[:len(c.stack)-1]
+				i++
+				break
+			}
+			if i, err = c.key(i); err != nil {
+				return err
+			}
+			continue
+		case ch == '"':
+			i, _, err = c.string(i)
+		case ch == '-' || '0' <= ch && ch <= '9':
+			i, err = c.number(i)
+		case ch == 't':
+			i, err = c.literal(i, "true")
+		case ch == 'f':
+			i, err = c.literal(i, "false")
+		case ch == 'n':
+			i, err = c.literal(i, "null")
+		default:
+			return c.unexpected(i, "looking for beginning of value")
+		}
+		if err != nil {
+			return err
+		}
+		if i, err = c.afterValue(i); err != nil || i < 0 {
+			return err
+		}
+	}
+}
+
+// afterValue reads from i, just after a value, up to the start of the next
+// value (after a comma or an object key), closing the objects and arrays
+// that end on the way. It returns -1 at the end of the body.
+func (c *checker) afterValue(i int) (int, *Error) {
+	b := c.b
+	for {
+		i = skipSpace(b, i)
+		if len(c.stack) == 0 {
+			if i < len(b) {
+				return i, c.unexpected(i, "after top-level value")
+			}
+			return -1, nil
+		}
+		if i >= len(b) {
+			return i, c.unexpected(i, "")
+		}
+		f := &c.stack[len(c.stack)-1]
+		switch {
+		case b[i] == ',' && f.object:
+			f.keyStart = -1
+			return c.key(skipSpace(b, i+1))
+		case b[i] == ',':
+			f.n++
+			return i + 1, nil
+		case b[i] == '}' && f.object, b[i] == ']' && !f.object:
+			c.pop()
+		case f.object:
+			return i, c.unexpected(i, "after object key:value pair")
+		default:
+			return i, c.unexpected(i, "after array element")
+		}
+		i++
+	}
+}
+
+// pop closes the innermost object or array.
+func (c *checker) pop() {
+	f := &c.stack[len(c.stack)-1]
+	if f.object {
+		c.keys = c.keys[:f.first]
+		c.scratch = c.scratch[:f.scratch]
+	}
+	c.stack = c.stack[:len(c.stack)-1]
+}
+
+// key reads an object key at i, checks that the object has not seen it,
+// and reads the colon after it.
+func (c *checker) key(i int) (int, *Error) {
+	b := c.b
+	if i >= len(b) || b[i] != '"' {
+		return i, c.unexpected(i, "looking for beginning of object key string")
+	}
+	end, escaped, err := c.string(i)
+	if err != nil {
+		return end, err
+	}
+	f := &c.stack[len(c.stack)-1]
+	f.keyStart, f.keyEnd = i, end
+	if err := c.addKey(f, i+1, end-1, escaped); err != nil {
+		return i, err
+	}
+	i = skipSpace(b, end)
+	if i >= len(b) || b[i] != ':' {
+		return i, c.unexpected(i, "after object key")
+	}
+	return i + 1, nil
+}
+
+// plain marks the bytes a string holds as they are: printable ASCII but
+// the quote and the backslash.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// string reads the string whose opening quote is at i. It returns the
+// offset after its closing quote, and whether it holds escapes.
+func (c *checker) string(i int) (end int, escaped bool, err *Error) {
+	b := c.b
+	i++
+	for {
+		for i < len(b) && plain[b[i]] {
+			i++
+		}
+		if i >= len(b) {
+			return i, escaped, c.unexpected(i, "")
+		}
+		switch ch := b[i]; {
+		case ch == '"':
+			return i + 1, escaped, nil
+		case ch == '\\':
+			escaped = true
+			if i, err = c.escape(i); err != nil {
+				return i, escaped, err
+			}
+		case ch < 0x20:
+			return i, escaped, c.unexpected(i, "in string literal")
+		default:
+			r, size := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && size == 1 {
+				return i, escaped, c.invalidUTF8(i)
+			}
+			i += size
+		}
+	}
+}
+
+// escape reads the escape sequence whose backslash is at i, and returns
+// the offset after it. A high surrogate escape must be followed at once
+// by a low surrogate escape; the two are read together.
+func (c *checker) escape(i int) (int, *Error) {
+	b := c.b
+	if i+1 >= len(b) {
+		return i, c.unexpected(len(b), "")
+	}
+	switch b[i+1] {
+	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		return i + 2, nil
+	case 'u':
+	default:
+		return i, c.unexpected(i+1, "in string escape code")
+	}
+	r, err := c.hex4(i + 2)
+	switch {
+	case err != nil:
+		return i, err
+	case !utf16.IsSurrogate(r):
+		return i + 6, nil
+	case r >= 0xdc00:
+		return i, c.loneSurrogate(i)
+	}
+	j := i + 6
+	if j >= len(b) || b[j] == '\\' && j+1 >= len(b) {
+		return j, c.unexpected(len(b), "")
+	}
+	if b[j] != '\\' || b[j+1] != 'u' {
+		return i, c.loneSurrogate(i)
+	}
+	r, err = c.hex4(j + 2)
+	switch {
+	case err != nil:
+		return j, err
+	case r < 0xdc00 || r > 0xdfff:
+		return i, c.loneSurrogate(i)
+	}
+	return j + 6, nil
+}
+
+// hex4 reads the four hexadecimal digits of a \u escape at i.
+func (c *checker) hex4(i int) (rune, *Error) {
+	b := c.b
+	var r rune
+	for j := i; j < i+4; j++ {
+		if j >= len(b) {
+			return 0, c.unexpected(j, "")
+		}
+		h := unhex(b[j])
+		if h < 0 {
+			return 0, c.unexpected(j, "in \\u hexadecimal character escape")
+		}
+		r = r<<4 | h
+	}
+	return r, nil
+}
+
+func unhex(c byte) rune {
+	switch {
+	case '0' <= c && c <= '9':
+		return rune(c - '0')
+	case 'a' <= c && c <= 'f':
+		return rune(c - 'a' + 10)
+	case 'A' <= c && c <= 'F':
+		return rune(c - 'A' + 10)
+	}
+	return -1
+}
+
+// number reads the number starting at i (RFC 8259: -?(0|[1-9][0-9]*)
+// (\.[0-9]+)?([eE][+-]?[0-9]+)?) and returns the offset after it.
+func (c *checker) number(i int) (int, *Error) {
+	b := c.b
+	if b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && '1' <= b[i] && b[i] <= '9':
+		i = skipDigits(b, i+1)
+	default:
+		return i, c.unexpected(i, "in numeric literal")
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if i >= len(b) || !isDigit(b[i]) {
+			return i, c.unexpected(i, "after decimal point in numeric literal")
+		}
+		i = skipDigits(b, i+1)
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i >= len(b) || !isDigit(b[i]) {
+			return i, c.unexpected(i, "in exponent of numeric literal")
+		}
+		i = skipDigits(b, i+1)
+	}
+	return i, nil
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+func skipDigits(b []byte, i int) int {
+	for i < len(b) && isDigit(b[i]) {
+		i++
+	}
+	return i
+}
+
+// literal reads true, false or null at i.
+func (c *checker) literal(i int, lit string) (int, *Error) {
+	b := c.b
+	for k := 1; k < len(lit); k++ {
+		if i+k >= len(b) || b[i+k] != lit[k] {
+			return i + k, c.unexpected(i+k, "in literal "+lit+" (expecting "+quoteChar(lit[k])+")")
+		}
+	}
+	return i + len(lit), nil
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// unexpected reports the byte at i, which the grammar does not allow
+// where it is, in encoding/json's words; or the end of the body if i is
+// past it; or invalid UTF-8 if the byte starts no UTF-8 sequence.
+func (c *checker) unexpected(i int, context string) *Error {
+	if i >= len(c.b) {
+		return c.fail(Syntax, len(c.b), "unexpected end of JSON input")
+	}
+	if r, size := utf8.DecodeRune(c.b[i:]); r == utf8.RuneError && size == 1 {
+		return c.invalidUTF8(i)
+	}
+	return c.fail(Syntax, i, "invalid character "+quoteChar(c.b[i])+" "+context)
+}
+
+func (c *checker) invalidUTF8(i int) *Error {
+	return c.fail(InvalidUTF8, i, "invalid UTF-8 byte 0x"+strconv.FormatUint(uint64(c.b[i]), 16))
+}
+
+func (c *checker) loneSurrogate(i int) *Error {
+	return c.fail(LoneSurrogate, i, "lone UTF-16 surrogate "+string(c.b[i:i+6]))
+}
+
+// fail returns an error at offset i, with the path of the open objects
+// and arrays.
+func (c *checker) fail(kind Kind, i int, msg string) *Error {
+	var path []string
+	for _, f := range c.stack {
+		switch {
+		case !f.object:
+			path = append(path, strconv.Itoa(f.n))
+		case f.keyStart >= 0:
+			path = append(path, string(appendUnescaped(nil, c.b[f.keyStart+1:f.keyEnd-1])))
+		}
+	}
+	return &Error{Kind: kind, Offset: i, Path: path, Msg: msg}
+}
+
+// quoteChar formats c as encoding/json does in its syntax errors.
+func quoteChar(c byte) string {
+	if c == '\'' {
+		return `'\''`
+	}
+	if c == '"' {
+		return `'"'`
+	}
+	s := strconv.Quote(string(rune(c)))
+	return "'" + s[1:len(s)-1] + "'"
+}
