@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/boomerang-dev/boomerang/ids"
 	"sort"
 	"strings"
 	"time"
@@ -37,7 +38,10 @@ type Client struct {
 	Name      string    `json:"name"`
 	CreatedAt time.Time `json:"createdAt"`
 	Disabled  bool      `json:"disabled,omitempty"`
-	Keys      []Key     `json:"keys,omitempty"`
+	// JobTypes, when set, are the only job types the client may submit;
+	// empty means every type the service offers.
+	JobTypes []string `json:"jobTypes,omitempty"`
+	Keys     []Key    `json:"keys,omitempty"`
 
 	secret, prevSecret string
 	prevUntil          time.Time
@@ -92,17 +96,19 @@ func newAPIKey() (string, error) {
 	return APIKeyPrefix + base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-// Create makes a client and returns it with its first API key and its
-// signing secret, the only time either is shown.
-func (s *Store) Create(ctx context.Context, name string) (c Client, apiKey, secret string, err error) {
+// Create makes a client, allowed only jobTypes if any are given, and
+// returns it with its first API key and its signing secret, the only time
+// either is shown.
+func (s *Store) Create(ctx context.Context, name string, jobTypes ...string) (c Client, apiKey, secret string, err error) {
 	now := s.now().UTC()
 	secret, err = signing.NewSecret()
 	if err != nil {
 		return Client{}, "", "", err
 	}
-	c = Client{ID: timeindex.NewID("cli_", now), Name: name, CreatedAt: now, secret: secret}
+	c = Client{ID: ids.New(ids.Client, now), Name: name, CreatedAt: now, JobTypes: jobTypes, secret: secret}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, clientKey(c.ID), "id", c.ID, "name", name, "createdAt", now.Format(time.RFC3339Nano), "secret", secret)
+		p.HSet(ctx, clientKey(c.ID), "id", c.ID, "name", name, "createdAt", now.Format(time.RFC3339Nano), "secret", secret,
+			"jobTypes", strings.Join(jobTypes, ","))
 		p.ZAdd(ctx, indexKey, redis.Z{Member: timeindex.Member(now, c.ID)})
 		return nil
 	})
@@ -127,7 +133,7 @@ func (s *Store) AddKey(ctx context.Context, clientID string) (Key, string, error
 		return Key{}, "", err
 	}
 	now := s.now().UTC()
-	k := Key{ID: timeindex.NewID("key_", now), Hint: apiKey[:len(APIKeyPrefix)+4], CreatedAt: now, hash: hashKey(apiKey)}
+	k := Key{ID: ids.New(ids.Key, now), Hint: apiKey[:len(APIKeyPrefix)+4], CreatedAt: now, hash: hashKey(apiKey)}
 	rec, _ := json.Marshal(keyRecord{Hint: k.Hint, CreatedAt: now, Hash: k.hash})
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, apiKeyKey(k.hash), clientID+" "+k.ID, 0)
@@ -165,6 +171,40 @@ func (s *Store) RevokeKey(ctx context.Context, clientID, keyID string) error {
 		return nil
 	})
 	return err
+}
+
+func splitTypes(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+// Update is a change of a client; nil fields stay as they are.
+type Update struct {
+	Name     *string
+	JobTypes *[]string // an empty list allows every type again
+}
+
+// Update changes a client's name or its allowed job types and returns it.
+// A change of job types applies to the next submission.
+func (s *Store) Update(ctx context.Context, clientID string, u Update) (Client, error) {
+	if _, err := s.get(ctx, clientID, false); err != nil {
+		return Client{}, err
+	}
+	var fields []any
+	if u.Name != nil {
+		fields = append(fields, "name", *u.Name)
+	}
+	if u.JobTypes != nil {
+		fields = append(fields, "jobTypes", strings.Join(*u.JobTypes, ","))
+	}
+	if len(fields) > 0 {
+		if err := s.rdb.HSet(ctx, clientKey(clientID), fields...).Err(); err != nil {
+			return Client{}, fmt.Errorf("update client: %w", err)
+		}
+	}
+	return s.Get(ctx, clientID)
 }
 
 // Disable stops a client: its keys are refused, its data stays readable by
@@ -209,7 +249,7 @@ func (s *Store) Authenticate(ctx context.Context, apiKey string) (Client, error)
 	if err != nil {
 		return Client{}, fmt.Errorf("authenticate: %w", err)
 	}
-	c := Client{ID: res[0], Name: res[1]}
+	c := Client{ID: res[0], Name: res[1], JobTypes: splitTypes(res[3])}
 	c.CreatedAt, _ = time.Parse(time.RFC3339Nano, res[2])
 	return c, nil
 }
@@ -221,9 +261,9 @@ var authScript = redis.NewScript(`
 local owner = redis.call('GET', KEYS[1])
 if not owner then return nil end
 local id = string.match(owner, '^(%S+)')
-local f = redis.call('HMGET', ARGV[1] .. id, 'id', 'name', 'createdAt', 'disabled')
+local f = redis.call('HMGET', ARGV[1] .. id, 'id', 'name', 'createdAt', 'disabled', 'jobTypes')
 if not f[1] or f[4] == '1' then return nil end
-return {f[1], f[2] or '', f[3] or ''}
+return {f[1], f[2] or '', f[3] or '', f[5] or ''}
 `)
 
 // Get returns a client with its keys.
@@ -249,7 +289,8 @@ func (s *Store) get(ctx context.Context, id string, withKeys bool) (Client, erro
 	if len(f) == 0 {
 		return Client{}, ErrNotFound
 	}
-	c := Client{ID: f["id"], Name: f["name"], Disabled: f["disabled"] == "1", secret: f["secret"], prevSecret: f["prevSecret"]}
+	c := Client{ID: f["id"], Name: f["name"], Disabled: f["disabled"] == "1", JobTypes: splitTypes(f["jobTypes"]),
+		secret: f["secret"], prevSecret: f["prevSecret"]}
 	c.CreatedAt, _ = time.Parse(time.RFC3339Nano, f["createdAt"])
 	c.prevUntil, _ = time.Parse(time.RFC3339Nano, f["prevUntil"])
 	if keys != nil {

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/boomerang-dev/boomerang/clients"
 	"github.com/boomerang-dev/boomerang/handlers"
 	"github.com/boomerang-dev/boomerang/jobs"
 )
@@ -96,6 +97,44 @@ func detailHas(s string) func(t *testing.T, w *httptest.ResponseRecorder, p hand
 	}
 }
 
+func detailLacks(s string) func(t *testing.T, w *httptest.ResponseRecorder, p handlers.Problem) {
+	return func(t *testing.T, _ *httptest.ResponseRecorder, p handlers.Problem) {
+		t.Helper()
+		if strings.Contains(p.Detail, s) {
+			t.Errorf("detail %q mentions %q", p.Detail, s)
+		}
+	}
+}
+
+func all(checks ...func(t *testing.T, w *httptest.ResponseRecorder, p handlers.Problem)) func(t *testing.T, w *httptest.ResponseRecorder, p handlers.Problem) {
+	return func(t *testing.T, w *httptest.ResponseRecorder, p handlers.Problem) {
+		t.Helper()
+		for _, c := range checks {
+			c(t, w, p)
+		}
+	}
+}
+
+// usableTypes checks the list of types an unknown-type error offers.
+func usableTypes(want string) func(t *testing.T, w *httptest.ResponseRecorder, p handlers.Problem) {
+	return func(t *testing.T, _ *httptest.ResponseRecorder, p handlers.Problem) {
+		t.Helper()
+		_, list, ok := strings.Cut(p.Detail, "this client may use: ")
+		if !ok || list != want {
+			t.Errorf("detail %q offers %q, want exactly %q", p.Detail, list, want)
+		}
+	}
+}
+
+// allowTypes restricts a client to the given job types.
+func allowTypes(clientID string, types ...string) func(t *testing.T, e *env) {
+	return func(t *testing.T, e *env) {
+		if _, err := e.clients.Update(context.Background(), clientID, clients.Update{JobTypes: &types}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func failWith(err error) func(t *testing.T, e *env) {
 	return func(_ *testing.T, e *env) { e.jobs.err, e.clients.err, e.deliveries.err = err, err, err }
 }
@@ -156,21 +195,71 @@ var badInputs = []badInput{
 	{name: "bad cursor (real store)", real: true, req: get("/admin/v1/jobs?cursor=" + badCursor), status: 400, slug: "invalid-parameter", field: "cursor"},
 
 	// --- authentication ---
-	{name: "missing Authorization", req: withAuth(post("/v1/jobs", job()), "-"), status: 401, slug: "unauthorized", check: header("WWW-Authenticate", bearerWWW)},
-	{name: "wrong API key", req: withAuth(get("/v1/jobs/req_x"), "Bearer bmr_wrong"), status: 401, slug: "unauthorized", check: header("WWW-Authenticate", bearerWWW)},
-	{name: "Basic instead of Bearer", req: withAuth(get("/v1/jobs/req_x"), "Basic "+keyA), status: 401, slug: "unauthorized"},
-	{name: "disabled client", setup: func(t *testing.T, e *env) { _ = e.clients.Disable(context.Background(), clientA) }, req: get("/v1/jobs/req_x"), status: 401, slug: "unauthorized"},
-	{name: "admin route with a client key", req: withAuth(get("/admin/v1/clients"), "Bearer "+keyA), status: 401, slug: "unauthorized", check: header("WWW-Authenticate", bearerWWW)},
+	{name: "missing Authorization", req: withAuth(post("/v1/jobs", job()), "-"), status: 401, slug: "unauthorized",
+		check: all(header("WWW-Authenticate", bearerWWW), detailHas("no Authorization header: send Authorization: Bearer <API key> (bmr_…)"))},
+	{name: "wrong API key", req: withAuth(get("/v1/jobs/req_0X000000000000000000000000"), "Bearer bmr_wrong"), status: 401, slug: "unauthorized",
+		check: all(header("WWW-Authenticate", bearerWWW), detailHas("unknown or revoked"), detailHas("Bearer <API key> (bmr_…)"))},
+	{name: "Basic instead of Bearer", req: withAuth(get("/v1/jobs/req_0X000000000000000000000000"), "Basic "+keyA), status: 401, slug: "unauthorized",
+		check: detailHas("scheme must be Bearer")},
+	{name: "API key without its prefix", req: withAuth(get("/v1/jobs/req_0X000000000000000000000000"), "Bearer client_a_key"), status: 401, slug: "unauthorized",
+		check: detailHas("API keys start with bmr_")},
+	{name: "disabled client", setup: func(t *testing.T, e *env) { _ = e.clients.Disable(context.Background(), clientA) }, req: get("/v1/jobs/req_0X000000000000000000000000"), status: 401, slug: "unauthorized",
+		check: detailHas("client is disabled")},
+	{name: "admin route with a client key", req: withAuth(get("/admin/v1/clients"), "Bearer "+keyA), status: 401, slug: "unauthorized",
+		check: all(header("WWW-Authenticate", bearerWWW), detailHas("this is a client API key"), detailHas("BOOMERANG_ADMIN_TOKEN"))},
+	{name: "admin route with a worker key", req: withAuth(get("/admin/v1/clients"), "Bearer bmw_some_worker_key"), status: 401, slug: "unauthorized",
+		check: detailHas("this is a worker key")},
 	{name: "admin with wrong token", req: withAuth(get("/admin/v1/jobs"), "Bearer "+adminToken+"x"), status: 401, slug: "unauthorized", check: header("WWW-Authenticate", bearerWWW)},
-	{name: "admin without token", req: withAuth(post("/admin/v1/clients", `{"name":"x"}`), "-"), status: 401, slug: "unauthorized"},
-	{name: "admin token on client API", req: withAuth(get("/v1/jobs/req_x"), "Bearer "+adminToken), status: 401, slug: "unauthorized"},
+	{name: "admin without token", req: withAuth(post("/admin/v1/clients", `{"name":"x"}`), "-"), status: 401, slug: "unauthorized",
+		check: detailHas("send Authorization: Bearer <admin token>")},
+	{name: "admin token on client API", req: withAuth(get("/v1/jobs/req_0X000000000000000000000000"), "Bearer "+adminToken), status: 401, slug: "unauthorized",
+		check: all(detailHas("this is the admin token"), detailHas("Bearer <API key> (bmr_…)"))},
+	{name: "worker key on client API", req: withAuth(post("/v1/jobs", job()), "Bearer bmw_some_worker_key"), status: 401, slug: "unauthorized",
+		check: detailHas("this is a worker key, which works only on /v1/worker routes")},
+
+	// --- ids in paths: a malformed id is not found, and never looked up ---
+	{name: "a Redis key as job id", setup: failWith(errors.New(internalText)), req: get("/v1/jobs/idx:c:cli_0A000000000000000000000000"), status: 404, slug: "not-found"},
+	{name: "job id with a suffix", setup: failWith(errors.New(internalText)), req: get("/v1/jobs/req_0D0NE000000000000000000000:attempts"), status: 404, slug: "not-found"},
+	{name: "job id in lower case", setup: failWith(errors.New(internalText)), req: get("/v1/jobs/req_0d0ne000000000000000000000"), status: 404, slug: "not-found"},
+	{name: "delivery id of another kind", setup: failWith(errors.New(internalText)), req: get("/admin/v1/deliveries/req_0D0NE000000000000000000000"), status: 404, slug: "not-found"},
+	{name: "replay of a malformed delivery id", setup: failWith(errors.New(internalText)), req: post("/admin/v1/deliveries/bmr:dlv:idx/replay", ""), status: 404, slug: "not-found"},
+	{name: "malformed replay id", setup: failWith(errors.New(internalText)), req: get("/admin/v1/replays/running"), status: 404, slug: "not-found"},
+	{name: "malformed client id", setup: failWith(errors.New(internalText)), req: get("/admin/v1/clients/bmr:clients"), status: 404, slug: "not-found"},
+	{name: "malformed key id", setup: failWith(errors.New(internalText)), req: request{method: http.MethodDelete, path: "/admin/v1/clients/cli_0A000000000000000000000000/keys/1"}, status: 404, slug: "not-found"},
+	{name: "malformed client id filter", req: get("/admin/v1/jobs?clientId=x:s:FAILED"), status: 400, slug: "invalid-parameter", field: "clientId"},
+
+	// --- errors that say what to do ---
+	{name: "callback without a scheme", real: true, req: post("/v1/jobs", job(cb("127.0.0.1:9000/hook"))), status: 422, slug: "invalid-callback-url", field: "callbackUrl",
+		check: detailHas("callbackUrl must start with http:// or https://")},
+	{name: "private callback names the settings", real: true, req: post("/v1/jobs", job(cb("http://127.0.0.1:9000/hook"))), status: 422, slug: "invalid-callback-url", field: "callbackUrl",
+		check: all(detailHas("BOOMERANG_ALLOW_PRIVATE_CALLBACKS"), detailHas("BOOMERANG_ALLOW_CALLBACK_CIDRS"))},
+	{name: "bad status filter lists the valid ones", req: get("/admin/v1/deliveries?status=done"), status: 400, slug: "invalid-parameter", field: "status",
+		check: detailHas("one of PENDING, DELIVERED, FAILED")},
+	{name: "bad job status filter lists the valid ones", req: get("/admin/v1/jobs?status=running"), status: 400, slug: "invalid-parameter", field: "status",
+		check: detailHas("one of ACCEPTED, PROCESSING, COMPLETED, FAILED")},
+	{name: "a type the client may not use", real: true, setup: allowTypes(clientA, "echo"), req: post("/v1/jobs", job(`"type":"report.render"`)),
+		status: 422, slug: "unknown-job-type", field: "type", check: usableTypes("echo")},
+	{name: "unknown type lists only the client's types", real: true, setup: allowTypes(clientA, "echo"), req: post("/v1/jobs", job(`"type":"video"`)),
+		status: 422, slug: "unknown-job-type", field: "type", check: usableTypes("echo")},
+	{name: "unknown type lists every type of an unrestricted client", real: true, req: post("/v1/jobs", job(`"type":"video"`)),
+		status: 422, slug: "unknown-job-type", field: "type", check: usableTypes("echo, report.render")},
+	{name: "PATCH a client without a body", req: request{method: http.MethodPatch, path: "/admin/v1/clients/cli_0A000000000000000000000000"}, status: 400, slug: "malformed-json",
+		check: detailHas("the body is empty")},
+	{name: "PATCH a client with bad job types", req: request{method: http.MethodPatch, path: "/admin/v1/clients/cli_0A000000000000000000000000", body: `{"jobTypes":["echo","a,b"]}`},
+		status: 422, slug: "validation-error", field: "jobTypes"},
+	{name: "PATCH a client with repeated job types", req: request{method: http.MethodPatch, path: "/admin/v1/clients/cli_0A000000000000000000000000", body: `{"jobTypes":["echo","echo"]}`},
+		status: 422, slug: "validation-error", field: "jobTypes"},
+	{name: "PATCH a client with an empty name", req: request{method: http.MethodPatch, path: "/admin/v1/clients/cli_0A000000000000000000000000", body: `{"name":"  "}`},
+		status: 422, slug: "validation-error", field: "name"},
 
 	// --- routing ---
-	{name: "unknown job", req: get("/v1/jobs/req_missing"), status: 404, slug: "not-found"},
-	{name: "another client's job", setup: func(t *testing.T, e *env) { e.jobs.put(jobs.Job{ID: "req_ofb", ClientID: clientB}) }, req: get("/v1/jobs/req_ofb"), status: 404, slug: "not-found"},
+	{name: "unknown job", req: get("/v1/jobs/req_0M1SS1NG000000000000000000"), status: 404, slug: "not-found"},
+	{name: "another client's job", setup: func(t *testing.T, e *env) {
+		e.jobs.put(jobs.Job{ID: "req_00FB0000000000000000000000", ClientID: clientB})
+	}, req: get("/v1/jobs/req_00FB0000000000000000000000"), status: 404, slug: "not-found"},
 	{name: "PUT /v1/jobs", req: request{method: http.MethodPut, path: "/v1/jobs", body: job()}, status: 405, slug: "method-not-allowed", check: header("Allow", "POST")},
-	{name: "DELETE a job", req: request{method: http.MethodDelete, path: "/v1/jobs/req_x"}, status: 405, slug: "method-not-allowed", check: header("Allow", "GET")},
-	{name: "PATCH a client", req: request{method: http.MethodPatch, path: "/admin/v1/clients/cli_a"}, status: 405, slug: "method-not-allowed", check: header("Allow", "GET, DELETE")},
+	{name: "DELETE a job", req: request{method: http.MethodDelete, path: "/v1/jobs/req_0X000000000000000000000000"}, status: 405, slug: "method-not-allowed", check: header("Allow", "GET")},
+	{name: "PUT a client", req: request{method: http.MethodPut, path: "/admin/v1/clients/cli_0A000000000000000000000000"}, status: 405, slug: "method-not-allowed", check: header("Allow", "GET, PATCH, DELETE")},
 	{name: "POST /healthz", req: request{method: http.MethodPost, path: "/healthz"}, status: 405, slug: "method-not-allowed", check: header("Allow", "GET")},
 	{name: "unknown path", req: get("/v2/jobs"), status: 404, slug: "not-found"},
 	{name: "unknown admin path", req: get("/admin/v1/secrets"), status: 404, slug: "not-found"},
@@ -195,14 +284,14 @@ var badInputs = []badInput{
 	{name: "create client name not a string", req: post("/admin/v1/clients", `{"name":["a"]}`), status: 422, slug: "validation-error", field: "name"},
 	{name: "create client unknown field", req: post("/admin/v1/clients", `{"name":"a","apiKey":"mine"}`), status: 422, slug: "validation-error", field: "apiKey"},
 	{name: "create client duplicate key", req: post("/admin/v1/clients", `{"name":"a","name":"b"}`), status: 400, slug: "duplicate-key", field: "name"},
-	{name: "get unknown client", req: get("/admin/v1/clients/cli_nobody"), status: 404, slug: "not-found"},
-	{name: "disable unknown client", req: request{method: http.MethodDelete, path: "/admin/v1/clients/cli_nobody"}, status: 404, slug: "not-found"},
-	{name: "add key to unknown client", req: post("/admin/v1/clients/cli_nobody/keys", ""), status: 404, slug: "not-found"},
-	{name: "revoke unknown key", req: request{method: http.MethodDelete, path: "/admin/v1/clients/cli_a/keys/key_nope"}, status: 404, slug: "not-found"},
-	{name: "rotate secret of unknown client", req: post("/admin/v1/clients/cli_nobody/secret/rotate", ""), status: 404, slug: "not-found"},
-	{name: "get unknown delivery", req: get("/admin/v1/deliveries/msg_nope"), status: 404, slug: "not-found"},
-	{name: "replay a PENDING delivery", req: post("/admin/v1/deliveries/msg_pending/replay", ""), status: 409, slug: "delivery-pending"},
-	{name: "replay an unknown delivery", req: post("/admin/v1/deliveries/msg_nope/replay", ""), status: 404, slug: "not-found"},
+	{name: "get unknown client", req: get("/admin/v1/clients/cli_0N0B0DY0000000000000000000"), status: 404, slug: "not-found"},
+	{name: "disable unknown client", req: request{method: http.MethodDelete, path: "/admin/v1/clients/cli_0N0B0DY0000000000000000000"}, status: 404, slug: "not-found"},
+	{name: "add key to unknown client", req: post("/admin/v1/clients/cli_0N0B0DY0000000000000000000/keys", ""), status: 404, slug: "not-found"},
+	{name: "revoke unknown key", req: request{method: http.MethodDelete, path: "/admin/v1/clients/cli_0A000000000000000000000000/keys/key_0N0PE000000000000000000000"}, status: 404, slug: "not-found"},
+	{name: "rotate secret of unknown client", req: post("/admin/v1/clients/cli_0N0B0DY0000000000000000000/secret/rotate", ""), status: 404, slug: "not-found"},
+	{name: "get unknown delivery", req: get("/admin/v1/deliveries/msg_0N0PE000000000000000000000"), status: 404, slug: "not-found"},
+	{name: "replay a PENDING delivery", req: post("/admin/v1/deliveries/msg_0PEND1NG000000000000000000/replay", ""), status: 409, slug: "delivery-pending"},
+	{name: "replay an unknown delivery", req: post("/admin/v1/deliveries/msg_0N0PE000000000000000000000/replay", ""), status: 404, slug: "not-found"},
 	{name: "bulk replay bad status", req: post("/admin/v1/deliveries/replay", `{"status":"LOST"}`), status: 422, slug: "validation-error", field: "status"},
 	{name: "bulk replay bad since", req: post("/admin/v1/deliveries/replay", `{"since":"last week"}`), status: 422, slug: "validation-error", field: "since"},
 	{name: "bulk replay until before since", req: post("/admin/v1/deliveries/replay", `{"since":"2026-11-26T00:00:00Z","until":"2026-11-01T00:00:00Z"}`), status: 422, slug: "validation-error", field: "until"},
@@ -210,24 +299,24 @@ var badInputs = []badInput{
 	{name: "bulk replay unknown field", req: post("/admin/v1/deliveries/replay", `{"state":"FAILED"}`), status: 422, slug: "validation-error", field: "state"},
 	{name: "bulk replay malformed", req: post("/admin/v1/deliveries/replay", `{"status":}`), status: 400, slug: "malformed-json"},
 	{name: "bulk replay text/plain", req: withHeader(post("/admin/v1/deliveries/replay", `{}`), "Content-Type", "text/plain"), status: 415, slug: "unsupported-media-type"},
-	{name: "get unknown replay", req: get("/admin/v1/replays/rpl_nope"), status: 404, slug: "not-found"},
+	{name: "get unknown replay", req: get("/admin/v1/replays/rpl_0N0PE000000000000000000000"), status: 404, slug: "not-found"},
 
 	// --- failures of the layers below ---
 	{name: "idempotency conflict", setup: failWith(jobs.ErrIdempotencyConflict), req: post("/v1/jobs", job()), status: 409, slug: "idempotency-conflict"},
 	{name: "storage unavailable on submit", setup: failWith(fmt.Errorf("%w: dial: boom", jobs.ErrUnavailable)), req: post("/v1/jobs", job()),
 		status: 503, slug: "service-unavailable", check: header("Retry-After", "5")},
-	{name: "connection refused on get", setup: failWith(&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}), req: get("/v1/jobs/req_x"),
+	{name: "connection refused on get", setup: failWith(&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}), req: get("/v1/jobs/req_0X000000000000000000000000"),
 		status: 503, slug: "service-unavailable", check: header("Retry-After", "5")},
 	{name: "EOF from Redis while authenticating", setup: func(_ *testing.T, e *env) { e.clients.authErr = fmt.Errorf("authenticate: %w", io.EOF) },
-		req: get("/v1/jobs/req_x"), status: 503, slug: "service-unavailable"},
+		req: get("/v1/jobs/req_0X000000000000000000000000"), status: 503, slug: "service-unavailable"},
 	{name: "timeout listing deliveries", setup: failWith(context.DeadlineExceeded), req: get("/admin/v1/deliveries"), status: 503, slug: "service-unavailable"},
 	{name: "unexpected error on submit", setup: failWith(errors.New(internalText)), req: post("/v1/jobs", job()), status: 500, slug: "internal-error"},
-	{name: "unexpected error on admin", setup: failWith(errors.New(internalText)), req: post("/admin/v1/clients/cli_a/secret/rotate", ""), status: 500, slug: "internal-error"},
+	{name: "unexpected error on admin", setup: failWith(errors.New(internalText)), req: post("/admin/v1/clients/cli_0A000000000000000000000000/secret/rotate", ""), status: 500, slug: "internal-error"},
 	{name: "storage unavailable creating a client", setup: failWith(&net.OpError{Op: "read", Net: "tcp", Err: errors.New("i/o timeout")}),
 		req: post("/admin/v1/clients", `{"name":"a"}`), status: 503, slug: "service-unavailable"},
 	{name: "unexpected error starting a bulk replay", setup: failWith(errors.New(internalText)), req: post("/admin/v1/deliveries/replay", `{}`), status: 500, slug: "internal-error"},
 	{name: "unexpected error in authentication", setup: func(_ *testing.T, e *env) { e.clients.authErr = errors.New(internalText) },
-		req: get("/v1/jobs/req_x"), status: 500, slug: "internal-error"},
+		req: get("/v1/jobs/req_0X000000000000000000000000"), status: 500, slug: "internal-error"},
 }
 
 func TestBadInputs(t *testing.T) {
@@ -255,7 +344,7 @@ func TestBadInputs(t *testing.T) {
 			if path, _, _ := strings.Cut(tc.req.path, "?"); p.Instance != path {
 				t.Errorf("instance %q, want %q", p.Instance, path)
 			}
-			if tc.field != "" && !slices.ContainsFunc(p.Errors, func(f jobs.FieldError) bool { return f.Field == tc.field }) {
+			if tc.field != "" && !slices.ContainsFunc(p.Errors, func(f handlers.FieldError) bool { return f.Field == tc.field }) {
 				t.Errorf("errors %+v do not name field %q", p.Errors, tc.field)
 			}
 			for _, f := range p.Errors {

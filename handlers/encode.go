@@ -9,11 +9,11 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"reflect"
+	"sort"
 	"strings"
 	"syscall"
 	"unicode/utf8"
-
-	"github.com/boomerang-dev/boomerang/jobs"
 )
 
 func writeJSON(w http.ResponseWriter, status int, v any, contentType string) {
@@ -43,6 +43,9 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error)
 	}
 	if err != nil {
 		return nil, badRequest(probMalformed, "the body could not be read")
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, badRequest(probMalformed, "the body is empty: send a JSON object")
 	}
 	if !utf8.Valid(body) {
 		return nil, badRequest(probBadUTF8, "JSON text must be UTF-8")
@@ -105,7 +108,7 @@ func checkJSON(body []byte) error {
 			if top != nil && top.object && top.key {
 				if top.keys[t] {
 					return badRequest(probDuplicateKey, "the key "+quote(t)+" appears twice in one object",
-						jobs.FieldError{Field: t, Code: "duplicate", Message: "repeated key"})
+						FieldError{Field: t, Code: "duplicate", Message: "repeated key"})
 				}
 				top.keys[t] = true
 				top.key = false
@@ -157,4 +160,92 @@ func isUnavailable(err error) bool {
 		}
 	}
 	return false
+}
+
+// decodeBody reads a JSON object into v, refusing unknown fields.
+func decodeBody(w http.ResponseWriter, r *http.Request, max int64, v any) error {
+	body, err := readBody(w, r, max)
+	if err != nil {
+		return err
+	}
+	return decodeStrict(body, v)
+}
+
+// decodeStrict decodes a JSON object into v; an unknown field or a value of
+// the wrong type is a validation error naming the field.
+func decodeStrict(body []byte, v any) error {
+	if err := exactKeys(body, v); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		return nil
+	}
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &typeErr):
+		field := typeErr.Field
+		if field == "" {
+			return badRequest(probMalformed, "the body must be a JSON object")
+		}
+		return invalid(FieldError{Field: field, Code: "type",
+			Message: "must be " + jsonKind(typeErr.Type.Kind().String()) + ", not " + typeErr.Value})
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return invalid(FieldError{Field: field, Code: "unknown", Message: "unknown field"})
+	}
+	return badRequest(probMalformed, err.Error())
+}
+
+// exactKeys refuses object keys not spelled exactly as a json tag of the
+// struct v points to. encoding/json matches names case-insensitively, so
+// without this "callbackURL" would be taken for callbackUrl, and
+// {"type":"a","TYPE":"b"} would pass the duplicate-key check yet decode "b".
+func exactKeys(body []byte, v any) error {
+	t := reflect.TypeOf(v)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var obj map[string]json.RawMessage
+	if t == nil || t.Kind() != reflect.Struct || json.Unmarshal(body, &obj) != nil {
+		return nil // not an object: Decode reports it
+	}
+	known := map[string]bool{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if f.IsExported() && name != "-" {
+			if name == "" {
+				name = f.Name
+			}
+			known[name] = true
+		}
+	}
+	var fe []FieldError
+	for k := range obj {
+		if !known[k] {
+			fe = append(fe, FieldError{Field: k, Code: "unknown", Message: "unknown field"})
+		}
+	}
+	if len(fe) == 0 {
+		return nil
+	}
+	sort.Slice(fe, func(i, j int) bool { return fe[i].Field < fe[j].Field })
+	return invalid(fe...)
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "a string"
+	case "map", "struct":
+		return "an object"
+	case "bool":
+		return "a boolean"
+	case "slice":
+		return "an array"
+	}
+	return "a number"
 }

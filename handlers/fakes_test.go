@@ -30,8 +30,8 @@ const (
 	adminToken = "adm_0123456789abcdef"
 	keyA       = "bmr_client_a_key"
 	keyB       = "bmr_client_b_key"
-	clientA    = "cli_a"
-	clientB    = "cli_b"
+	clientA    = "cli_0A000000000000000000000000"
+	clientB    = "cli_0B000000000000000000000000"
 	badCursor  = "not-a-cursor"
 )
 
@@ -79,7 +79,7 @@ func (f *fakeJobs) Submit(_ context.Context, clientID string, sub jobs.Submissio
 		}
 	}
 	f.n++
-	j := jobs.Job{ID: fmt.Sprintf("req_fake%04d", f.n), ClientID: clientID, Type: sub.Type, Status: jobs.StatusAccepted,
+	j := jobs.Job{ID: fmt.Sprintf("req_0FAKE%04d%017d", f.n, 0), ClientID: clientID, Type: sub.Type, Status: jobs.StatusAccepted,
 		Payload: sub.Payload, CallbackURL: sub.CallbackURL, Metadata: sub.Metadata, CreatedAt: t0, UpdatedAt: t0}
 	f.jobs[j.ID] = j
 	f.order = append(f.order, j.ID)
@@ -153,7 +153,7 @@ func newFakeClients() *fakeClients {
 	f := &fakeClients{clients: map[string]clients.Client{}, keys: map[string]string{}}
 	for _, c := range []struct{ id, name, key string }{{clientA, "Client A", keyA}, {clientB, "Client B", keyB}} {
 		f.clients[c.id] = clients.Client{ID: c.id, Name: c.name, CreatedAt: t0,
-			Keys: []clients.Key{{ID: "key_" + c.id, Hint: c.key[:8], CreatedAt: t0}}}
+			Keys: []clients.Key{{ID: "key_" + c.id[len("cli_"):], Hint: c.key[:8], CreatedAt: t0}}}
 		f.order = append(f.order, c.id)
 		f.keys[c.key] = c.id
 	}
@@ -173,18 +173,39 @@ func (f *fakeClients) Authenticate(_ context.Context, apiKey string) (clients.Cl
 	return f.clients[id], nil
 }
 
-func (f *fakeClients) Create(_ context.Context, name string) (clients.Client, string, string, error) {
+func (f *fakeClients) Create(_ context.Context, name string, jobTypes ...string) (clients.Client, string, string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
 		return clients.Client{}, "", "", f.err
 	}
 	f.n++
-	id, key := fmt.Sprintf("cli_new%d", f.n), fmt.Sprintf("bmr_newkey_%d_xyzzy", f.n)
-	c := clients.Client{ID: id, Name: name, CreatedAt: t0, Keys: []clients.Key{{ID: "key_" + id, Hint: key[:8], CreatedAt: t0}}}
+	id, key := fmt.Sprintf("cli_0NEW%03d%019d", f.n, 0), fmt.Sprintf("bmr_newkey_%d_xyzzy", f.n)
+	c := clients.Client{ID: id, Name: name, CreatedAt: t0, JobTypes: jobTypes,
+		Keys: []clients.Key{{ID: "key_" + id[len("cli_"):], Hint: key[:8], CreatedAt: t0}}}
 	f.clients[id], f.keys[key] = c, id
 	f.order = append(f.order, id)
 	return c, key, fmt.Sprintf("whsec_newsecret_%d_plugh", f.n), nil
+}
+
+func (f *fakeClients) Update(_ context.Context, id string, u clients.Update) (clients.Client, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return clients.Client{}, f.err
+	}
+	c, ok := f.clients[id]
+	if !ok {
+		return clients.Client{}, clients.ErrNotFound
+	}
+	if u.Name != nil {
+		c.Name = *u.Name
+	}
+	if u.JobTypes != nil {
+		c.JobTypes = *u.JobTypes
+	}
+	f.clients[id] = c
+	return c, nil
 }
 
 func (f *fakeClients) Get(_ context.Context, id string) (clients.Client, error) {
@@ -227,7 +248,7 @@ func (f *fakeClients) AddKey(_ context.Context, clientID string) (clients.Key, s
 	}
 	f.n++
 	key := fmt.Sprintf("bmr_added_%d_frotz", f.n)
-	k := clients.Key{ID: fmt.Sprintf("key_added%d", f.n), Hint: key[:8], CreatedAt: t0}
+	k := clients.Key{ID: fmt.Sprintf("key_0ADDED%03d%017d", f.n, 0), Hint: key[:8], CreatedAt: t0}
 	c.Keys = append(c.Keys, k)
 	f.clients[clientID], f.keys[key] = c, clientID
 	return k, key, nil
@@ -294,19 +315,19 @@ type fakeDeliveries struct {
 
 func newFakeDeliveries() *fakeDeliveries {
 	f := &fakeDeliveries{byID: map[string]webhooks.Delivery{}, replays: map[string]webhooks.BulkReplay{}}
-	f.put(webhooks.Delivery{ID: "msg_done", RequestID: "req_done", ClientID: clientA, EventType: jobs.EventCompleted,
+	f.put(webhooks.Delivery{ID: "msg_0D0NE000000000000000000000", RequestID: "req_0D0NE000000000000000000000", ClientID: clientA, EventType: jobs.EventCompleted,
 		URL: "https://example.com/hook", Status: webhooks.StatusDelivered, Attempts: 2, LastAttemptAt: at(2),
 		LastStatusCode: 200, CreatedAt: t0, UpdatedAt: *at(2), DeliveredAt: at(2), Payload: json.RawMessage(`{"type":"job.completed"}`),
 		AttemptLog: []webhooks.Attempt{
-			{Number: 1, StartedAt: *at(1), DurationMs: 30, URL: "https://example.com/hook", RequestHeaders: map[string]string{"webhook-id": "msg_done"},
+			{Number: 1, StartedAt: *at(1), DurationMs: 30, URL: "https://example.com/hook", RequestHeaders: map[string]string{"webhook-id": "msg_0D0NE000000000000000000000"},
 				StatusCode: 503, ResponseHeaders: map[string]string{"Retry-After": "60"}, ResponseBody: "busy", ErrorClass: webhooks.ClassStatus,
 				Error: "receiver answered 503", Outcome: webhooks.OutcomeRetry, NextAttemptAt: at(2)},
-			{Number: 2, StartedAt: *at(2), DurationMs: 12, URL: "https://example.com/hook", RequestHeaders: map[string]string{"webhook-id": "msg_done"},
+			{Number: 2, StartedAt: *at(2), DurationMs: 12, URL: "https://example.com/hook", RequestHeaders: map[string]string{"webhook-id": "msg_0D0NE000000000000000000000"},
 				StatusCode: 200, Outcome: webhooks.OutcomeDelivered},
 		}})
-	f.put(webhooks.Delivery{ID: "msg_pending", RequestID: "req_pending", ClientID: clientA, EventType: jobs.EventFailed,
+	f.put(webhooks.Delivery{ID: "msg_0PEND1NG000000000000000000", RequestID: "req_0PEND1NG000000000000000000", ClientID: clientA, EventType: jobs.EventFailed,
 		URL: "https://example.com/hook", Status: webhooks.StatusPending, NextAttemptAt: at(5), CreatedAt: t0, UpdatedAt: t0})
-	f.put(webhooks.Delivery{ID: "msg_failed", RequestID: "req_failed", ClientID: clientB, EventType: jobs.EventCompleted,
+	f.put(webhooks.Delivery{ID: "msg_0FA11ED0000000000000000000", RequestID: "req_0FA11ED0000000000000000000", ClientID: clientB, EventType: jobs.EventCompleted,
 		URL: "https://example.org/hook", Status: webhooks.StatusFailed, Attempts: 1, LastAttemptAt: at(1), LastStatusCode: 410,
 		LastError: "receiver answered 410", CreatedAt: t0, UpdatedAt: *at(1)})
 	return f
@@ -386,7 +407,7 @@ func (f *fakeDeliveries) StartBulkReplay(_ context.Context, flt webhooks.Filter,
 			n++
 		}
 	}
-	r := webhooks.BulkReplay{ID: fmt.Sprintf("rpl_fake%d", len(f.replays)+1), Filter: flt, DryRun: dryRun,
+	r := webhooks.BulkReplay{ID: fmt.Sprintf("rpl_0FAKE%d%020d", len(f.replays)+1, 0), Filter: flt, DryRun: dryRun,
 		State: webhooks.ReplayRunning, Matched: n, CreatedAt: t0, UpdatedAt: t0}
 	if dryRun {
 		r.State, r.FinishedAt = webhooks.ReplayDone, at(0)

@@ -3,6 +3,7 @@ package handlers_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"reflect"
 	"slices"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/boomerang-dev/boomerang/handlers"
 	"github.com/boomerang-dev/boomerang/jobs"
+	"github.com/boomerang-dev/boomerang/webhooks"
 )
 
 func wantKeys(t *testing.T, what string, m map[string]any, want ...string) {
@@ -117,17 +119,17 @@ func TestIdempotentReplay(t *testing.T) {
 
 func TestGetJob(t *testing.T) {
 	e := newEnv()
-	e.jobs.put(jobs.Job{ID: "req_done", ClientID: clientA, Type: "echo", Status: jobs.StatusCompleted,
+	e.jobs.put(jobs.Job{ID: "req_0D0NE000000000000000000000", ClientID: clientA, Type: "echo", Status: jobs.StatusCompleted,
 		Payload: json.RawMessage(`{"in":1}`), Result: json.RawMessage(`{"out":2}`), CallbackURL: okCallback,
 		Metadata: map[string]string{"order": "42"}, CreatedAt: t0, UpdatedAt: *at(2), CompletedAt: at(1),
-		Attempts: 1, DeliveryID: "msg_done"})
-	e.jobs.put(jobs.Job{ID: "req_failed", ClientID: clientA, Type: "echo", Status: jobs.StatusFailed,
+		Attempts: 1, DeliveryID: "msg_0D0NE000000000000000000000"})
+	e.jobs.put(jobs.Job{ID: "req_0FA11ED0000000000000000000", ClientID: clientA, Type: "echo", Status: jobs.StatusFailed,
 		Error: &jobs.Error{Code: "upstream_4xx", Message: "upstream answered 400"}, CallbackURL: okCallback,
-		CreatedAt: t0, UpdatedAt: *at(1), CompletedAt: at(1), DeliveryID: "msg_pending"})
-	e.jobs.put(jobs.Job{ID: "req_gone", ClientID: clientA, Type: "echo", Status: jobs.StatusCompleted,
-		Result: json.RawMessage(`"x"`), CallbackURL: okCallback, CreatedAt: t0, UpdatedAt: t0, CompletedAt: at(0), DeliveryID: "msg_expired"})
+		CreatedAt: t0, UpdatedAt: *at(1), CompletedAt: at(1), DeliveryID: "msg_0PEND1NG000000000000000000"})
+	e.jobs.put(jobs.Job{ID: "req_0G0NE000000000000000000000", ClientID: clientA, Type: "echo", Status: jobs.StatusCompleted,
+		Result: json.RawMessage(`"x"`), CallbackURL: okCallback, CreatedAt: t0, UpdatedAt: t0, CompletedAt: at(0), DeliveryID: "msg_0EXP1RED000000000000000000"})
 
-	m := object(t, e.do(t, get("/v1/jobs/req_done")), http.StatusOK)
+	m := object(t, e.do(t, get("/v1/jobs/req_0D0NE000000000000000000000")), http.StatusOK)
 	wantKeys(t, "job", m, "requestId", "type", "status", "result", "callbackUrl", "metadata", "createdAt", "updatedAt", "completedAt", "delivery")
 	if got := wantTime(t, "createdAt", m["createdAt"]); !got.Equal(t0) {
 		t.Errorf("createdAt %v", got)
@@ -139,12 +141,12 @@ func TestGetJob(t *testing.T) {
 	}
 	d, _ := m["delivery"].(map[string]any)
 	wantKeys(t, "delivery summary", d, "id", "status", "attempts", "lastAttemptAt", "lastStatusCode")
-	if d["id"] != "msg_done" || d["status"] != "DELIVERED" || d["attempts"] != 2.0 || d["lastStatusCode"] != 200.0 {
+	if d["id"] != "msg_0D0NE000000000000000000000" || d["status"] != "DELIVERED" || d["attempts"] != 2.0 || d["lastStatusCode"] != 200.0 {
 		t.Errorf("delivery %v", d)
 	}
 	wantTime(t, "delivery.lastAttemptAt", d["lastAttemptAt"])
 
-	m = object(t, e.do(t, get("/v1/jobs/req_failed")), http.StatusOK)
+	m = object(t, e.do(t, get("/v1/jobs/req_0FA11ED0000000000000000000")), http.StatusOK)
 	wantKeys(t, "failed job", m, "requestId", "type", "status", "error", "callbackUrl", "createdAt", "updatedAt", "completedAt", "delivery")
 	if !reflect.DeepEqual(m["error"], map[string]any{"code": "upstream_4xx", "message": "upstream answered 400"}) {
 		t.Errorf("error %v", m["error"])
@@ -153,7 +155,7 @@ func TestGetJob(t *testing.T) {
 	wantKeys(t, "pending delivery summary", d, "id", "status", "attempts", "nextAttemptAt")
 
 	// A delivery that cannot be read leaves the summary out, not the job.
-	m = object(t, e.do(t, get("/v1/jobs/req_gone")), http.StatusOK)
+	m = object(t, e.do(t, get("/v1/jobs/req_0G0NE000000000000000000000")), http.StatusOK)
 	if _, ok := m["delivery"]; ok {
 		t.Errorf("summary of a missing delivery: %v", m["delivery"])
 	}
@@ -161,13 +163,15 @@ func TestGetJob(t *testing.T) {
 
 func TestNotFoundLooksTheSame(t *testing.T) {
 	e := newEnv()
-	e.jobs.put(jobs.Job{ID: "req_0000000000b", ClientID: clientB, Type: "echo", Status: jobs.StatusAccepted, CreatedAt: t0, UpdatedAt: t0})
-	other := e.do(t, get("/v1/jobs/req_0000000000b"))
-	missing := e.do(t, get("/v1/jobs/req_0000000000x"))
+	e.jobs.put(jobs.Job{ID: "req_00000000000B00000000000000", ClientID: clientB, Type: "echo", Status: jobs.StatusAccepted, CreatedAt: t0, UpdatedAt: t0})
+	other := e.do(t, get("/v1/jobs/req_00000000000B00000000000000"))
+	missing := e.do(t, get("/v1/jobs/req_00000000000X00000000000000"))
 	if other.Code != http.StatusNotFound || missing.Code != http.StatusNotFound {
 		t.Fatalf("status %d and %d", other.Code, missing.Code)
 	}
-	norm := func(s string) string { return strings.ReplaceAll(s, "req_0000000000b", "req_0000000000x") }
+	norm := func(s string) string {
+		return strings.ReplaceAll(s, "req_00000000000B00000000000000", "req_00000000000X00000000000000")
+	}
 	if norm(other.Body.String()) != missing.Body.String() {
 		t.Errorf("another client's job:\n%s\na missing job:\n%s", other.Body, missing.Body)
 	}
@@ -192,7 +196,7 @@ func TestClientsAdmin(t *testing.T) {
 	}
 
 	// The new key works on the client API.
-	if w := e.do(t, withAuth(get("/v1/jobs/req_none"), "Bearer "+apiKey)); w.Code != http.StatusNotFound {
+	if w := e.do(t, withAuth(get("/v1/jobs/req_0N0NE000000000000000000000"), "Bearer "+apiKey)); w.Code != http.StatusNotFound {
 		t.Errorf("new key: %d %s", w.Code, w.Body)
 	}
 
@@ -212,7 +216,7 @@ func TestClientsAdmin(t *testing.T) {
 	// Add a key, then revoke the first.
 	ak := object(t, e.do(t, post("/admin/v1/clients/"+id+"/keys", "")), http.StatusCreated)
 	wantKeys(t, "added key", ak, "id", "hint", "createdAt", "apiKey")
-	if w := e.do(t, withAuth(get("/v1/jobs/req_none"), "Bearer "+ak["apiKey"].(string))); w.Code != http.StatusNotFound {
+	if w := e.do(t, withAuth(get("/v1/jobs/req_0N0NE000000000000000000000"), "Bearer "+ak["apiKey"].(string))); w.Code != http.StatusNotFound {
 		t.Errorf("added key: %d", w.Code)
 	}
 	firstKey := keys[0].(map[string]any)["id"].(string)
@@ -247,7 +251,7 @@ func TestClientsAdmin(t *testing.T) {
 	if w := e.do(t, request{method: http.MethodDelete, path: "/admin/v1/clients/" + id}); w.Code != http.StatusNoContent {
 		t.Errorf("disable: %d %s", w.Code, w.Body)
 	}
-	if w := e.do(t, withAuth(get("/v1/jobs/req_none"), "Bearer "+ak["apiKey"].(string))); w.Code != http.StatusUnauthorized {
+	if w := e.do(t, withAuth(get("/v1/jobs/req_0N0NE000000000000000000000"), "Bearer "+ak["apiKey"].(string))); w.Code != http.StatusUnauthorized {
 		t.Errorf("disabled client's key: %d", w.Code)
 	}
 }
@@ -255,10 +259,10 @@ func TestClientsAdmin(t *testing.T) {
 func TestListJobs(t *testing.T) {
 	e := newEnv()
 	for i, st := range []jobs.Status{jobs.StatusCompleted, jobs.StatusAccepted, jobs.StatusCompleted, jobs.StatusCompleted} {
-		e.jobs.put(jobs.Job{ID: "req_l" + string(rune('a'+i)), ClientID: clientA, Type: "echo", Status: st,
+		e.jobs.put(jobs.Job{ID: fmt.Sprintf("req_0M%d%024d", i, 0), ClientID: clientA, Type: "echo", Status: st,
 			CallbackURL: okCallback, CreatedAt: t0, UpdatedAt: t0})
 	}
-	m := object(t, e.do(t, get("/admin/v1/jobs?status=COMPLETED&clientId=cli_a&limit=2")), http.StatusOK)
+	m := object(t, e.do(t, get("/admin/v1/jobs?status=COMPLETED&clientId=cli_0A000000000000000000000000&limit=2")), http.StatusOK)
 	if e.jobs.gotFilter != (jobs.Filter{Status: jobs.StatusCompleted, ClientID: clientA}) {
 		t.Errorf("filter %+v", e.jobs.gotFilter)
 	}
@@ -280,7 +284,7 @@ func TestListJobs(t *testing.T) {
 
 func TestDeliveriesAdmin(t *testing.T) {
 	e := newEnv()
-	m := object(t, e.do(t, get("/admin/v1/deliveries?limit=2&clientId=cli_a&since=2026-11-26T00:00:00Z&until=2026-11-27T00:00:00.5Z")), http.StatusOK)
+	m := object(t, e.do(t, get("/admin/v1/deliveries?limit=2&clientId=cli_0A000000000000000000000000&since=2026-11-26T00:00:00Z&until=2026-11-27T00:00:00.5Z")), http.StatusOK)
 	f := e.deliveries.gotFilter
 	if f.ClientID != clientA || !f.Since.Equal(time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)) ||
 		!f.Until.Equal(time.Date(2026, 11, 27, 0, 0, 0, 5e8, time.UTC)) {
@@ -300,7 +304,7 @@ func TestDeliveriesAdmin(t *testing.T) {
 	}
 
 	// One delivery with its attempt log.
-	d := object(t, e.do(t, get("/admin/v1/deliveries/msg_done")), http.StatusOK)
+	d := object(t, e.do(t, get("/admin/v1/deliveries/msg_0D0NE000000000000000000000")), http.StatusOK)
 	attempts, ok := d["attempts"].([]any)
 	if !ok || len(attempts) != 2 || d["attemptCount"] != 2.0 {
 		t.Fatalf("attempts %v, attemptCount %v", d["attempts"], d["attemptCount"])
@@ -313,18 +317,18 @@ func TestDeliveriesAdmin(t *testing.T) {
 		"responseHeaders", "responseBody", "errorClass", "error", "outcome", "nextAttemptAt")
 	wantTime(t, "startedAt", a0["startedAt"])
 	// No attempts yet: an empty array.
-	d = object(t, e.do(t, get("/admin/v1/deliveries/msg_pending")), http.StatusOK)
+	d = object(t, e.do(t, get("/admin/v1/deliveries/msg_0PEND1NG000000000000000000")), http.StatusOK)
 	if a, ok := d["attempts"].([]any); !ok || len(a) != 0 || d["attemptCount"] != 0.0 {
 		t.Errorf("pending: attempts %v, attemptCount %v", d["attempts"], d["attemptCount"])
 	}
 
 	// Replay one.
-	r := object(t, e.do(t, post("/admin/v1/deliveries/msg_done/replay", "")), http.StatusAccepted)
-	if r["id"] != "msg_done" || r["status"] != "PENDING" || r["replays"] != 1.0 {
+	r := object(t, e.do(t, post("/admin/v1/deliveries/msg_0D0NE000000000000000000000/replay", "")), http.StatusAccepted)
+	if r["id"] != "msg_0D0NE000000000000000000000" || r["status"] != "PENDING" || r["replays"] != 1.0 {
 		t.Errorf("replay %v", r)
 	}
 	// Now it is pending, so again is a conflict.
-	if w := e.do(t, post("/admin/v1/deliveries/msg_done/replay", "")); w.Code != http.StatusConflict {
+	if w := e.do(t, post("/admin/v1/deliveries/msg_0D0NE000000000000000000000/replay", "")); w.Code != http.StatusConflict {
 		t.Errorf("second replay %d", w.Code)
 	}
 }
@@ -350,11 +354,11 @@ func TestBulkReplay(t *testing.T) {
 	}
 
 	m = object(t, e.do(t, post("/admin/v1/deliveries/replay",
-		`{"status":"DELIVERED","clientId":"cli_a","since":"2026-11-01T00:00:00Z","until":"2026-12-01T00:00:00Z","dryRun":true}`)), http.StatusAccepted)
+		`{"status":"DELIVERED","clientId":"cli_0A000000000000000000000000","since":"2026-11-01T00:00:00Z","until":"2026-12-01T00:00:00Z","dryRun":true}`)), http.StatusAccepted)
 	if !e.deliveries.gotDryRun || m["state"] != "done" || m["finishedAt"] == nil || m["matched"] != 1.0 {
 		t.Errorf("dry run %v", m)
 	}
-	if f, _ := m["filter"].(map[string]any); len(f) != 4 || f["clientId"] != "cli_a" {
+	if f, _ := m["filter"].(map[string]any); len(f) != 4 || f["clientId"] != "cli_0A000000000000000000000000" {
 		t.Errorf("filter %v", m["filter"])
 	}
 	// An empty body is not a request for everything.
@@ -399,13 +403,13 @@ func TestHealth(t *testing.T) {
 
 func TestServeSplit(t *testing.T) {
 	admin := []request{
-		get("/admin/v1/clients"), post("/admin/v1/clients", `{"name":"x"}`), get("/admin/v1/clients/cli_a"),
-		{method: http.MethodDelete, path: "/admin/v1/clients/cli_a"}, post("/admin/v1/clients/cli_a/keys", ""),
-		{method: http.MethodDelete, path: "/admin/v1/clients/cli_a/keys/key_cli_a"}, post("/admin/v1/clients/cli_a/secret/rotate", ""),
+		get("/admin/v1/clients"), post("/admin/v1/clients", `{"name":"x"}`), get("/admin/v1/clients/cli_0A000000000000000000000000"),
+		{method: http.MethodDelete, path: "/admin/v1/clients/cli_0A000000000000000000000000"}, post("/admin/v1/clients/cli_0A000000000000000000000000/keys", ""),
+		{method: http.MethodDelete, path: "/admin/v1/clients/cli_0A000000000000000000000000/keys/key_0A000000000000000000000000"}, post("/admin/v1/clients/cli_0A000000000000000000000000/secret/rotate", ""),
 		get("/admin/v1/jobs"), get("/admin/v1/deliveries"), post("/admin/v1/deliveries/replay", `{}`),
-		get("/admin/v1/deliveries/msg_done"), post("/admin/v1/deliveries/msg_done/replay", ""), get("/admin/v1/replays/rpl_1"),
+		get("/admin/v1/deliveries/msg_0D0NE000000000000000000000"), post("/admin/v1/deliveries/msg_0D0NE000000000000000000000/replay", ""), get("/admin/v1/replays/rpl_01000000000000000000000000"),
 	}
-	public := []request{post("/v1/jobs", job()), get("/v1/jobs/req_x"), {method: http.MethodPut, path: "/v1/jobs"}}
+	public := []request{post("/v1/jobs", job()), get("/v1/jobs/req_0X000000000000000000000000"), {method: http.MethodPut, path: "/v1/jobs"}}
 
 	check := func(t *testing.T, serve int, reqs []request) {
 		for _, rq := range reqs {
@@ -547,5 +551,20 @@ func TestDetails(t *testing.T) {
 	// No Content-Type at all is taken as JSON.
 	if w := e.do(t, withHeader(post("/v1/jobs", job()), "Content-Type", "")); w.Code != http.StatusAccepted {
 		t.Errorf("no Content-Type: %d", w.Code)
+	}
+}
+
+// Status filters take any case: failed, Failed and FAILED are one filter.
+func TestStatusFiltersIgnoreCase(t *testing.T) {
+	for _, st := range []string{"failed", "Failed", "FAILED"} {
+		e := newEnv()
+		object(t, e.do(t, get("/admin/v1/jobs?status="+st)), http.StatusOK)
+		if e.jobs.gotFilter.Status != jobs.StatusFailed {
+			t.Errorf("jobs ?status=%s: filter %q, want FAILED", st, e.jobs.gotFilter.Status)
+		}
+		object(t, e.do(t, get("/admin/v1/deliveries?status="+st)), http.StatusOK)
+		if e.deliveries.gotFilter.Status != webhooks.StatusFailed {
+			t.Errorf("deliveries ?status=%s: filter %q, want FAILED", st, e.deliveries.gotFilter.Status)
+		}
 	}
 }

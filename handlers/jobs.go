@@ -6,9 +6,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/boomerang-dev/boomerang/ids"
 	"github.com/boomerang-dev/boomerang/jobs"
 	"github.com/boomerang-dev/boomerang/webhooks"
-	"github.com/gorilla/mux"
 )
 
 // JobService is what the job handlers need of jobs.Service.
@@ -43,9 +43,10 @@ func submitJob(svc JobService, maxBody int64) http.Handler {
 			writeError(w, r, err)
 			return
 		}
+		client := clientFrom(r.Context())
 		sub := jobs.Submission{Type: req.Type, Payload: req.Payload, CallbackURL: req.CallbackURL,
-			Metadata: req.Metadata, IdempotencyKey: r.Header.Get("Idempotency-Key")}
-		job, created, err := svc.Submit(r.Context(), clientFrom(r.Context()).ID, sub)
+			Metadata: req.Metadata, IdempotencyKey: r.Header.Get("Idempotency-Key"), AllowedTypes: client.JobTypes}
+		job, created, err := svc.Submit(r.Context(), client.ID, sub)
 		if err != nil {
 			writeError(w, r, err)
 			return
@@ -94,7 +95,12 @@ func viewJob(j jobs.Job) jobView {
 
 func getJob(svc JobService, deliveries DeliveryReader) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		job, err := svc.Get(r.Context(), clientFrom(r.Context()).ID, mux.Vars(r)["requestId"])
+		id, err := pathID(r, "requestId", ids.Request)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		job, err := svc.Get(r.Context(), clientFrom(r.Context()).ID, id)
 		if err != nil {
 			writeError(w, r, err)
 			return
@@ -108,5 +114,34 @@ func getJob(svc JobService, deliveries DeliveryReader) http.Handler {
 			}
 		}
 		respond(w, http.StatusOK, v)
+	})
+}
+
+func listJobs(svc JobService) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		limit, cursor, err := pageParams(q)
+		var status string
+		if err == nil {
+			status, err = parseStatus(q.Get("status"), jobs.Statuses())
+		}
+		if err == nil {
+			err = checkClientID(q.Get("clientId"))
+		}
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		list, next, err := svc.List(r.Context(), jobs.Filter{Status: jobs.Status(status), ClientID: q.Get("clientId")}, limit, cursor)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		views := make([]jobView, len(list))
+		for i, j := range list {
+			views[i] = viewJob(j)
+			views[i].ClientID = j.ClientID
+		}
+		respond(w, http.StatusOK, page[jobView]{Data: views, NextCursor: next})
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -43,17 +44,59 @@ func bearer(r *http.Request) string {
 	return ""
 }
 
-// clientAuth admits requests with a valid, unrevoked client API key.
-func clientAuth(store ClientStore) mux.MiddlewareFunc {
+// Key prefixes, to tell a caller which credential it sent.
+const (
+	apiKeyPrefix    = "bmr_"
+	workerKeyPrefix = "bmw_"
+)
+
+const sendAPIKey = "send Authorization: Bearer <API key> (bmr_…)"
+
+// clientAuth admits requests with a valid, unrevoked client API key. A
+// refusal says what was expected, and what was sent instead when it can
+// tell (the admin token, a worker key).
+func clientAuth(store ClientStore, adminToken string) mux.MiddlewareFunc {
+	isAdmin := tokenMatcher(adminToken)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			c, err := store.Authenticate(r.Context(), bearer(r))
+			key := bearer(r)
+			c, err := store.Authenticate(r.Context(), key)
+			if errors.Is(err, clients.ErrUnauthorized) {
+				err = badRequest(probUnauthorized, clientAuthHint(r, key, isAdmin))
+			}
 			if err != nil {
 				writeError(w, r, err)
 				return
 			}
 			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientKey, c)))
 		})
+	}
+}
+
+func clientAuthHint(r *http.Request, key string, isAdmin func(string) bool) string {
+	switch {
+	case r.Header.Get("Authorization") == "":
+		return "no Authorization header: " + sendAPIKey
+	case key == "":
+		return "the Authorization scheme must be Bearer: " + sendAPIKey
+	case isAdmin(key):
+		return "this is the admin token, which works only on /admin routes: " + sendAPIKey
+	case strings.HasPrefix(key, workerKeyPrefix):
+		return "this is a worker key, which works only on /v1/worker routes: " + sendAPIKey
+	case !strings.HasPrefix(key, apiKeyPrefix):
+		return "API keys start with bmr_: " + sendAPIKey
+	}
+	return "the API key is unknown or revoked, or its client is disabled: " + sendAPIKey
+}
+
+// tokenMatcher compares candidates with token in constant time (both sides
+// hashed first, so not even the length leaks); an empty token matches
+// nothing.
+func tokenMatcher(token string) func(string) bool {
+	want := sha256.Sum256([]byte(token))
+	return func(got string) bool {
+		sum := sha256.Sum256([]byte(got))
+		return token != "" && subtle.ConstantTimeCompare(sum[:], want[:]) == 1
 	}
 }
 
@@ -84,20 +127,29 @@ func rateLimit(l RateLimiter) mux.MiddlewareFunc {
 	}
 }
 
-// adminAuth admits requests with the admin token, compared in constant time
-// (both sides hashed first, so not even the length leaks).
+// adminAuth admits requests with the admin token.
 func adminAuth(token string) mux.MiddlewareFunc {
-	want := sha256.Sum256([]byte(token))
+	isAdmin := tokenMatcher(token)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			got := sha256.Sum256([]byte(bearer(r)))
-			if token == "" || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-				writeError(w, r, badRequest(probUnauthorized, "send Authorization: Bearer <admin token>"))
+			if key := bearer(r); !isAdmin(key) {
+				writeError(w, r, badRequest(probUnauthorized, adminAuthHint(key)))
 				return
 			}
 			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+func adminAuthHint(key string) string {
+	const send = "send Authorization: Bearer <admin token> (BOOMERANG_ADMIN_TOKEN)"
+	switch {
+	case strings.HasPrefix(key, apiKeyPrefix):
+		return "this is a client API key, which works only on /v1 routes: " + send
+	case strings.HasPrefix(key, workerKeyPrefix):
+		return "this is a worker key, which works only on /v1/worker routes: " + send
+	}
+	return send
 }
 
 type statusRecorder struct {

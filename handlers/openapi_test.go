@@ -365,9 +365,9 @@ func TestOpenAPIWebhook(t *testing.T) {
 	// The bodies jobs.WebhookBody really builds conform to it.
 	done := t0.Add(time.Second)
 	for _, j := range []jobs.Job{
-		{ID: "req_1", Type: "echo", Status: jobs.StatusCompleted, Result: json.RawMessage(`{"a":[1,2]}`),
+		{ID: "req_01000000000000000000000000", Type: "echo", Status: jobs.StatusCompleted, Result: json.RawMessage(`{"a":[1,2]}`),
 			Metadata: map[string]string{"order": "42"}, CreatedAt: t0, UpdatedAt: done, CompletedAt: &done},
-		{ID: "req_2", Type: "echo", Status: jobs.StatusFailed, Error: &jobs.Error{Code: "boom", Message: "it broke"},
+		{ID: "req_02000000000000000000000000", Type: "echo", Status: jobs.StatusFailed, Error: &jobs.Error{Code: "boom", Message: "it broke"},
 			CreatedAt: t0, UpdatedAt: done, CompletedAt: &done},
 	} {
 		body, err := jobs.WebhookBody(j)
@@ -599,30 +599,32 @@ func TestOpenAPIConformance(t *testing.T) {
 
 	// The happy paths, in order, on one environment.
 	e := newEnv()
-	e.jobs.put(jobs.Job{ID: "req_done", ClientID: clientA, Type: "echo", Status: jobs.StatusCompleted,
+	e.jobs.put(jobs.Job{ID: "req_0D0NE000000000000000000000", ClientID: clientA, Type: "echo", Status: jobs.StatusCompleted,
 		Result: json.RawMessage(`{"out":2}`), CallbackURL: okCallback, Metadata: map[string]string{"k": "v"},
-		CreatedAt: t0, UpdatedAt: *at(2), CompletedAt: at(1), DeliveryID: "msg_done"})
-	e.jobs.put(jobs.Job{ID: "req_failed", ClientID: clientA, Type: "echo", Status: jobs.StatusFailed,
-		Error: &jobs.Error{Code: "x", Message: "y"}, CallbackURL: okCallback, CreatedAt: t0, UpdatedAt: t0, CompletedAt: at(0), DeliveryID: "msg_pending"})
+		CreatedAt: t0, UpdatedAt: *at(2), CompletedAt: at(1), DeliveryID: "msg_0D0NE000000000000000000000"})
+	e.jobs.put(jobs.Job{ID: "req_0FA11ED0000000000000000000", ClientID: clientA, Type: "echo", Status: jobs.StatusFailed,
+		Error: &jobs.Error{Code: "x", Message: "y"}, CallbackURL: okCallback, CreatedAt: t0, UpdatedAt: t0, CompletedAt: at(0), DeliveryID: "msg_0PEND1NG000000000000000000"})
 	happy := []request{
 		get("/healthz"), get("/readyz"),
 		post("/v1/jobs", job(`"payload":{"a":1}`, `"metadata":{"k":"v"}`)),
 		withHeader(post("/v1/jobs", job()), "Idempotency-Key", "k1"),
 		withHeader(post("/v1/jobs", job()), "Idempotency-Key", "k1"),
-		get("/v1/jobs/req_done"), get("/v1/jobs/req_failed"), get("/v1/jobs/req_fake0001"),
+		get("/v1/jobs/req_0D0NE000000000000000000000"), get("/v1/jobs/req_0FA11ED0000000000000000000"), get("/v1/jobs/req_0FAKE000100000000000000000"),
 		post("/admin/v1/clients", `{"name":"Acme"}`),
-		get("/admin/v1/clients"), get("/admin/v1/clients?limit=1"), get("/admin/v1/clients/cli_a"),
-		post("/admin/v1/clients/cli_a/keys", ""),
-		{method: http.MethodDelete, path: "/admin/v1/clients/cli_a/keys/key_cli_a"},
-		post("/admin/v1/clients/cli_a/secret/rotate", ""),
-		{method: http.MethodDelete, path: "/admin/v1/clients/cli_b"},
-		get("/admin/v1/jobs"), get("/admin/v1/jobs?limit=1&status=COMPLETED&clientId=cli_a"),
+		post("/admin/v1/clients", `{"name":"Reports only","jobTypes":["report","echo"]}`),
+		{method: http.MethodPatch, path: "/admin/v1/clients/cli_0A000000000000000000000000", body: `{"jobTypes":["echo"]}`},
+		get("/admin/v1/clients"), get("/admin/v1/clients?limit=1"), get("/admin/v1/clients/cli_0A000000000000000000000000"),
+		post("/admin/v1/clients/cli_0A000000000000000000000000/keys", ""),
+		{method: http.MethodDelete, path: "/admin/v1/clients/cli_0A000000000000000000000000/keys/key_0A000000000000000000000000"},
+		post("/admin/v1/clients/cli_0A000000000000000000000000/secret/rotate", ""),
+		{method: http.MethodDelete, path: "/admin/v1/clients/cli_0B000000000000000000000000"},
+		get("/admin/v1/jobs"), get("/admin/v1/jobs?limit=1&status=COMPLETED&clientId=cli_0A000000000000000000000000"),
 		get("/admin/v1/deliveries"), get("/admin/v1/deliveries?limit=1&status=DELIVERED"),
-		get("/admin/v1/deliveries/msg_done"), get("/admin/v1/deliveries/msg_pending"),
-		post("/admin/v1/deliveries/msg_done/replay", ""),
+		get("/admin/v1/deliveries/msg_0D0NE000000000000000000000"), get("/admin/v1/deliveries/msg_0PEND1NG000000000000000000"),
+		post("/admin/v1/deliveries/msg_0D0NE000000000000000000000/replay", ""),
 		post("/admin/v1/deliveries/replay", `{}`),
-		post("/admin/v1/deliveries/replay", `{"status":"DELIVERED","clientId":"cli_a","since":"2026-01-01T00:00:00Z","until":"2027-01-01T00:00:00Z","dryRun":true}`),
-		get("/admin/v1/replays/rpl_fake1"), get("/admin/v1/replays/rpl_fake2"),
+		post("/admin/v1/deliveries/replay", `{"status":"DELIVERED","clientId":"cli_0A000000000000000000000000","since":"2026-01-01T00:00:00Z","until":"2027-01-01T00:00:00Z","dryRun":true}`),
+		get("/admin/v1/replays/rpl_0FAKE100000000000000000000"), get("/admin/v1/replays/rpl_0FAKE200000000000000000000"),
 	}
 	for _, rq := range happy {
 		w := e.do(t, rq)

@@ -17,12 +17,32 @@ const ProblemBase = "https://boomerang.dev/problems/"
 
 // Problem is an RFC 9457 problem detail.
 type Problem struct {
-	Type     string            `json:"type"`
-	Title    string            `json:"title"`
-	Status   int               `json:"status"`
-	Detail   string            `json:"detail,omitempty"`
-	Instance string            `json:"instance,omitempty"`
-	Errors   []jobs.FieldError `json:"errors,omitempty"`
+	Type     string       `json:"type"`
+	Title    string       `json:"title"`
+	Status   int          `json:"status"`
+	Detail   string       `json:"detail,omitempty"`
+	Instance string       `json:"instance,omitempty"`
+	Errors   []FieldError `json:"errors,omitempty"`
+}
+
+// FieldError names one field (or parameter, or header) at fault.
+type FieldError struct {
+	Field   string `json:"field"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// invalid is a validation failure of the request's fields: 422 with the
+// problem type of its fields (see validationKind).
+func invalid(fields ...FieldError) error {
+	return &requestError{kind: validationKind(fields), detail: fieldsDetail(fields), fields: fields}
+}
+
+func fieldsDetail(fields []FieldError) string {
+	if len(fields) == 0 {
+		return "invalid request"
+	}
+	return "invalid request: " + fields[0].Field + ": " + fields[0].Message
 }
 
 // problemKind is one row of the error table.
@@ -60,12 +80,12 @@ var (
 type requestError struct {
 	kind   problemKind
 	detail string
-	fields []jobs.FieldError
+	fields []FieldError
 }
 
 func (e *requestError) Error() string { return e.kind.title + ": " + e.detail }
 
-func badRequest(kind problemKind, detail string, fields ...jobs.FieldError) error {
+func badRequest(kind problemKind, detail string, fields ...FieldError) error {
 	return &requestError{kind: kind, detail: detail, fields: fields}
 }
 
@@ -82,10 +102,12 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &reqErr):
 		kind, p.Detail, p.Errors = reqErr.kind, reqErr.detail, reqErr.fields
 	case errors.As(err, &valErr):
-		kind, p.Errors = validationKind(valErr.Fields), valErr.Fields
-		p.Detail = valErr.Error()
+		for _, f := range valErr.Fields {
+			p.Errors = append(p.Errors, FieldError(f))
+		}
+		kind, p.Detail = validationKind(p.Errors), valErr.Error()
 	case errors.Is(err, jobs.ErrNotFound), errors.Is(err, webhooks.ErrNotFound), errors.Is(err, clients.ErrNotFound),
-		errors.Is(err, clients.ErrKeyNotFound), errors.Is(err, webhooks.ErrReplayNotFound):
+		errors.Is(err, clients.ErrKeyNotFound), errors.Is(err, webhooks.ErrReplayNotFound), errors.Is(err, errMalformedID):
 		kind = probNotFound
 	case errors.Is(err, clients.ErrUnauthorized):
 		kind = probUnauthorized
@@ -95,7 +117,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		kind, p.Detail = probPending, "a PENDING delivery is already scheduled; replay it once it is DELIVERED or FAILED"
 	case errors.Is(err, timeindex.ErrBadCursor):
 		kind, p.Detail = probParameter, "cursor is not one this API returned"
-		p.Errors = []jobs.FieldError{{Field: "cursor", Code: "invalid", Message: "malformed cursor"}}
+		p.Errors = []FieldError{{Field: "cursor", Code: "invalid", Message: "malformed cursor"}}
 	case errors.Is(err, jobs.ErrUnavailable), isUnavailable(err):
 		kind = probUnavailable
 		w.Header().Set("Retry-After", "5")
@@ -154,7 +176,7 @@ var fieldKinds = map[[2]string]problemKind{
 
 // validationKind is the one specific kind all field errors share, or the
 // generic validation-error when they differ or have none.
-func validationKind(fields []jobs.FieldError) problemKind {
+func validationKind(fields []FieldError) problemKind {
 	if len(fields) == 0 {
 		return probValidation
 	}

@@ -22,7 +22,7 @@ func TestRateLimitPerClient(t *testing.T) {
 	e.deps.Limiter = clients.NewRateLimiter(redistest.Client(t), 2, 3, func() time.Time { return now })
 	h := handlers.New(e.deps, e.serve)
 	get := func(key string) *httptest.ResponseRecorder {
-		req := httptest.NewRequest(http.MethodGet, "/v1/jobs/req_missing", nil)
+		req := httptest.NewRequest(http.MethodGet, "/v1/jobs/req_0M1SS1NG000000000000000000", nil)
 		req.Header.Set("Authorization", "Bearer "+key)
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)

@@ -50,7 +50,7 @@ func Router(d Deps, serve int) *mux.Router {
 
 	if serve&ServePublic != 0 {
 		v1 := r.PathPrefix("/v1").Subrouter()
-		v1.Use(clientAuth(d.Clients), rateLimit(d.Limiter))
+		v1.Use(clientAuth(d.Clients, d.AdminToken), rateLimit(d.Limiter))
 		v1.Handle("/jobs", submitJob(d.Jobs, d.MaxBody)).Methods(http.MethodPost)
 		v1.Handle("/jobs/{requestId}", getJob(d.Jobs, d.Deliveries)).Methods(http.MethodGet)
 	}
@@ -61,6 +61,7 @@ func Router(d Deps, serve int) *mux.Router {
 		a.Handle("/clients", createClient(d.Clients)).Methods(http.MethodPost)
 		a.Handle("/clients", listClients(d.Clients)).Methods(http.MethodGet)
 		a.Handle("/clients/{id}", getClient(d.Clients)).Methods(http.MethodGet)
+		a.Handle("/clients/{id}", updateClient(d.Clients)).Methods(http.MethodPatch)
 		a.Handle("/clients/{id}", disableClient(d.Clients)).Methods(http.MethodDelete)
 		a.Handle("/clients/{id}/keys", addKey(d.Clients)).Methods(http.MethodPost)
 		a.Handle("/clients/{id}/keys/{keyId}", revokeKey(d.Clients)).Methods(http.MethodDelete)

@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"errors"
+	"github.com/boomerang-dev/boomerang/ids"
 	"strings"
 	"testing"
 	"time"
@@ -79,7 +80,7 @@ func TestClaim(t *testing.T) {
 	rdb := redistest.Client(t)
 	s := NewStore(rdb, time.Hour)
 	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	j := Job{ID: timeindex.NewID("req_", now), ClientID: "cli_a", Type: "echo", CreatedAt: now, CallbackURL: "https://x.example.com/"}
+	j := Job{ID: ids.New(ids.Request, now), ClientID: "cli_a", Type: "echo", CreatedAt: now, CallbackURL: "https://x.example.com/"}
 	if _, err := s.create(ctx, j, idem{}); err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"slices"
+	"strconv"
 	"time"
 )
 
@@ -33,6 +33,9 @@ var statuses = []string{string(StatusAccepted), string(StatusProcessing), string
 func ValidStatus(s string) bool {
 	return slices.Contains(statuses, s)
 }
+
+// Statuses lists the job statuses.
+func Statuses() []string { return slices.Clone(statuses) }
 
 // Job is one piece of asynchronous work and its outcome.
 type Job struct {

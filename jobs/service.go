@@ -9,9 +9,14 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/boomerang-dev/boomerang/ids"
 
 	"github.com/boomerang-dev/boomerang/timeindex"
 	"github.com/boomerang-dev/boomerang/webhooks"
@@ -139,6 +144,9 @@ type Submission struct {
 	CallbackURL    string
 	Metadata       map[string]string
 	IdempotencyKey string
+	// AllowedTypes, when not empty, are the only types this client may
+	// submit (clients.Client.JobTypes).
+	AllowedTypes []string
 }
 
 // validate checks a submission and returns it with its callback URL in
@@ -154,8 +162,13 @@ func (s *Service) validate(sub Submission) (Submission, error) {
 	case !s.limits.TypePattern.MatchString(sub.Type):
 		add("type", "invalid", "type must match "+s.limits.TypePattern.String())
 	default:
-		if _, ok := s.registry.Lookup(sub.Type); !ok {
-			add("type", "unknown", fmt.Sprintf("unknown job type; registered types: %v", s.registry.Names()))
+		if !s.mayUse(sub.AllowedTypes, sub.Type) {
+			usable := s.usableTypes(sub.AllowedTypes)
+			msg := "unknown job type " + strconv.Quote(sub.Type) + "; this client may use: " + strings.Join(usable, ", ")
+			if len(usable) == 0 {
+				msg = "unknown job type " + strconv.Quote(sub.Type) + "; this client may use no job type (ask the operator)"
+			}
+			add("type", "unknown", msg)
 		}
 	}
 	if len(sub.Payload) > s.limits.MaxPayloadBytes {
@@ -202,6 +215,28 @@ func urlMessage(err error) string {
 	return err.Error()
 }
 
+// mayUse says whether a client allowed the given types may submit typ.
+func (s *Service) mayUse(allowed []string, typ string) bool {
+	_, ok := s.registry.Lookup(typ)
+	return ok && (len(allowed) == 0 || slices.Contains(allowed, typ))
+}
+
+// usableTypes are the types a client allowed the given ones may submit:
+// those it is allowed that exist, and never the others, whose names are
+// the operator's business.
+func (s *Service) usableTypes(allowed []string) []string {
+	if len(allowed) == 0 {
+		return s.registry.Names()
+	}
+	var out []string
+	for _, name := range s.registry.Names() {
+		if slices.Contains(allowed, name) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 // fingerprint hashes what makes two submissions the same request.
 func fingerprint(sub Submission) string {
 	h := sha256.New()
@@ -226,7 +261,7 @@ func (s *Service) Submit(ctx context.Context, clientID string, sub Submission) (
 		return Job{}, false, err
 	}
 	now := s.now().UTC()
-	j := Job{ID: timeindex.NewID("req_", now), ClientID: clientID, Type: sub.Type, Status: StatusAccepted,
+	j := Job{ID: ids.New(ids.Request, now), ClientID: clientID, Type: sub.Type, Status: StatusAccepted,
 		Payload: sub.Payload, CallbackURL: sub.CallbackURL, Metadata: sub.Metadata, CreatedAt: now, UpdatedAt: now}
 	var claim idem
 	if sub.IdempotencyKey != "" {

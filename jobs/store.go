@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/boomerang-dev/boomerang/ids"
 	"strconv"
 	"strings"
 	"time"
@@ -126,14 +127,8 @@ func (s *Store) claim(ctx context.Context, id string, now time.Time) (Job, error
 	return decode(f), err
 }
 
-// idTime is the creation time a request id carries (see timeindex.NewID).
-func idTime(id string) (time.Time, bool) {
-	const p = "req_"
-	if len(id) < len(p)+timeindex.PrefixLen || id[:len(p)] != p {
-		return time.Time{}, false
-	}
-	return timeindex.PrefixTime(id[len(p):])
-}
+// idTime is the creation time a request id carries.
+func idTime(id string) (time.Time, bool) { return ids.Time(ids.Request, id) }
 
 // finishUpdate is the change that records a job's outcome; only a
 // PROCESSING job can finish. It is applied by the Deliverer, in the same

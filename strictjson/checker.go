@@ -12,11 +12,12 @@ type checker struct {
 	b     []byte
 	stack []frame
 
-	keys    []keyRef // the keys of open small objects, innermost object last
-	scratch []byte   // unescaped forms of the escaped keys in keys
-	big     map[bigKey]struct{}
-	str     string // b as a string, made when big first needs it
-	objects int    // objects moved to big so far
+	keys       []keyRef     // keys of the open small objects
+	scratch    []byte       // unescaped forms of their escaped keys
+	tables     [][]uint64   // hash tables of the open large objects
+	spares     [][][]uint64 // cleared tables, by bits.Len of their size
+	offsetBits uint         // bits of a table slot that hold a key's offset
+	reread     []byte       // a key read back from the body, unescaped
 }
 
 // frame is an open object or array. It keeps only offsets, so that
@@ -25,18 +26,21 @@ type checker struct {
 type frame struct {
 	object bool
 
-	// n counts an array's elements before the current one (so it is the
-	// current element's index), or an object's keys.
+	// indexed says that an object has more than smallObject keys, and so
+	// a hash table in checker.tables.
+	indexed bool
+
+	// n is the index of an array's current element, or the number of an
+	// object's keys.
 	n int
 
 	// keyStart and keyEnd delimit the current key of an object, quotes
 	// included; keyStart is -1 before the first key and after a comma.
 	keyStart, keyEnd int
 
-	// Objects with at most smallObject keys keep them in checker.keys
-	// from index first, and their unescaped forms in checker.scratch from
-	// offset scratch; larger ones keep them in checker.big under id.
-	first, scratch, id int
+	// first and scratch are where a small object's keys start in
+	// checker.keys and checker.scratch.
+	first, scratch int
 }
 
 // run checks c.b. Its loop reads one value, or the opening of an object
@@ -136,6 +140,10 @@ func (c *checker) afterValue(i int) (int, *Error) {
 // pop closes the innermost object or array.
 func (c *checker) pop() {
 	f := &c.stack[len(c.stack)-1]
+	if f.indexed {
+		c.freeTable(c.tables[len(c.tables)-1])
+		c.tables = c.tables[:len(c.tables)-1]
+	}
 	if f.object {
 		c.keys = c.keys[:f.first]
 		c.scratch = c.scratch[:f.scratch]
@@ -156,7 +164,7 @@ func (c *checker) key(i int) (int, *Error) {
 	}
 	f := &c.stack[len(c.stack)-1]
 	f.keyStart, f.keyEnd = i, end
-	if err := c.addKey(f, i+1, end-1, escaped); err != nil {
+	if err := c.addKey(f, i, end, escaped); err != nil {
 		return i, err
 	}
 	i = skipSpace(b, end)

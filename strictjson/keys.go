@@ -2,82 +2,149 @@ package strictjson
 
 import (
 	"bytes"
+	"hash/maphash"
+	"math/bits"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
 )
 
-// smallObject is the number of keys an object compares by scanning them
-// all; past it, its keys go to a map.
+// How an object finds a repeated key
 //
 // Keys are compared in their unescaped form. A key without escapes is its
-// own unescaped form, so it costs nothing to keep: a keyRef to the body.
-// Only a key with a backslash is unescaped, into checker.scratch.
+// own unescaped form, so it costs nothing to keep: an offset in the body.
+// Only a key with a backslash is unescaped.
 //
-// All large objects share one map, keyed by an object id and the key.
-// Closed objects leave their keys behind, which is cheaper than clearing a
-// map per object or allocating one per object. The map's string keys are
-// slices of one copy of the body, made the first time the map is needed,
-// so that a key without escapes costs no allocation there either.
-const smallObject = 16
+// An object with at most smallObject keys compares each new key with all
+// the others: checker.keys holds the keys of such open objects, innermost
+// object last, and checker.scratch the unescaped forms of their escaped keys.
+//
+// A larger object indexes its keys in a hash table instead, innermost last
+// in checker.tables. A slot holds the offset of the key's opening quote
+// (plus one; 0 is an empty slot) in its low offsetBits bits, and the upper
+// bits of the key's hash above them, so that a key is read back from the
+// body only when those bits match: for a repeated key, or about once in
+// 2^32 lookups by chance. Tables have a power of two slots, at most half of
+// them used, and probe linearly from the slot that the hash bits kept give,
+// so that they grow without reading keys again. A closed object's table is
+// cleared and kept for the next object that needs a table of its size, so
+// each table costs at most four times its number of keys to clear.
+const (
+	smallObject    = 16
+	firstTableSize = 64
+)
 
-// keyRef is a key in its unescaped form: c.b[start:end], or
-// c.scratch[start:end] if escaped.
+// seed makes the hash of keys differ from process to process, so that no
+// body can be made to collide.
+var seed = maphash.MakeSeed()
+
+// keyRef is a key of a small object: its opening quote is at c.b[quote],
+// and its unescaped form is c.b[start:end], or c.scratch[start:end] if
+// escaped.
 type keyRef struct {
-	start, end int
-	escaped    bool
+	quote, start, end int
+	escaped           bool
 }
 
-type bigKey struct {
-	object int
-	key    string
-}
-
-// addKey adds to the innermost object f the key held in c.b[start:end]
-// (between its quotes), or reports that f already has it.
-func (c *checker) addKey(f *frame, start, end int, escaped bool) *Error {
-	f.n++
-	k := keyRef{start: start, end: end}
+// addKey adds to the innermost object f the key whose quotes are at quote
+// and end-1, or reports that f already has it.
+func (c *checker) addKey(f *frame, quote, end int, escaped bool) *Error {
+	k := keyRef{quote: quote, start: quote + 1, end: end - 1}
 	if escaped {
-		k = keyRef{start: len(c.scratch), escaped: true}
-		c.scratch = appendUnescaped(c.scratch, c.b[start:end])
+		k = keyRef{quote: quote, start: len(c.scratch), escaped: true}
+		c.scratch = appendUnescaped(c.scratch, c.b[quote+1:end-1])
 		k.end = len(c.scratch)
 	}
 	name := c.keyBytes(k)
-	if f.id == 0 {
+	f.n++
+	if f.n <= smallObject {
 		for _, old := range c.keys[f.first:] {
 			if bytes.Equal(c.keyBytes(old), name) {
-				return c.duplicate(start-1, name)
+				return c.duplicate(quote, name)
 			}
 		}
-		if f.n <= smallObject {
-			c.keys = append(c.keys, k)
-			return nil
+		c.keys = append(c.keys, k)
+		return nil
+	}
+	if f.n == smallObject+1 {
+		// Move the keys so far to a table: they are the last ones in
+		// c.keys and c.scratch, as f's children are all closed.
+		f.indexed = true
+		c.tables = append(c.tables, c.newTable(firstTableSize))
+		for _, old := range c.keys[f.first:] {
+			c.index(old.quote, c.keyBytes(old))
 		}
-		c.toBig(f)
+		c.keys = c.keys[:f.first]
+	} else if 2*f.n > len(c.tables[len(c.tables)-1]) {
+		c.grow()
 	}
-	before := len(c.big)
-	c.big[bigKey{f.id, c.keyString(k)}] = struct{}{}
-	if len(c.big) == before {
-		return c.duplicate(start-1, name)
+	if !c.index(quote, name) {
+		return c.duplicate(quote, name)
 	}
-	c.scratch = c.scratch[:f.scratch] // the map holds copies
+	c.scratch = c.scratch[:f.scratch]
 	return nil
 }
 
-// toBig moves the keys of the innermost object f to c.big. They are the
-// last ones in c.keys, as f's children are all closed.
-func (c *checker) toBig(f *frame) {
-	if c.big == nil {
-		c.big = make(map[bigKey]struct{})
-		c.str = string(c.b)
+// index adds the key name, whose opening quote is at quote, to the
+// innermost table, unless the table has it; it reports whether it added it.
+func (c *checker) index(quote int, name []byte) bool {
+	t := c.tables[len(c.tables)-1]
+	h := maphash.Bytes(seed, name) >> c.offsetBits
+	mask := uint64(len(t) - 1)
+	for p := h & mask; ; p = (p + 1) & mask {
+		switch s := t[p]; {
+		case s == 0:
+			t[p] = h<<c.offsetBits | uint64(quote+1)
+			return true
+		case s>>c.offsetBits == h && bytes.Equal(c.keyAt(int(s&(1<<c.offsetBits-1))-1), name):
+			return false
+		}
 	}
-	c.objects++
-	f.id = c.objects
-	for _, k := range c.keys[f.first:] {
-		c.big[bigKey{f.id, c.keyString(k)}] = struct{}{}
+}
+
+// grow doubles the innermost table.
+func (c *checker) grow() {
+	old := c.tables[len(c.tables)-1]
+	t := c.newTable(2 * len(old))
+	mask := uint64(len(t) - 1)
+	// The hash bits kept give the new slot unless the table has more slots
+	// than that (only for bodies past 4 GiB): then hash the key again.
+	rehash := bits.Len(uint(mask)) > 64-int(c.offsetBits)
+	for _, s := range old {
+		if s == 0 {
+			continue
+		}
+		p := s >> c.offsetBits
+		if rehash {
+			p = maphash.Bytes(seed, c.keyAt(int(s&(1<<c.offsetBits-1))-1)) >> c.offsetBits
+		}
+		for p &= mask; t[p] != 0; p = (p + 1) & mask {
+		}
+		t[p] = s
 	}
-	c.keys = c.keys[:f.first]
+	c.freeTable(old)
+	c.tables[len(c.tables)-1] = t
+}
+
+// newTable returns an empty table of size slots, a spare one if it can.
+func (c *checker) newTable(size int) []uint64 {
+	class := bits.Len(uint(size))
+	if class < len(c.spares) && len(c.spares[class]) > 0 {
+		spares := c.spares[class]
+		c.spares[class] = spares[:len(spares)-1]
+		return spares[len(spares)-1]
+	}
+	return make([]uint64, size)
+}
+
+// freeTable clears t and keeps it for newTable.
+func (c *checker) freeTable(t []uint64) {
+	clear(t)
+	class := bits.Len(uint(len(t)))
+	for len(c.spares) <= class {
+		c.spares = append(c.spares, nil)
+	}
+	c.spares[class] = append(c.spares[class], t)
 }
 
 func (c *checker) keyBytes(k keyRef) []byte {
@@ -87,15 +154,28 @@ func (c *checker) keyBytes(k keyRef) []byte {
 	return c.b[k.start:k.end]
 }
 
-func (c *checker) keyString(k keyRef) string {
-	if k.escaped {
-		return string(c.scratch[k.start:k.end])
+// keyAt returns the unescaped form of the key whose opening quote is at
+// quote; it unescapes into c.reread, which it overwrites.
+func (c *checker) keyAt(quote int) []byte {
+	s := c.b[quote+1:]
+	escaped := false
+	n := 0
+	for s[n] != '"' {
+		if s[n] == '\\' {
+			escaped = true
+			n++
+		}
+		n++
 	}
-	return c.str[k.start:k.end]
+	if !escaped {
+		return s[:n]
+	}
+	c.reread = appendUnescaped(c.reread[:0], s[:n])
+	return c.reread
 }
 
-func (c *checker) duplicate(i int, name []byte) *Error {
-	err := c.fail(DuplicateKey, i, "duplicate key "+abbrevQuote(name))
+func (c *checker) duplicate(quote int, name []byte) *Error {
+	err := c.fail(DuplicateKey, quote, "duplicate key "+abbrevQuote(name))
 	err.Key = string(name)
 	return err
 }

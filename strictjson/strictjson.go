@@ -19,6 +19,7 @@
 package strictjson
 
 import (
+	"math/bits"
 	"strconv"
 	"strings"
 )
@@ -110,7 +111,7 @@ func (e *Error) TopField() string {
 //
 // It returns nil, or an [*Error] describing the first problem.
 func Check(b []byte) error {
-	c := checker{b: b}
+	c := checker{b: b, offsetBits: uint(bits.Len(uint(len(b))))}
 	if err := c.run(); err != nil {
 		return err
 	}

@@ -8,83 +8,30 @@
 // Crockford base32, so lexicographic order is time order. That gives three
 // things with single commands and no extra state: a cursor is just the last
 // member returned, a time window is a lexical range, and trimming old entries
-// is ZREMRANGEBYLEX. IDs made by NewID carry the same prefix, so they sort by
+// is ZREMRANGEBYLEX. IDs (package ids) carry the same prefix, so they sort by
 // creation time too.
 package timeindex
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"errors"
-	"fmt"
-	"strings"
 	"time"
+
+	"github.com/boomerang-dev/boomerang/ids"
 
 	"github.com/redis/go-redis/v9"
 )
 
-const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
 // PrefixLen is the length of the time prefix of a member.
-const PrefixLen = 10
+const PrefixLen = ids.TimeLen
 
-// Prefix encodes t's Unix milliseconds as 10 Crockford base32 characters,
+// Prefix encodes t as the 10-character time prefix of ids (ids.TimePrefix),
 // whose lexicographic order is time order.
-func Prefix(t time.Time) string {
-	ms := t.UnixMilli()
-	if ms < 0 {
-		ms = 0
-	}
-	var b [PrefixLen]byte
-	for i := PrefixLen - 1; i >= 0; i-- {
-		b[i] = crockford[ms&31]
-		ms >>= 5
-	}
-	return string(b[:])
-}
+func Prefix(t time.Time) string { return ids.TimePrefix(t) }
 
 // PrefixTime decodes a prefix made by Prefix.
-func PrefixTime(p string) (time.Time, bool) {
-	if len(p) < PrefixLen {
-		return time.Time{}, false
-	}
-	var ms int64
-	for i := 0; i < PrefixLen; i++ {
-		v := strings.IndexByte(crockford, p[i])
-		if v < 0 {
-			return time.Time{}, false
-		}
-		ms = ms<<5 | int64(v)
-	}
-	return time.UnixMilli(ms).UTC(), true
-}
-
-// NewID returns prefix + a time prefix + 16 random Crockford characters
-// (80 bits), e.g. "req_01JD3M4X2Z8QK3V9W7T5N6P4R2". IDs with one prefix sort
-// by creation time.
-func NewID(prefix string, now time.Time) string {
-	var rnd [10]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		panic(fmt.Sprintf("timeindex: crypto/rand failed: %v", err))
-	}
-	var b strings.Builder
-	b.Grow(len(prefix) + PrefixLen + 16)
-	b.WriteString(prefix)
-	b.WriteString(Prefix(now))
-	// 80 bits → 16 characters of 5 bits.
-	var acc uint64
-	bits := 0
-	for _, c := range rnd {
-		acc = acc<<8 | uint64(c)
-		bits += 8
-		for bits >= 5 {
-			b.WriteByte(crockford[(acc>>(bits-5))&31])
-			bits -= 5
-		}
-	}
-	return b.String()
-}
+func PrefixTime(p string) (time.Time, bool) { return ids.PrefixTime(p) }
 
 // Member is the index member for a record created at t with the given id.
 func Member(t time.Time, id string) string { return Prefix(t) + id }

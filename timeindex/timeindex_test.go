@@ -35,25 +35,6 @@ func TestPrefixOrdersLikeTime(t *testing.T) {
 	}
 }
 
-func TestNewIDIsUniqueAndSorted(t *testing.T) {
-	seen := map[string]bool{}
-	now := time.Now()
-	prev := ""
-	for i := 0; i < 1000; i++ {
-		id := timeindex.NewID("req_", now.Add(time.Duration(i)*time.Millisecond))
-		if !strings.HasPrefix(id, "req_") || len(id) != 4+timeindex.PrefixLen+16 {
-			t.Fatalf("NewID = %q, want req_ + 26 characters", id)
-		}
-		if seen[id] {
-			t.Fatalf("NewID repeated %q", id)
-		}
-		if id <= prev {
-			t.Fatalf("NewID %q does not sort after %q", id, prev)
-		}
-		seen[id], prev = true, id
-	}
-}
-
 func TestCursorRejectsGarbage(t *testing.T) {
 	for _, c := range []string{"%%%", "YWJj", timeindex.EncodeCursor("!!!!!!!!!!x")} {
 		if _, err := timeindex.DecodeCursor(c); err == nil {

@@ -33,6 +33,9 @@ func ValidStatus(s string) bool {
 	return slices.Contains(statuses, s)
 }
 
+// Statuses lists the delivery statuses.
+func Statuses() []string { return slices.Clone(statuses) }
+
 // Message is what a finished job hands over to be delivered.
 type Message struct {
 	ID        string // the webhook-id; derived from the job so retries of the job reuse it

@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/boomerang-dev/boomerang/ids"
 	"strconv"
 	"time"
 
-	"github.com/boomerang-dev/boomerang/timeindex"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -75,7 +75,7 @@ func (d *Dispatcher) StartBulkReplay(ctx context.Context, f Filter, dryRun bool)
 	if err != nil {
 		return BulkReplay{}, err
 	}
-	r := BulkReplay{ID: timeindex.NewID("rpl_", now), Filter: f, DryRun: dryRun, State: ReplayRunning,
+	r := BulkReplay{ID: ids.New(ids.Replay, now), Filter: f, DryRun: dryRun, State: ReplayRunning,
 		Matched: matched, CreatedAt: now, UpdatedAt: now}
 	if dryRun {
 		r.State, r.FinishedAt = ReplayDone, &now
