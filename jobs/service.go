@@ -166,7 +166,7 @@ func (s *Service) validate(sub Submission) (Submission, error) {
 			usable := s.usableTypes(sub.AllowedTypes)
 			msg := "unknown job type " + strconv.Quote(sub.Type) + "; this client may use: " + strings.Join(usable, ", ")
 			if len(usable) == 0 {
-				msg = "unknown job type " + strconv.Quote(sub.Type) + "; this client may use no job type (ask the operator)"
+				msg = "unknown job type " + strconv.Quote(sub.Type) + "; this client may use no job type"
 			}
 			add("type", "unknown", msg)
 		}

@@ -160,12 +160,34 @@ func fe(pairs ...string) []jobs.FieldError {
 	return out
 }
 
-func TestSubmitUnknownTypeListsRegisteredTypes(t *testing.T) {
-	e := newEnv(t, func(r *jobs.Registry) { r.Register("resize", jobs.Echo, time.Second) })
-	_, _, err := e.svc.Submit(context.Background(), "cli_a", jobs.Submission{Type: "nope", CallbackURL: callback})
-	var ve *jobs.ValidationError
-	if !errors.As(err, &ve) || len(ve.Fields) != 1 || !strings.Contains(ve.Fields[0].Message, "[echo resize]") {
-		t.Fatalf("Submit(type nope) = %v; want a type error listing [echo resize]", err)
+func TestSubmitUnknownTypeListsTheClientsTypes(t *testing.T) {
+	e := newEnv(t, func(r *jobs.Registry) {
+		r.Register("resize", jobs.Echo, time.Second)
+		r.Register("billing.export", jobs.Echo, time.Second) // another tenant's integration
+	})
+	tests := []struct {
+		typ     string
+		allowed []string
+		want    string // "" when the submission must pass
+	}{
+		{"nope", nil, "this client may use: billing.export, echo, resize"},
+		{"nope", []string{"echo", "resize"}, "this client may use: echo, resize"},
+		{"billing.export", []string{"echo", "resize"}, "this client may use: echo, resize"},
+		{"resize", []string{"echo", "resize"}, ""},
+		{"echo", []string{"gone"}, "this client may use no job type"},
+	}
+	for _, tc := range tests {
+		_, _, err := e.svc.Submit(context.Background(), "cli_a", jobs.Submission{Type: tc.typ, CallbackURL: callback, AllowedTypes: tc.allowed})
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("Submit(type %s, allowed %v) = %v, want it accepted", tc.typ, tc.allowed, err)
+			}
+			continue
+		}
+		var ve *jobs.ValidationError
+		if !errors.As(err, &ve) || len(ve.Fields) != 1 || ve.Fields[0].Code != "unknown" || !strings.HasSuffix(ve.Fields[0].Message, tc.want) {
+			t.Errorf("Submit(type %s, allowed %v) = %v; want an unknown-type error ending %q", tc.typ, tc.allowed, err, tc.want)
+		}
 	}
 }
 
