@@ -499,6 +499,7 @@ const (
 
 // hook is one request the receiver saw, whatever it answered.
 type hook struct {
+	path        string
 	webhookID   string
 	requestID   string
 	completedAt time.Time
@@ -513,6 +514,7 @@ type receiver struct {
 	srv    *httptest.Server
 	decide func(seq int) string        // nil: always answerOK
 	delay  func(seq int) time.Duration // wait before an answerOK; nil: none
+	byPath map[string]string           // an answer per URL path, before decide
 	quit   chan struct{}
 
 	seq    atomic.Int64
@@ -551,7 +553,9 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	at := time.Now()
 	seq := int(r.seq.Add(1) - 1)
 	answer := answerOK
-	if r.decide != nil {
+	if a, ok := r.byPath[req.URL.Path]; ok {
+		answer = a
+	} else if r.decide != nil {
 		answer = r.decide(seq)
 	}
 	var msg struct {
@@ -566,7 +570,7 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	if r.secret != "" {
 		sigErr = signing.Verify(r.secret, req.Header, body)
 	}
-	r.hooks = append(r.hooks, hook{webhookID: req.Header.Get("webhook-id"), requestID: msg.Data.RequestID,
+	r.hooks = append(r.hooks, hook{path: req.URL.Path, webhookID: req.Header.Get("webhook-id"), requestID: msg.Data.RequestID,
 		completedAt: msg.Data.CompletedAt, at: at, answer: answer, sigErr: sigErr})
 	r.mu.Unlock()
 

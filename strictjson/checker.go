@@ -1,6 +1,7 @@
 package strictjson
 
 import (
+	"slices"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -18,29 +19,33 @@ type checker struct {
 	spares     [][][]uint64 // cleared tables, by bits.Len of their size
 	offsetBits uint         // bits of a table slot that hold a key's offset
 	reread     []byte       // a key read back from the body, unescaped
+
+	// Most bodies need no more than these.
+	stackBuf [16]frame
+	keysBuf  [32]keyRef
 }
 
 // frame is an open object or array. It keeps only offsets, so that
 // nothing is allocated per token; the path is rebuilt from them when
 // there is an error to report.
 type frame struct {
+	// n is the index of an array's current element, or the number of an
+	// object's keys.
+	n int
+
+	// key is the offset of the opening quote of an object's current key,
+	// or -1 before the first key and after a comma.
+	key int
+
+	// first and scratch are where a small object's keys start in
+	// checker.keys and checker.scratch.
+	first, scratch int
+
 	object bool
 
 	// indexed says that an object has more than smallObject keys, and so
 	// a hash table in checker.tables.
 	indexed bool
-
-	// n is the index of an array's current element, or the number of an
-	// object's keys.
-	n int
-
-	// keyStart and keyEnd delimit the current key of an object, quotes
-	// included; keyStart is -1 before the first key and after a comma.
-	keyStart, keyEnd int
-
-	// first and scratch are where a small object's keys start in
-	// checker.keys and checker.scratch.
-	first, scratch int
 }
 
 // run checks c.b. Its loop reads one value, or the opening of an object
@@ -60,7 +65,7 @@ func (c *checker) run() *Error {
 				return c.fail(TooDeep, i, "exceeded max depth of "+strconv.Itoa(MaxDepth))
 			}
 			if ch == '[' {
-				c.stack = append(c.stack, frame{})
+				c.push(frame{})
 				i = skipSpace(b, i+1)
 				if i < len(b) && b[i] == ']' {
 					c.stack = c.stack[:len(c.stack)-1]
@@ -69,7 +74,7 @@ func (c *checker) run() *Error {
 				}
 				continue
 			}
-			c.stack = append(c.stack, frame{object: true, keyStart: -1, first: len(c.keys), scratch: len(c.scratch)})
+			c.push(frame{object: true, key: -1, first: len(c.keys), scratch: len(c.scratch)})
 			i = skipSpace(b, i+1)
 			if i < len(b) && b[i] == '}' {
 				c.stack = c.stack[:len(c.stack)-1]
@@ -121,7 +126,7 @@ func (c *checker) afterValue(i int) (int, *Error) {
 		f := &c.stack[len(c.stack)-1]
 		switch {
 		case b[i] == ',' && f.object:
-			f.keyStart = -1
+			f.key = -1
 			return c.key(skipSpace(b, i+1))
 		case b[i] == ',':
 			f.n++
@@ -135,6 +140,15 @@ func (c *checker) afterValue(i int) (int, *Error) {
 		}
 		i++
 	}
+}
+
+// push opens an object or array. The stack doubles as it grows, rather
+// than by append's smaller steps, as it may grow to MaxDepth frames.
+func (c *checker) push(f frame) {
+	if len(c.stack) == cap(c.stack) {
+		c.stack = slices.Grow(c.stack, len(c.stack))
+	}
+	c.stack = append(c.stack, f)
 }
 
 // pop closes the innermost object or array.
@@ -163,7 +177,7 @@ func (c *checker) key(i int) (int, *Error) {
 		return end, err
 	}
 	f := &c.stack[len(c.stack)-1]
-	f.keyStart, f.keyEnd = i, end
+	f.key = i
 	if err := c.addKey(f, i, end, escaped); err != nil {
 		return i, err
 	}
@@ -381,8 +395,8 @@ func (c *checker) fail(kind Kind, i int, msg string) *Error {
 		switch {
 		case !f.object:
 			path = append(path, strconv.Itoa(f.n))
-		case f.keyStart >= 0:
-			path = append(path, string(appendUnescaped(nil, c.b[f.keyStart+1:f.keyEnd-1])))
+		case f.key >= 0:
+			path = append(path, string(c.keyAt(f.key)))
 		}
 	}
 	return &Error{Kind: kind, Offset: i, Path: path, Msg: msg}

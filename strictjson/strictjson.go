@@ -111,7 +111,8 @@ func (e *Error) TopField() string {
 //
 // It returns nil, or an [*Error] describing the first problem.
 func Check(b []byte) error {
-	c := checker{b: b, offsetBits: uint(bits.Len(uint(len(b))))}
+	c := &checker{b: b, offsetBits: uint(bits.Len(uint(len(b))))}
+	c.stack, c.keys = c.stackBuf[:0], c.keysBuf[:0]
 	if err := c.run(); err != nil {
 		return err
 	}

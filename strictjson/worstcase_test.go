@@ -137,8 +137,9 @@ func TestWorstCaseBodiesAreLinear(t *testing.T) {
 					t.Fatalf("Check(%s) = %v, want a %v error", abbrev(string(body)), err, wc.want)
 				}
 			}
-			checkSmall, checkLarge := cost(func() { strictjson.Check(small) }), cost(func() { strictjson.Check(large) })
-			validSmall, validLarge := cost(func() { json.Valid(small) }), cost(func() { json.Valid(large) })
+			c := costs(func() { strictjson.Check(small) }, func() { strictjson.Check(large) },
+				func() { json.Valid(small) }, func() { json.Valid(large) })
+			checkSmall, checkLarge, validSmall, validLarge := c[0], c[1], c[2], c[3]
 			ratio, growth := checkLarge/validLarge, checkLarge/checkSmall
 			t.Logf("%7d bytes: Check %6.3f ms, json.Valid %6.3f ms (Check/json.Valid %.2f); 512 KiB: Check %6.3f ms, json.Valid %6.3f ms; Check(1 MiB)/Check(512 KiB) %.2f",
 				len(large), checkLarge*1e3, validLarge*1e3, ratio, checkSmall*1e3, validSmall*1e3, growth)
@@ -154,24 +155,31 @@ func TestWorstCaseBodiesAreLinear(t *testing.T) {
 	}
 }
 
-// cost returns the least time f takes, in seconds, over a few samples;
-// each sample repeats f for at least a millisecond, so that short calls
-// are measured too. The least time is the one least disturbed by the rest
-// of the machine.
-func cost(f func()) float64 {
+// costs returns the least time each of fs takes, in seconds. It measures
+// them in turns, a few rounds, so that a slow spell of the machine slows
+// all of them or is outlasted; and each measure repeats f for at least a
+// millisecond, so that short calls are measured too.
+func costs(fs ...func()) []float64 {
 	runtime.GC()
-	start := time.Now()
-	f()
-	n := int(time.Millisecond/max(time.Since(start), time.Microsecond)) + 1
-	best := time.Duration(1<<63 - 1)
-	for range 7 {
+	reps := make([]int, len(fs))
+	for i, f := range fs {
 		start := time.Now()
-		for range n {
-			f()
-		}
-		best = min(best, time.Since(start))
+		f()
+		reps[i] = int(time.Millisecond/max(time.Since(start), time.Microsecond)) + 1
 	}
-	return best.Seconds() / float64(n)
+	best := make([]float64, len(fs))
+	for round := range 15 {
+		for i, f := range fs {
+			start := time.Now()
+			for range reps[i] {
+				f()
+			}
+			if d := time.Since(start).Seconds() / float64(reps[i]); round == 0 || d < best[i] {
+				best[i] = d
+			}
+		}
+	}
+	return best
 }
 
 var benchBodies = sync.OnceValue(func() []struct {
