@@ -75,7 +75,7 @@ func (c *checker) addKey(f *frame, quote, end int, escaped bool) *Error {
 			c.index(old.quote, c.keyBytes(old))
 		}
 		c.keys = c.keys[:f.first]
-	} else if 2*f.n > len(c.tables[len(c.tables)-1]) {
+	} else if 4*f.n > 3*len(c.tables[len(c.tables)-1]) {
 		c.grow()
 	}
 	if !c.index(quote, name) {

@@ -118,11 +118,16 @@ var submission = func() []byte {
 // 1 MiB, and compares Check's cost with json.Valid's on the same bytes in
 // the same run; it asserts ratios only, never times, since machines are
 // noisy. Check must cost at most maxRatio times json.Valid, and doubling
-// the body must not multiply its cost by more than 3.5.
+// the body must not multiply its cost by more than maxGrowth. A case that
+// misses is measured again, up to three times in all, since a busy machine
+// can slow one measure more than another (a large body's tables, for
+// instance, fall out of a shared cache first); a slow algorithm misses
+// every time.
 func TestWorstCaseBodiesAreLinear(t *testing.T) {
+	const maxGrowth = 3.5
 	maxRatio := 8.0
 	if raceEnabled {
-		maxRatio = 12 // the race detector instruments Check's plain loops more than json.Valid's
+		maxRatio = 12 // the race detector slows Check's loops more than json.Valid's
 	}
 	for _, wc := range worstCases {
 		t.Run(wc.name, func(t *testing.T) {
@@ -137,19 +142,29 @@ func TestWorstCaseBodiesAreLinear(t *testing.T) {
 					t.Fatalf("Check(%s) = %v, want a %v error", abbrev(string(body)), err, wc.want)
 				}
 			}
-			c := costs(func() { strictjson.Check(small) }, func() { strictjson.Check(large) },
-				func() { json.Valid(small) }, func() { json.Valid(large) })
-			checkSmall, checkLarge, validSmall, validLarge := c[0], c[1], c[2], c[3]
-			ratio, growth := checkLarge/validLarge, checkLarge/checkSmall
-			t.Logf("%7d bytes: Check %6.3f ms, json.Valid %6.3f ms (Check/json.Valid %.2f); 512 KiB: Check %6.3f ms, json.Valid %6.3f ms; Check(1 MiB)/Check(512 KiB) %.2f",
-				len(large), checkLarge*1e3, validLarge*1e3, ratio, checkSmall*1e3, validSmall*1e3, growth)
-			if ratio > maxRatio {
-				t.Errorf("Check(%s) costs %.1f times json.Valid on the same bytes (%.3f ms against %.3f ms), want at most %.0f",
-					abbrev(string(large)), ratio, checkLarge*1e3, validLarge*1e3, maxRatio)
+			var problems []string
+			for attempt := 1; attempt <= 3; attempt++ {
+				c := costs(func() { strictjson.Check(small) }, func() { strictjson.Check(large) },
+					func() { json.Valid(small) }, func() { json.Valid(large) })
+				checkSmall, checkLarge, validSmall, validLarge := c[0]*1e3, c[1]*1e3, c[2]*1e3, c[3]*1e3
+				ratio, growth := checkLarge/validLarge, checkLarge/checkSmall
+				t.Logf("%7d bytes: Check %6.3f ms, json.Valid %6.3f ms (Check/json.Valid %.2f); %7d bytes: Check %6.3f ms, json.Valid %6.3f ms; growth %.2f",
+					len(large), checkLarge, validLarge, ratio, len(small), checkSmall, validSmall, growth)
+				problems = problems[:0]
+				if ratio > maxRatio {
+					problems = append(problems, fmt.Sprintf("Check(%s) costs %.1f times json.Valid on the same bytes (%.3f ms against %.3f ms), want at most %.0f",
+						abbrev(string(large)), ratio, checkLarge, validLarge, maxRatio))
+				}
+				if growth > maxGrowth {
+					problems = append(problems, fmt.Sprintf("Check on %d bytes costs %.1f times Check on %d bytes (%.3f ms against %.3f ms), want at most %.1f (linear: about 2)",
+						len(large), growth, len(small), checkLarge, checkSmall, maxGrowth))
+				}
+				if len(problems) == 0 {
+					return
+				}
 			}
-			if growth > 3.5 {
-				t.Errorf("Check on %d bytes costs %.1f times Check on %d bytes (%.3f ms against %.3f ms), want at most 3.5 (linear: about 2)",
-					len(large), growth, len(small), checkLarge*1e3, checkSmall*1e3)
+			for _, p := range problems {
+				t.Error(p)
 			}
 		})
 	}
