@@ -24,11 +24,12 @@ import (
 // (plus one; 0 is an empty slot) in its low offsetBits bits, and the upper
 // bits of the key's hash above them, so that a key is read back from the
 // body only when those bits match: for a repeated key, or about once in
-// 2^32 lookups by chance. Tables have a power of two slots, at most half of
-// them used, and probe linearly from the slot that the hash bits kept give,
-// so that they grow without reading keys again. A closed object's table is
+// 2^32 lookups by chance (bodies under 4 GiB keep at least 32 bits of
+// hash). Tables have a power of two slots, at most three quarters of them
+// used, and probe linearly from the slot that the hash bits kept give, so
+// that they grow without reading keys again. A closed object's table is
 // cleared and kept for the next object that needs a table of its size, so
-// each table costs at most four times its number of keys to clear.
+// each table costs a few times its number of keys to clear.
 const (
 	smallObject    = 16
 	firstTableSize = 64
@@ -107,18 +108,13 @@ func (c *checker) grow() {
 	old := c.tables[len(c.tables)-1]
 	t := c.newTable(2 * len(old))
 	mask := uint64(len(t) - 1)
-	// The hash bits kept give the new slot unless the table has more slots
-	// than that (only for bodies past 4 GiB): then hash the key again.
-	rehash := bits.Len(uint(mask)) > 64-int(c.offsetBits)
 	for _, s := range old {
 		if s == 0 {
 			continue
 		}
-		p := s >> c.offsetBits
-		if rehash {
-			p = maphash.Bytes(seed, c.keyAt(int(s&(1<<c.offsetBits-1))-1)) >> c.offsetBits
-		}
-		for p &= mask; t[p] != 0; p = (p + 1) & mask {
+		p := s >> c.offsetBits & mask
+		for t[p] != 0 {
+			p = (p + 1) & mask
 		}
 		t[p] = s
 	}

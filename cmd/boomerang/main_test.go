@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/boomerang-dev/boomerang/testkit"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +15,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/boomerang-dev/boomerang/jobs"
+	"github.com/boomerang-dev/boomerang/testkit"
 
 	"github.com/boomerang-dev/boomerang/redistest"
 	"github.com/boomerang-dev/boomerang/signing"
@@ -440,6 +442,41 @@ func TestEndToEnd(t *testing.T) {
 			for _, g := range got {
 				verify(t, svc.secret, g)
 			}
+		}
+	})
+
+	t.Run("payload travels to the receiver byte for byte", func(t *testing.T) {
+		deep := strings.Repeat(`[`, 500) + `"<&>"` + strings.Repeat(`]`, 500)
+		for _, payload := range []string{
+			`"a<b&c>d"`,
+			"{\"ls\": \"\u2028\u2029\", \"escaped\": \"\\u2028 \\u003c \\/\"}",
+			`{"big": 123456789012345678901234567890, "negzero": -0, "huge": 1e400, "tiny": 1E-400}`,
+			`[ 1 ,  2,	3 ]`,
+			deep,
+		} {
+			body := `{"type":"echo","callbackUrl":"` + rcv.srv.URL + `/exact","payload":` + payload + `}`
+			req, _ := http.NewRequest("POST", svc.base+"/v1/jobs", strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+svc.apiKey)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var r struct{ RequestID string }
+			_ = json.NewDecoder(resp.Body).Decode(&r)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusAccepted {
+				t.Fatalf("submit payload %.40s: status %d", payload, resp.StatusCode)
+			}
+			var got []received
+			waitFor(t, "webhook of "+r.RequestID, 20*time.Second, func() bool {
+				got = rcv.byID(jobs.DeliveryID(r.RequestID))
+				return len(got) > 0
+			})
+			if !bytes.Contains(got[0].body, []byte(`"result":`+payload+`,`)) {
+				t.Errorf("payload %.60s did not arrive byte for byte; webhook body %.300s", payload, got[0].body)
+			}
+			verify(t, svc.secret, got[0])
 		}
 	})
 
