@@ -13,16 +13,17 @@ type checker struct {
 	b     []byte
 	stack []frame
 
-	keys       []keyRef     // keys of the open small objects
-	scratch    []byte       // unescaped forms of their escaped keys
-	tables     [][]uint64   // hash tables of the open large objects
-	spares     [][][]uint64 // cleared tables, by bits.Len of their size
-	offsetBits uint         // bits of a table slot that hold a key's offset
-	reread     []byte       // a key read back from the body, unescaped
+	keys       []keyRef // keys of the open small objects
+	scratch    []byte   // unescaped forms of their escaped keys
+	tables     []uint64 // hash tables of the open large objects
+	aside      []uint64 // a table's slots while it grows
+	offsetBits uint     // bits of a table slot that hold a key's offset
+	reread     []byte   // a key read back from the body, unescaped
 
 	// Most bodies need no more than these.
-	stackBuf [16]frame
-	keysBuf  [32]keyRef
+	stackBuf  [16]frame
+	keysBuf   [32]keyRef
+	tablesBuf [2 * firstTableSize]uint64
 }
 
 // frame is an open object or array. It keeps only offsets, so that
@@ -44,8 +45,9 @@ type frame struct {
 	object bool
 
 	// indexed says that an object has more than smallObject keys, and so
-	// a hash table in checker.tables.
+	// a hash table: checker.tables[table:] while the object is innermost.
 	indexed bool
+	table   int
 }
 
 // run checks c.b. Its loop reads one value, or the opening of an object
@@ -61,30 +63,10 @@ func (c *checker) run() *Error {
 		}
 		switch ch := b[i]; {
 		case ch == '{' || ch == '[':
-			if len(c.stack) == MaxDepth {
-				return c.fail(TooDeep, i, "exceeded max depth of "+strconv.Itoa(MaxDepth))
+			var empty bool
+			if i, empty, err = c.open(i); err == nil && !empty {
+				continue // a value follows
 			}
-			if ch == '[' {
-				c.push(frame{})
-				i = skipSpace(b, i+1)
-				if i < len(b) && b[i] == ']' {
-					c.stack = c.stack[:len(c.stack)-1]
-					i++
-					break
-				}
-				continue
-			}
-			c.push(frame{object: true, key: -1, first: len(c.keys), scratch: len(c.scratch)})
-			i = skipSpace(b, i+1)
-			if i < len(b) && b[i] == '}' {
-				c.stack = c.stack[:len(c.stack)-1]
-				i++
-				break
-			}
-			if i, err = c.key(i); err != nil {
-				return err
-			}
-			continue
 		case ch == '"':
 			i, _, err = c.string(i)
 		case ch == '-' || '0' <= ch && ch <= '9':
@@ -142,6 +124,32 @@ func (c *checker) afterValue(i int) (int, *Error) {
 	}
 }
 
+// open reads the opening of an object or array at i, and an object's
+// first key. It reports whether the object or array is empty, and so
+// already closed.
+func (c *checker) open(i int) (next int, empty bool, err *Error) {
+	b := c.b
+	if len(c.stack) == MaxDepth {
+		return i, false, c.fail(TooDeep, i, "exceeded max depth of "+strconv.Itoa(MaxDepth))
+	}
+	object, end := b[i] == '{', byte(']')
+	if object {
+		end = '}'
+		c.push(frame{object: true, key: -1, first: len(c.keys), scratch: len(c.scratch)})
+	} else {
+		c.push(frame{})
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == end {
+		c.pop()
+		return i + 1, true, nil
+	}
+	if object {
+		i, err = c.key(i)
+	}
+	return i, false, err
+}
+
 // push opens an object or array. The stack doubles as it grows, rather
 // than by append's smaller steps, as it may grow to MaxDepth frames.
 func (c *checker) push(f frame) {
@@ -155,8 +163,7 @@ func (c *checker) push(f frame) {
 func (c *checker) pop() {
 	f := &c.stack[len(c.stack)-1]
 	if f.indexed {
-		c.freeTable(c.tables[len(c.tables)-1])
-		c.tables = c.tables[:len(c.tables)-1]
+		c.tables = c.tables[:f.table]
 	}
 	if f.object {
 		c.keys = c.keys[:f.first]

@@ -3,7 +3,7 @@ package strictjson
 import (
 	"bytes"
 	"hash/maphash"
-	"math/bits"
+	"slices"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -19,20 +19,24 @@ import (
 // the others: checker.keys holds the keys of such open objects, innermost
 // object last, and checker.scratch the unescaped forms of their escaped keys.
 //
-// A larger object indexes its keys in a hash table instead, innermost last
-// in checker.tables. A slot holds the offset of the key's opening quote
-// (plus one; 0 is an empty slot) in its low offsetBits bits, and the upper
-// bits of the key's hash above them, so that a key is read back from the
-// body only when those bits match: for a repeated key, or about once in
-// 2^32 lookups by chance (bodies under 4 GiB keep at least 32 bits of
-// hash). Tables have a power of two slots, at most three quarters of them
-// used, and probe linearly from the slot that the hash bits kept give, so
-// that they grow without reading keys again. A closed object's table is
-// cleared and kept for the next object that needs a table of its size, so
-// each table costs a few times its number of keys to clear.
+// A larger object indexes its keys in a hash table instead. A slot holds
+// the offset of the key's opening quote (plus one; 0 is an empty slot) in
+// its low offsetBits bits, and the upper bits of the key's hash above
+// them, so that a key is read back from the body only when those bits
+// match: for a repeated key, or about once in 2^32 lookups by chance
+// (bodies under 4 GiB keep at least 32 bits of hash). A table has a power
+// of two slots, at most three quarters of them used, and probes linearly
+// from the slot that the hash bits kept give, so that it grows without
+// reading keys again.
+//
+// The tables of the open large objects lie one after the other in
+// checker.tables, innermost last. A table grows in place, and a closed
+// object's table is dropped from the end, so that checker.tables is
+// allocated only when it must grow, and a table costs a few times its
+// number of keys to clear.
 const (
-	smallObject    = 16
-	firstTableSize = 64
+	smallObject    = 6
+	firstTableSize = 16
 )
 
 // seed makes the hash of keys differ from process to process, so that no
@@ -70,26 +74,26 @@ func (c *checker) addKey(f *frame, quote, end int, escaped bool) *Error {
 	if f.n == smallObject+1 {
 		// Move the keys so far to a table: they are the last ones in
 		// c.keys and c.scratch, as f's children are all closed.
-		f.indexed = true
-		c.tables = append(c.tables, c.newTable(firstTableSize))
+		f.indexed, f.table = true, len(c.tables)
+		c.claim(firstTableSize)
 		for _, old := range c.keys[f.first:] {
-			c.index(old.quote, c.keyBytes(old))
+			c.index(f, old.quote, c.keyBytes(old))
 		}
 		c.keys = c.keys[:f.first]
-	} else if 4*f.n > 3*len(c.tables[len(c.tables)-1]) {
-		c.grow()
+	} else if 4*f.n > 3*(len(c.tables)-f.table) {
+		c.grow(f)
 	}
-	if !c.index(quote, name) {
+	if !c.index(f, quote, name) {
 		return c.duplicate(quote, name)
 	}
 	c.scratch = c.scratch[:f.scratch]
 	return nil
 }
 
-// index adds the key name, whose opening quote is at quote, to the
-// innermost table, unless the table has it; it reports whether it added it.
-func (c *checker) index(quote int, name []byte) bool {
-	t := c.tables[len(c.tables)-1]
+// index adds the key name, whose opening quote is at quote, to the table
+// of f, unless the table has it; it reports whether it added it.
+func (c *checker) index(f *frame, quote int, name []byte) bool {
+	t := c.tables[f.table:]
 	h := maphash.Bytes(seed, name) >> c.offsetBits
 	mask := uint64(len(t) - 1)
 	for p := h & mask; ; p = (p + 1) & mask {
@@ -103,12 +107,16 @@ func (c *checker) index(quote int, name []byte) bool {
 	}
 }
 
-// grow doubles the innermost table.
-func (c *checker) grow() {
-	old := c.tables[len(c.tables)-1]
-	t := c.newTable(2 * len(old))
+// grow doubles the table of f, the last in c.tables, in place: it copies
+// the slots aside, and puts them back into the larger table.
+func (c *checker) grow(f *frame) {
+	n := len(c.tables) - f.table
+	c.aside = append(c.aside[:0], c.tables[f.table:]...)
+	c.claim(n)
+	t := c.tables[f.table:]
+	clear(t[:n])
 	mask := uint64(len(t) - 1)
-	for _, s := range old {
+	for _, s := range c.aside {
 		if s == 0 {
 			continue
 		}
@@ -118,29 +126,14 @@ func (c *checker) grow() {
 		}
 		t[p] = s
 	}
-	c.freeTable(old)
-	c.tables[len(c.tables)-1] = t
 }
 
-// newTable returns an empty table of size slots, a spare one if it can.
-func (c *checker) newTable(size int) []uint64 {
-	class := bits.Len(uint(size))
-	if class < len(c.spares) && len(c.spares[class]) > 0 {
-		spares := c.spares[class]
-		c.spares[class] = spares[:len(spares)-1]
-		return spares[len(spares)-1]
-	}
-	return make([]uint64, size)
-}
-
-// freeTable clears t and keeps it for newTable.
-func (c *checker) freeTable(t []uint64) {
-	clear(t)
-	class := bits.Len(uint(len(t)))
-	for len(c.spares) <= class {
-		c.spares = append(c.spares, nil)
-	}
-	c.spares[class] = append(c.spares[class], t)
+// claim adds n empty slots at the end of c.tables, which at least doubles
+// when it must grow.
+func (c *checker) claim(n int) {
+	l := len(c.tables)
+	c.tables = slices.Grow(c.tables, max(n, l))[:l+n]
+	clear(c.tables[l:])
 }
 
 func (c *checker) keyBytes(k keyRef) []byte {

@@ -28,7 +28,7 @@ import (
 // accepts, the same limit as encoding/json's.
 const MaxDepth = 10000
 
-// Kind says which rule a body breaks.
+// Kind says which rule a body breaks. The zero Kind is none of them.
 type Kind int
 
 const (
@@ -36,7 +36,7 @@ const (
 	DuplicateKey                  // an object repeats a key
 	LoneSurrogate                 // a \u escape holds half of a UTF-16 surrogate pair
 	TooDeep                       // objects and arrays nest deeper than MaxDepth
-	InvalidUTF8                   // the bytes are not UTF-8
+	InvalidUTF8                   // the bytes are not UTF-8 (even where the grammar allows no such byte)
 )
 
 var kindNames = [...]string{
@@ -58,10 +58,10 @@ func (k Kind) String() string {
 type Error struct {
 	Kind Kind
 
-	// Offset is the byte offset of the problem: the offending byte, the
-	// opening quote of a repeated key, the backslash of a lone surrogate
-	// escape, the bracket one level too deep, or len(body) when the body
-	// ends too early.
+	// Offset is the byte offset of the problem: the offending byte (the
+	// first of invalid UTF-8), the opening quote of a repeated key, the
+	// backslash of a lone surrogate escape, the bracket one level too deep,
+	// or len(body) when the body ends too early.
 	Offset int
 
 	// Path holds the object keys (unescaped) and array indexes (decimal)
@@ -109,10 +109,13 @@ func (e *Error) TopField() string {
 //   - objects and arrays nest at most MaxDepth deep;
 //   - the bytes are valid UTF-8.
 //
-// It returns nil, or an [*Error] describing the first problem.
+// It returns nil, or an [*Error] describing the first problem met, reading
+// from the start: a syntax error before the first invalid UTF-8 byte is a
+// Syntax error. (To put invalid UTF-8 first wherever it is, call
+// utf8.Valid before Check.)
 func Check(b []byte) error {
 	c := &checker{b: b, offsetBits: uint(bits.Len(uint(len(b))))}
-	c.stack, c.keys = c.stackBuf[:0], c.keysBuf[:0]
+	c.stack, c.keys, c.tables = c.stackBuf[:0], c.keysBuf[:0], c.tablesBuf[:0]
 	if err := c.run(); err != nil {
 		return err
 	}

@@ -209,8 +209,8 @@ func deepCases() []checkCase {
 	}
 }
 
-// bigObjectCases exercise objects with more keys than are compared by
-// scanning, whose keys go to a map.
+// bigObjectCases exercise objects with more keys than Check compares by
+// scanning (6), whose keys go to a hash table (of 16 slots, then more).
 func bigObjectCases() []checkCase {
 	keys := func(n int, format string) string {
 		var sb strings.Builder
@@ -226,6 +226,16 @@ func bigObjectCases() []checkCase {
 	k20 := keys(20, `"k%d":0`)
 	n40 := len("{" + k40 + ",")
 	return []checkCase{
+		{name: "6 keys then repeat last", in: "{" + keys(6, `"k%d":0`) + `,"k5":1}`, kind: dup,
+			off: len("{" + keys(6, `"k%d":0`) + ","), path: p("k5"), key: "k5"},
+		{name: "7 keys then repeat first", in: "{" + keys(7, `"k%d":0`) + `,"k0":1}`, kind: dup,
+			off: len("{" + keys(7, `"k%d":0`) + ","), path: p("k0"), key: "k0"},
+		{name: "7 escaped keys then repeat", in: "{" + keys(7, `"\u006b%d":0`) + `,"k6":1}`, kind: dup,
+			off: len("{" + keys(7, `"\u006b%d":0`) + ","), path: p("k6"), key: "k6"},
+		{name: "13 keys then repeat", in: "{" + keys(13, `"k%d":0`) + `,"k12":1}`, kind: dup,
+			off: len("{" + keys(13, `"k%d":0`) + ","), path: p("k12"), key: "k12"},
+		{name: "7 keys", in: "{" + keys(7, `"k%d":0`) + "}"},
+		{name: "13 keys", in: "{" + keys(13, `"k%d":0`) + "}"},
 		{name: "17 keys", in: "{" + keys(17, `"k%d":0`) + "}"},
 		{name: "40 keys", in: "{" + k40 + "}"},
 		{name: "16 keys then repeat", in: "{" + keys(16, `"k%d":0`) + `,"k0":1}`, kind: dup,
