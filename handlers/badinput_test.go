@@ -217,6 +217,16 @@ var badInputs = []badInput{
 	{name: "worker key on client API", req: withAuth(post("/v1/jobs", job()), "Bearer bmw_some_worker_key"), status: 401, slug: "unauthorized",
 		check: detailHas("this is a worker key, which works only on /v1/worker routes")},
 
+	// --- lone UTF-16 surrogates: valid JSON syntax, not Unicode ---
+	{name: "lone high surrogate in the payload", req: post("/v1/jobs", job(`"payload":{"name":"\ud800"}`)), status: 422, slug: "invalid-unicode", field: "payload",
+		check: detailHas("/payload/name")},
+	{name: "lone low surrogate in the payload", req: post("/v1/jobs", job(`"payload":["ok","\udfff"]`)), status: 422, slug: "invalid-unicode", field: "payload"},
+	{name: "high surrogate followed by a letter", req: post("/v1/jobs", job(`"payload":"\ud83d\u0041"`)), status: 422, slug: "invalid-unicode", field: "payload"},
+	{name: "lone surrogate in metadata", req: post("/v1/jobs", job(`"metadata":{"k":"\ud800"}`)), status: 422, slug: "invalid-unicode", field: "metadata"},
+	{name: "lone surrogate in a key", req: post("/v1/jobs", job(`"payload":{"\udc00":1}`)), status: 422, slug: "invalid-unicode", field: "payload"},
+	{name: "nesting deeper than 10 000 levels", setup: func(_ *testing.T, e *env) { e.deps.MaxBody = 1 << 20 }, req: post("/v1/jobs", job(`"payload":`+strings.Repeat("[", 10001)+strings.Repeat("]", 10001))), status: 400, slug: "malformed-json",
+		check: detailHas("10000 levels")},
+
 	// --- ids in paths: a malformed id is not found, and never looked up ---
 	{name: "a Redis key as job id", setup: failWith(errors.New(internalText)), req: get("/v1/jobs/idx:c:cli_0A000000000000000000000000"), status: 404, slug: "not-found"},
 	{name: "job id with a suffix", setup: failWith(errors.New(internalText)), req: get("/v1/jobs/req_0D0NE000000000000000000000:attempts"), status: 404, slug: "not-found"},

@@ -11,9 +11,12 @@ import (
 	"net/http"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"unicode/utf8"
+
+	"github.com/boomerang-dev/boomerang/strictjson"
 )
 
 func writeJSON(w http.ResponseWriter, status int, v any, contentType string) {
@@ -56,69 +59,34 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error)
 	return body, nil
 }
 
-// checkJSON validates syntax and refuses objects that repeat a key, which
-// parsers resolve differently (a classic request-smuggling trick).
+// checkJSON validates the body in one linear pass (strictjson): syntax,
+// repeated keys (parsers resolve them differently: a classic smuggling
+// trick), lone UTF-16 surrogates (not Unicode; strict parsers reject the
+// webhook that carries one) and nesting depth.
 func checkJSON(body []byte) error {
-	if !json.Valid(body) {
-		var syn *json.SyntaxError
-		detail := "the body is not valid JSON"
-		if err := json.Unmarshal(body, new(any)); errors.As(err, &syn) {
-			detail = syn.Error()
-		}
-		return badRequest(probMalformed, detail)
+	err := strictjson.Check(body)
+	var se *strictjson.Error
+	if !errors.As(err, &se) {
+		return err
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber() // a valid number too big for float64 (1e400) is still JSON
-	type frame struct {
-		keys   map[string]bool
-		object bool
-		key    bool // next string token is a key
+	switch se.Kind {
+	case strictjson.DuplicateKey:
+		return badRequest(probDuplicateKey, "the key "+quote(se.Key)+" appears twice in one object",
+			FieldError{Field: se.Key, Code: "duplicate", Message: "repeated key at /" + strings.Join(se.Path, "/")})
+	case strictjson.LoneSurrogate:
+		field := se.TopField()
+		if field == "" {
+			field = "body"
+		}
+		return badRequest(probUnicode, "a string holds a lone UTF-16 surrogate at /"+strings.Join(se.Path, "/")+
+			" (offset "+strconv.Itoa(se.Offset)+"), which is not Unicode",
+			FieldError{Field: field, Code: "invalid", Message: "lone UTF-16 surrogate escape (" + se.Msg + ")"})
+	case strictjson.InvalidUTF8:
+		return badRequest(probBadUTF8, "JSON text must be UTF-8")
+	case strictjson.TooDeep:
+		return badRequest(probMalformed, "objects and arrays nest deeper than "+strconv.Itoa(strictjson.MaxDepth)+" levels")
 	}
-	var stack []*frame
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return badRequest(probMalformed, err.Error())
-		}
-		var top *frame
-		if len(stack) > 0 {
-			top = stack[len(stack)-1]
-		}
-		switch t := tok.(type) {
-		case json.Delim:
-			switch t {
-			case '{':
-				if top != nil && top.object {
-					top.key = true
-				}
-				stack = append(stack, &frame{keys: map[string]bool{}, object: true, key: true})
-			case '[':
-				if top != nil && top.object {
-					top.key = true
-				}
-				stack = append(stack, &frame{})
-			default:
-				stack = stack[:len(stack)-1]
-			}
-			continue
-		case string:
-			if top != nil && top.object && top.key {
-				if top.keys[t] {
-					return badRequest(probDuplicateKey, "the key "+quote(t)+" appears twice in one object",
-						FieldError{Field: t, Code: "duplicate", Message: "repeated key"})
-				}
-				top.keys[t] = true
-				top.key = false
-				continue
-			}
-		}
-		if top != nil && top.object {
-			top.key = true
-		}
-	}
+	return badRequest(probMalformed, se.Msg)
 }
 
 func quote(s string) string {

@@ -56,6 +56,7 @@ var (
 	probMalformed    = problemKind{"malformed-json", "The request body is not valid JSON", http.StatusBadRequest}
 	probBadUTF8      = problemKind{"invalid-utf8", "The request body is not valid UTF-8", http.StatusBadRequest}
 	probDuplicateKey = problemKind{"duplicate-key", "The request body repeats a JSON key", http.StatusBadRequest}
+	probUnicode      = problemKind{"invalid-unicode", "The request body holds a lone UTF-16 surrogate", http.StatusUnprocessableEntity}
 	probTooLarge     = problemKind{"body-too-large", "The request body is too large", http.StatusRequestEntityTooLarge}
 	probMediaType    = problemKind{"unsupported-media-type", "The request body must be application/json", http.StatusUnsupportedMediaType}
 	probParameter    = problemKind{"invalid-parameter", "A query parameter is invalid", http.StatusBadRequest}

@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/boomerang-dev/boomerang/strictjson"
 )
 
 // Status is where a job stands: ACCEPTED → PROCESSING → COMPLETED | FAILED.
@@ -166,10 +168,7 @@ func DeliveryID(requestID string) string {
 }
 
 // CheckResult reports whether a result can travel in a webhook byte for
-// byte: exactly one JSON value that a strict parser accepts.
-func CheckResult(b []byte) error {
-	if !json.Valid(b) {
-		return errors.New("not a single valid JSON value")
-	}
-	return nil
-}
+// byte: exactly one JSON value that a strict parser accepts (no repeated
+// keys, no lone UTF-16 surrogates, UTF-8, nesting within strictjson's
+// bound).
+func CheckResult(b []byte) error { return strictjson.Check(b) }
