@@ -1,6 +1,13 @@
 // Package clients holds the tenants of Boomerang: each client has API keys
 // (stored only as SHA-256 hashes) and a Standard Webhooks signing secret that
 // can be rotated with a grace period during which both secrets sign.
+//
+// Service is the domain: it makes ids, keys and secrets and keeps them in a
+// Store (redisstore.Store). API keys and signing secrets are read on every
+// request and every delivery attempt, so the Service caches both in memory
+// for a few seconds, and every change that must take effect at once
+// (revoking a key, disabling a client, rotating its secret) is announced to
+// all processes (Store.Announce), which drop what they cached.
 package clients
 
 import (
@@ -9,17 +16,15 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/boomerang-dev/boomerang/ids"
-	"sort"
+	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/boomerang-dev/boomerang/ids"
 	"github.com/boomerang-dev/boomerang/signing"
-	"github.com/boomerang-dev/boomerang/timeindex"
-	"github.com/redis/go-redis/v9"
 )
 
 // Errors callers decide on with errors.Is.
@@ -42,9 +47,23 @@ type Client struct {
 	// empty means every type the service offers.
 	JobTypes []string `json:"jobTypes,omitempty"`
 	Keys     []Key    `json:"keys,omitempty"`
+	// Secrets sign the client's webhooks; stored, never shown.
+	Secrets Secrets `json:"-"`
+}
 
-	secret, prevSecret string
-	prevUntil          time.Time
+// Secrets are a client's signing secrets: the current one and, during a
+// rotation's grace period, the previous one.
+type Secrets struct {
+	Current, Previous string
+	PreviousUntil     time.Time
+}
+
+// At returns the secrets that sign a webhook sent at now.
+func (s Secrets) At(now time.Time) []string {
+	if s.Previous != "" && now.Before(s.PreviousUntil) {
+		return []string{s.Current, s.Previous}
+	}
+	return []string{s.Current}
 }
 
 // Key describes an API key without revealing it.
@@ -52,36 +71,103 @@ type Key struct {
 	ID        string    `json:"id"`
 	Hint      string    `json:"hint"` // the first characters, to tell keys apart
 	CreatedAt time.Time `json:"createdAt"`
-	hash      string
+	Hash      string    `json:"-"` // SHA-256 of the key, hex: how it is looked up
 }
 
-// SigningSecrets returns the secrets that sign a webhook sent at now: the
-// current one, and the previous one while its grace period lasts.
-func (c Client) SigningSecrets(now time.Time) []string {
-	if c.prevSecret != "" && now.Before(c.prevUntil) {
-		return []string{c.secret, c.prevSecret}
+// Update is a change of a client; nil fields stay as they are.
+type Update struct {
+	Name     *string
+	JobTypes *[]string // an empty list allows every type again
+}
+
+// Store keeps clients and their keys (redisstore.Store).
+type Store interface {
+	// CreateClient stores c with its first key, in one step.
+	CreateClient(ctx context.Context, c Client, first Key) error
+	// GetClient returns a client (with its secrets), and its keys if asked.
+	GetClient(ctx context.Context, id string, withKeys bool) (Client, error)
+	// ListClients pages through clients, newest first.
+	ListClients(ctx context.Context, limit int, cursor string) ([]Client, string, error)
+	AddKey(ctx context.Context, clientID string, k Key) error
+	// RevokeKey removes a key; ErrKeyNotFound if the client has no such key.
+	RevokeKey(ctx context.Context, clientID, keyID string) error
+	// ClientOfKey returns the client id a key hash belongs to (ErrUnauthorized if none).
+	ClientOfKey(ctx context.Context, keyHash string) (string, error)
+	UpdateClient(ctx context.Context, id string, u Update, disable bool, secrets *Secrets) error
+	// Announce tells every process that a client changed; Changes delivers
+	// such announcements (and "" when they may have been missed).
+	Announce(ctx context.Context, clientID string) error
+	Changes(ctx context.Context) <-chan string
+}
+
+// Service is the tenants' domain.
+type Service struct {
+	store Store
+	now   func() time.Time
+	ttl   time.Duration
+	log   *slog.Logger
+
+	mu    sync.Mutex
+	byKey map[string]cached // key hash → client
+	byID  map[string]cached // client id → client with secrets
+}
+
+type cached struct {
+	c       Client
+	expires time.Time
+}
+
+// Options configure a Service.
+type Options struct {
+	Now func() time.Time
+	// CacheTTL bounds how long a process trusts what it cached when no
+	// announcement reaches it (Redis unreachable); 0 means 10 s.
+	CacheTTL time.Duration
+	Logger   *slog.Logger
+}
+
+// maxCached bounds each cache; beyond it the cache starts afresh.
+const maxCached = 100_000
+
+// NewService returns the tenants' domain over store.
+func NewService(store Store, o Options) *Service {
+	if o.Now == nil {
+		o.Now = time.Now
 	}
-	return []string{c.secret}
+	if o.CacheTTL <= 0 {
+		o.CacheTTL = 10 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{store: store, now: o.Now, ttl: o.CacheTTL, log: o.Logger,
+		byKey: map[string]cached{}, byID: map[string]cached{}}
 }
 
-// Store keeps clients in Redis.
-type Store struct {
-	rdb redis.UniversalClient
-	now func() time.Time
+// Watch drops cached clients as their changes are announced, until ctx
+// ends. Run it in every process that serves the API or delivers.
+func (s *Service) Watch(ctx context.Context) {
+	for id := range s.store.Changes(ctx) {
+		s.forget(id)
+	}
 }
 
-// NewStore returns a store; now is the clock (time.Now in production).
-func NewStore(rdb redis.UniversalClient, now func() time.Time) *Store {
-	return &Store{rdb: rdb, now: now}
+// forget drops what is cached of a client, or everything for "".
+func (s *Service) forget(clientID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if clientID == "" {
+		clear(s.byKey)
+		clear(s.byID)
+		return
+	}
+	delete(s.byID, clientID)
+	for k, c := range s.byKey {
+		if c.c.ID == clientID {
+			delete(s.byKey, k)
+		}
+	}
 }
-
-func clientKey(id string) string { return "bmr:client:" + id }
-func keysKey(id string) string   { return "bmr:client:" + id + ":keys" }
-func apiKeyKey(hash string) string {
-	return "bmr:apikey:" + hash
-}
-
-const indexKey = "bmr:clients"
 
 func hashKey(apiKey string) string {
 	sum := sha256.Sum256([]byte(apiKey))
@@ -96,130 +182,95 @@ func newAPIKey() (string, error) {
 	return APIKeyPrefix + base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-// Create makes a client, allowed only jobTypes if any are given, and
-// returns it with its first API key and its signing secret, the only time
-// either is shown.
-func (s *Store) Create(ctx context.Context, name string, jobTypes ...string) (c Client, apiKey, secret string, err error) {
-	now := s.now().UTC()
-	secret, err = signing.NewSecret()
-	if err != nil {
-		return Client{}, "", "", err
-	}
-	c = Client{ID: ids.New(ids.Client, now), Name: name, CreatedAt: now, JobTypes: jobTypes, secret: secret}
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, clientKey(c.ID), "id", c.ID, "name", name, "createdAt", now.Format(time.RFC3339Nano), "secret", secret,
-			"jobTypes", strings.Join(jobTypes, ","))
-		p.ZAdd(ctx, indexKey, redis.Z{Member: timeindex.Member(now, c.ID)})
-		return nil
-	})
-	if err != nil {
-		return Client{}, "", "", fmt.Errorf("create client: %w", err)
-	}
-	key, apiKey, err := s.AddKey(ctx, c.ID)
-	if err != nil {
-		return Client{}, "", "", err
-	}
-	c.Keys = []Key{key}
-	return c, apiKey, secret, nil
-}
-
-// AddKey gives a client one more API key.
-func (s *Store) AddKey(ctx context.Context, clientID string) (Key, string, error) {
-	if _, err := s.Get(ctx, clientID); err != nil {
-		return Key{}, "", err
-	}
+func (s *Service) newKey() (Key, string, error) {
 	apiKey, err := newAPIKey()
 	if err != nil {
 		return Key{}, "", err
 	}
 	now := s.now().UTC()
-	k := Key{ID: ids.New(ids.Key, now), Hint: apiKey[:len(APIKeyPrefix)+4], CreatedAt: now, hash: hashKey(apiKey)}
-	rec, _ := json.Marshal(keyRecord{Hint: k.Hint, CreatedAt: now, Hash: k.hash})
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, apiKeyKey(k.hash), clientID+" "+k.ID, 0)
-		p.HSet(ctx, keysKey(clientID), k.ID, rec)
-		return nil
-	})
+	return Key{ID: ids.New(ids.Key, now), Hint: apiKey[:len(APIKeyPrefix)+4], CreatedAt: now, Hash: hashKey(apiKey)}, apiKey, nil
+}
+
+// Create makes a client, allowed only jobTypes if any are given, and
+// returns it with its first API key and its signing secret, the only time
+// either is shown.
+func (s *Service) Create(ctx context.Context, name string, jobTypes ...string) (c Client, apiKey, secret string, err error) {
+	secret, err = signing.NewSecret()
 	if err != nil {
+		return Client{}, "", "", err
+	}
+	key, apiKey, err := s.newKey()
+	if err != nil {
+		return Client{}, "", "", err
+	}
+	now := s.now().UTC()
+	c = Client{ID: ids.New(ids.Client, now), Name: name, CreatedAt: now, JobTypes: jobTypes, Secrets: Secrets{Current: secret}}
+	if err := s.store.CreateClient(ctx, c, key); err != nil {
+		return Client{}, "", "", fmt.Errorf("create client: %w", err)
+	}
+	c.Keys = []Key{key}
+	return c, apiKey, secret, nil
+}
+
+// Get returns a client with its keys.
+func (s *Service) Get(ctx context.Context, id string) (Client, error) {
+	return s.store.GetClient(ctx, id, true)
+}
+
+// List pages through clients, newest first.
+func (s *Service) List(ctx context.Context, limit int, cursor string) ([]Client, string, error) {
+	return s.store.ListClients(ctx, limit, cursor)
+}
+
+// AddKey gives a client one more API key.
+func (s *Service) AddKey(ctx context.Context, clientID string) (Key, string, error) {
+	if _, err := s.store.GetClient(ctx, clientID, false); err != nil {
+		return Key{}, "", err
+	}
+	k, apiKey, err := s.newKey()
+	if err != nil {
+		return Key{}, "", err
+	}
+	if err := s.store.AddKey(ctx, clientID, k); err != nil {
 		return Key{}, "", fmt.Errorf("add API key: %w", err)
 	}
 	return k, apiKey, nil
 }
 
-type keyRecord struct {
-	Hint      string    `json:"hint"`
-	CreatedAt time.Time `json:"createdAt"`
-	Hash      string    `json:"hash"`
-}
-
-// RevokeKey removes an API key; requests with it fail at once.
-func (s *Store) RevokeKey(ctx context.Context, clientID, keyID string) error {
-	raw, err := s.rdb.HGet(ctx, keysKey(clientID), keyID).Result()
-	if errors.Is(err, redis.Nil) {
-		return ErrKeyNotFound
+// RevokeKey removes an API key; requests with it fail at once, in every
+// process.
+func (s *Service) RevokeKey(ctx context.Context, clientID, keyID string) error {
+	if err := s.store.RevokeKey(ctx, clientID, keyID); err != nil {
+		return err
 	}
-	if err != nil {
-		return fmt.Errorf("revoke API key: %w", err)
-	}
-	var rec keyRecord
-	if err := json.Unmarshal([]byte(raw), &rec); err != nil {
-		return fmt.Errorf("revoke API key: %w", err)
-	}
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, apiKeyKey(rec.Hash))
-		p.HDel(ctx, keysKey(clientID), keyID)
-		return nil
-	})
-	return err
-}
-
-func splitTypes(s string) []string {
-	if s == "" {
-		return nil
-	}
-	return strings.Split(s, ",")
-}
-
-// Update is a change of a client; nil fields stay as they are.
-type Update struct {
-	Name     *string
-	JobTypes *[]string // an empty list allows every type again
-}
-
-// Update changes a client's name or its allowed job types and returns it.
-// A change of job types applies to the next submission.
-func (s *Store) Update(ctx context.Context, clientID string, u Update) (Client, error) {
-	if _, err := s.get(ctx, clientID, false); err != nil {
-		return Client{}, err
-	}
-	var fields []any
-	if u.Name != nil {
-		fields = append(fields, "name", *u.Name)
-	}
-	if u.JobTypes != nil {
-		fields = append(fields, "jobTypes", strings.Join(*u.JobTypes, ","))
-	}
-	if len(fields) > 0 {
-		if err := s.rdb.HSet(ctx, clientKey(clientID), fields...).Err(); err != nil {
-			return Client{}, fmt.Errorf("update client: %w", err)
-		}
-	}
-	return s.Get(ctx, clientID)
+	return s.announce(ctx, clientID)
 }
 
 // Disable stops a client: its keys are refused, its data stays readable by
 // the admin API.
-func (s *Store) Disable(ctx context.Context, clientID string) error {
-	if _, err := s.Get(ctx, clientID); err != nil {
+func (s *Service) Disable(ctx context.Context, clientID string) error {
+	if err := s.store.UpdateClient(ctx, clientID, Update{}, true, nil); err != nil {
 		return err
 	}
-	return s.rdb.HSet(ctx, clientKey(clientID), "disabled", "1").Err()
+	return s.announce(ctx, clientID)
+}
+
+// Update changes a client's name or its allowed job types and returns it.
+// A change of job types applies to the next submission.
+func (s *Service) Update(ctx context.Context, clientID string, u Update) (Client, error) {
+	if err := s.store.UpdateClient(ctx, clientID, u, false, nil); err != nil {
+		return Client{}, err
+	}
+	if err := s.announce(ctx, clientID); err != nil {
+		return Client{}, err
+	}
+	return s.Get(ctx, clientID)
 }
 
 // RotateSecret makes a new signing secret; the old one keeps signing, next to
 // the new, for grace.
-func (s *Store) RotateSecret(ctx context.Context, clientID string, grace time.Duration) (string, error) {
-	c, err := s.Get(ctx, clientID)
+func (s *Service) RotateSecret(ctx context.Context, clientID string, grace time.Duration) (string, error) {
+	c, err := s.store.GetClient(ctx, clientID, false)
 	if err != nil {
 		return "", err
 	}
@@ -227,125 +278,98 @@ func (s *Store) RotateSecret(ctx context.Context, clientID string, grace time.Du
 	if err != nil {
 		return "", err
 	}
-	until := s.now().Add(grace).UTC()
-	err = s.rdb.HSet(ctx, clientKey(clientID), "secret", secret, "prevSecret", c.secret,
-		"prevUntil", until.Format(time.RFC3339Nano)).Err()
-	if err != nil {
+	next := Secrets{Current: secret, Previous: c.Secrets.Current, PreviousUntil: s.now().Add(grace).UTC()}
+	if err := s.store.UpdateClient(ctx, clientID, Update{}, false, &next); err != nil {
 		return "", fmt.Errorf("rotate secret: %w", err)
 	}
-	return secret, nil
+	return secret, s.announce(ctx, clientID)
+}
+
+// announce tells every process to drop what it cached of a client, this
+// one first.
+func (s *Service) announce(ctx context.Context, clientID string) error {
+	s.forget(clientID)
+	if err := s.store.Announce(ctx, clientID); err != nil {
+		return fmt.Errorf("announce the change of %s: %w", clientID, err)
+	}
+	return nil
 }
 
 // Authenticate returns the enabled client that owns apiKey. The key is
 // looked up by its SHA-256 hash, so timing reveals nothing about valid keys.
-func (s *Store) Authenticate(ctx context.Context, apiKey string) (Client, error) {
+func (s *Service) Authenticate(ctx context.Context, apiKey string) (Client, error) {
 	if !strings.HasPrefix(apiKey, APIKeyPrefix) || len(apiKey) > 128 {
 		return Client{}, ErrUnauthorized
 	}
-	res, err := authScript.Run(ctx, s.rdb, []string{apiKeyKey(hashKey(apiKey))}, "bmr:client:").StringSlice()
-	if errors.Is(err, redis.Nil) {
+	h := hashKey(apiKey)
+	now := s.now()
+	s.mu.Lock()
+	c, ok := s.byKey[h]
+	s.mu.Unlock()
+	if ok && now.Before(c.expires) {
+		return c.c, nil
+	}
+	id, err := s.store.ClientOfKey(ctx, h)
+	if err != nil {
+		return Client{}, err
+	}
+	cl, err := s.client(ctx, id)
+	if errors.Is(err, ErrNotFound) || (err == nil && cl.Disabled) {
 		return Client{}, ErrUnauthorized
 	}
 	if err != nil {
 		return Client{}, fmt.Errorf("authenticate: %w", err)
 	}
-	c := Client{ID: res[0], Name: res[1], JobTypes: splitTypes(res[3])}
-	c.CreatedAt, _ = time.Parse(time.RFC3339Nano, res[2])
-	return c, nil
+	cl.Secrets = Secrets{} // requests never need them
+	s.put(s.byKey, h, cl, now)
+	return cl, nil
 }
 
-// authScript finds the enabled client of a key hash in one round trip: the
-// key's owner, and the owner's name, creation time and disabled flag. It
-// returns nil for an unknown key, a missing or a disabled client.
-var authScript = redis.NewScript(`
-local owner = redis.call('GET', KEYS[1])
-if not owner then return nil end
-local id = string.match(owner, '^(%S+)')
-local f = redis.call('HMGET', ARGV[1] .. id, 'id', 'name', 'createdAt', 'disabled', 'jobTypes')
-if not f[1] or f[4] == '1' then return nil end
-return {f[1], f[2] or '', f[3] or '', f[5] or ''}
-`)
-
-// Get returns a client with its keys.
-func (s *Store) Get(ctx context.Context, id string) (Client, error) { return s.get(ctx, id, true) }
-
-func (s *Store) get(ctx context.Context, id string, withKeys bool) (Client, error) {
-	if id == "" || len(id) > 64 {
-		return Client{}, ErrNotFound
+// client returns a client with its secrets, cached.
+func (s *Service) client(ctx context.Context, id string) (Client, error) {
+	now := s.now()
+	s.mu.Lock()
+	c, ok := s.byID[id]
+	s.mu.Unlock()
+	if ok && now.Before(c.expires) {
+		return c.c, nil
 	}
-	var fields *redis.MapStringStringCmd
-	var keys *redis.MapStringStringCmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		fields = p.HGetAll(ctx, clientKey(id))
-		if withKeys {
-			keys = p.HGetAll(ctx, keysKey(id))
-		}
-		return nil
-	})
+	cl, err := s.store.GetClient(ctx, id, false)
 	if err != nil {
-		return Client{}, fmt.Errorf("get client: %w", err)
+		return Client{}, err
 	}
-	f := fields.Val()
-	if len(f) == 0 {
-		return Client{}, ErrNotFound
-	}
-	c := Client{ID: f["id"], Name: f["name"], Disabled: f["disabled"] == "1", JobTypes: splitTypes(f["jobTypes"]),
-		secret: f["secret"], prevSecret: f["prevSecret"]}
-	c.CreatedAt, _ = time.Parse(time.RFC3339Nano, f["createdAt"])
-	c.prevUntil, _ = time.Parse(time.RFC3339Nano, f["prevUntil"])
-	if keys != nil {
-		for kid, raw := range keys.Val() {
-			var rec keyRecord
-			if json.Unmarshal([]byte(raw), &rec) == nil {
-				c.Keys = append(c.Keys, Key{ID: kid, Hint: rec.Hint, CreatedAt: rec.CreatedAt, hash: rec.Hash})
-			}
-		}
-		sortKeys(c.Keys)
-	}
-	return c, nil
+	s.put(s.byID, id, cl, now)
+	return cl, nil
 }
 
-func sortKeys(k []Key) { sort.Slice(k, func(i, j int) bool { return k[i].ID < k[j].ID }) }
+func (s *Service) put(m map[string]cached, k string, c Client, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(m) >= maxCached {
+		clear(m)
+	}
+	m[k] = cached{c: c, expires: now.Add(s.ttl)}
+}
 
 // SigningSecrets returns the secrets that sign a client's webhooks now.
-func (s *Store) SigningSecrets(ctx context.Context, clientID string) ([]string, error) {
-	c, err := s.get(ctx, clientID, false)
+func (s *Service) SigningSecrets(ctx context.Context, clientID string) ([]string, error) {
+	c, err := s.client(ctx, clientID)
 	if err != nil {
 		return nil, err
 	}
-	return c.SigningSecrets(s.now()), nil
-}
-
-// List pages through clients, newest first.
-func (s *Store) List(ctx context.Context, q timeindex.Query) ([]Client, string, error) {
-	ids, next, err := timeindex.Page(ctx, s.rdb, indexKey, q)
-	if err != nil {
-		return nil, "", err
-	}
-	out := make([]Client, 0, len(ids))
-	for _, id := range ids {
-		c, err := s.get(ctx, id, false)
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, "", err
-		}
-		out = append(out, c)
-	}
-	return out, next, nil
+	return c.Secrets.At(s.now()), nil
 }
 
 // IDs calls fn with every client id; used by maintenance to trim per-client indexes.
-func (s *Store) IDs(ctx context.Context, fn func(id string) error) error {
-	var cursor string
+func (s *Service) IDs(ctx context.Context, fn func(id string) error) error {
+	cursor := ""
 	for {
-		ids, next, err := timeindex.Page(ctx, s.rdb, indexKey, timeindex.Query{Limit: 500, Cursor: cursor})
+		list, next, err := s.store.ListClients(ctx, 500, cursor)
 		if err != nil {
 			return err
 		}
-		for _, id := range ids {
-			if err := fn(id); err != nil {
+		for _, c := range list {
+			if err := fn(c.ID); err != nil {
 				return err
 			}
 		}

@@ -3,52 +3,75 @@ package clients
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
-// RateLimiter is a per-client token bucket kept in Redis, so the limit holds
-// across API replicas. Rate tokens per second refill a bucket of Burst.
-type RateLimiter struct {
-	rdb   redis.UniversalClient
-	rate  float64
-	burst int
-	now   func() time.Time
+// Buckets are per-client token buckets shared by every API replica
+// (redisstore.Store): rate tokens per second refill a bucket of burst.
+type Buckets interface {
+	// TakeTokens takes up to want tokens from a client's bucket and
+	// returns how many it got; with none, how long until one is there.
+	TakeTokens(ctx context.Context, clientID string, rate float64, burst, want int, now time.Time) (int, time.Duration, error)
 }
+
+// RateLimiter limits each client's requests with a shared token bucket.
+// To spare the shared store a round trip per request, a process takes
+// tokens a few at a time (what the rate refills in 50 ms) and spends them
+// locally for up to leaseTTL; unspent ones are simply lost, so a client
+// never gets more than its rate.
+type RateLimiter struct {
+	buckets Buckets
+	rate    float64
+	burst   int
+	batch   int
+	now     func() time.Time
+
+	mu    sync.Mutex
+	local map[string]*tokenLease
+}
+
+type tokenLease struct {
+	tokens  int
+	expires time.Time
+}
+
+// leaseTTL is how long a process may spend tokens it took.
+const leaseTTL = time.Second
 
 // NewRateLimiter returns a limiter; rate ≤ 0 disables it (Allow always true).
-func NewRateLimiter(rdb redis.UniversalClient, rate float64, burst int, now func() time.Time) *RateLimiter {
-	return &RateLimiter{rdb: rdb, rate: rate, burst: max(burst, 1), now: now}
+func NewRateLimiter(b Buckets, rate float64, burst int, now func() time.Time) *RateLimiter {
+	burst = max(burst, 1)
+	batch := min(burst, max(1, int(rate/20)))
+	return &RateLimiter{buckets: b, rate: rate, burst: burst, batch: batch, now: now, local: map[string]*tokenLease{}}
 }
 
-var bucketScript = redis.NewScript(`
-local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local v = redis.call('HMGET', KEYS[1], 't', 'ts')
-local tokens, ts = tonumber(v[1]), tonumber(v[2])
-if tokens == nil or ts == nil then tokens, ts = burst, now end
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
-local allowed, wait = 0, 0
-if tokens >= 1 then
-  tokens, allowed = tokens - 1, 1
-else
-  wait = math.ceil((1 - tokens) * 1000 / rate)
-end
-redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
-return {allowed, wait}
-`)
-
-// Allow takes one token from the client's bucket. When none is left it
+// Allow takes one token of the client's allowance. When none is left it
 // returns false and how long until one is.
 func (l *RateLimiter) Allow(ctx context.Context, clientID string) (bool, time.Duration, error) {
 	if l == nil || l.rate <= 0 {
 		return true, 0, nil
 	}
-	res, err := bucketScript.Run(ctx, l.rdb, []string{"bmr:rl:" + clientID},
-		l.rate, l.burst, l.now().UnixMilli()).Int64Slice()
+	now := l.now()
+	l.mu.Lock()
+	if t := l.local[clientID]; t != nil && t.tokens > 0 && now.Before(t.expires) {
+		t.tokens--
+		l.mu.Unlock()
+		return true, 0, nil
+	}
+	l.mu.Unlock()
+	got, wait, err := l.buckets.TakeTokens(ctx, clientID, l.rate, l.burst, l.batch, now)
 	if err != nil {
 		return false, 0, fmt.Errorf("rate limit: %w", err)
 	}
-	return res[0] == 1, time.Duration(res[1]) * time.Millisecond, nil
+	if got == 0 {
+		return false, wait, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.local) >= maxCached {
+		clear(l.local)
+	}
+	l.local[clientID] = &tokenLease{tokens: got - 1, expires: now.Add(leaseTTL)}
+	return true, 0, nil
 }

@@ -32,12 +32,17 @@ func (r Role) RunsWorkers() bool { return r == RoleAll || r == RoleWorker }
 
 // Config is the whole configuration, passed by value to whatever needs a part.
 type Config struct {
-	RedisURL   string // empty: embedded in-memory Redis
-	Addr       string
-	AdminAddr  string // empty: admin API on Addr
-	DebugAddr  string // empty: no pprof listener
-	AdminToken string
-	Role       Role
+	RedisURL            string // empty: embedded in-memory Redis
+	RedisCluster        bool   // RedisURL names the nodes of a Redis Cluster
+	RedisSentinelMaster string // RedisURL names Sentinels, which watch this master
+	RedisWaitReplicas   int    // WAIT for this many replicas before a 202
+	RedisWaitTimeout    time.Duration
+	Partitions          int // jobs spread over this many partitions
+	Addr                string
+	AdminAddr           string // empty: admin API on Addr
+	DebugAddr           string // empty: no pprof listener
+	AdminToken          string
+	Role                Role
 
 	Concurrency       int
 	TaskCheckInterval time.Duration
@@ -89,14 +94,19 @@ type Var struct{ Name, Default, Help string }
 
 // Vars lists every variable Load reads.
 var Vars = []Var{
-	{"BOOMERANG_REDIS_URL", "(empty: embedded in-memory Redis)", "redis:// or rediss:// URL of the Redis that holds jobs, deliveries and tasks"},
+	{"BOOMERANG_REDIS_URL", "(empty: embedded in-memory Redis)", "redis:// or rediss:// URL of the Redis that holds jobs, deliveries and tasks; for a cluster or Sentinels, the first node and ?addr=host:port for each other one"},
+	{"BOOMERANG_REDIS_CLUSTER", "false", "BOOMERANG_REDIS_URL names the nodes of a Redis Cluster, e.g. redis://h1:6379?addr=h2:6379&addr=h3:6379"},
+	{"BOOMERANG_REDIS_SENTINEL_MASTER", "", "the master name Sentinels watch; BOOMERANG_REDIS_URL then names the Sentinels, e.g. redis://s1:26379?addr=s2:26379"},
+	{"BOOMERANG_REDIS_WAIT_REPLICAS", "0", "wait until this many replicas have a new job (Redis WAIT) before answering 202; 0 does not wait"},
+	{"BOOMERANG_REDIS_WAIT_TIMEOUT", "1s", "longest wait for BOOMERANG_REDIS_WAIT_REPLICAS; past it the answer is 503"},
+	{"BOOMERANG_PARTITIONS", "1 (16 on a cluster)", "partitions jobs are spread over, each with its own keys and asynq queue, so that a cluster's masters share the work; fixed once a Redis is in use"},
 	{"BOOMERANG_ADDR", ":8080", "listen address of the HTTP API"},
 	{"BOOMERANG_ADMIN_ADDR", "(empty: same as BOOMERANG_ADDR)", "serve /admin on its own listener, e.g. 127.0.0.1:8081; the public listener then answers 404 for /admin"},
 	{"BOOMERANG_DEBUG_ADDR", "", "serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (keep it private)"},
 	{"BOOMERANG_ADMIN_TOKEN", "(generated in embedded mode)", "bearer token of the admin API, at least 32 characters; required with a real Redis"},
 	{"BOOMERANG_ROLE", "all", "all, api or worker"},
 	{"BOOMERANG_CONCURRENCY", "50", "tasks (jobs and delivery attempts) run at once per worker process"},
-	{"BOOMERANG_TASK_CHECK_INTERVAL", "10ms", "how long an idle worker waits before polling for tasks again (asynq's default is 1s)"},
+	{"BOOMERANG_TASK_CHECK_INTERVAL", "1s", "how often an idle worker polls its task queues (retries, recoveries, replays); new jobs do not wait for it, they come through a blocking pop"},
 	{"BOOMERANG_RETRY_INITIAL", "5s", "wait before the first delivery retry"},
 	{"BOOMERANG_RETRY_MAX_INTERVAL", "10h", "longest wait between delivery attempts (also caps Retry-After)"},
 	{"BOOMERANG_RETRY_MAX_ATTEMPTS", "12", "delivery attempts in all, the first included"},
@@ -131,28 +141,33 @@ var Vars = []Var{
 func Load(getenv func(string) string) (Config, error) {
 	p := parser{getenv: getenv}
 	c := Config{
-		RedisURL:          p.str("BOOMERANG_REDIS_URL", ""),
-		Addr:              p.str("BOOMERANG_ADDR", ":8080"),
-		AdminAddr:         p.str("BOOMERANG_ADMIN_ADDR", ""),
-		AdminToken:        p.str("BOOMERANG_ADMIN_TOKEN", ""),
-		DebugAddr:         p.str("BOOMERANG_DEBUG_ADDR", ""),
-		Role:              Role(p.str("BOOMERANG_ROLE", "all")),
-		Concurrency:       p.int("BOOMERANG_CONCURRENCY", 50, 1, 10000),
-		TaskCheckInterval: p.dur("BOOMERANG_TASK_CHECK_INTERVAL", 10*time.Millisecond, time.Millisecond),
-		RetryInitial:      p.dur("BOOMERANG_RETRY_INITIAL", 5*time.Second, time.Millisecond),
-		RetryMaxInterval:  p.dur("BOOMERANG_RETRY_MAX_INTERVAL", 10*time.Hour, time.Millisecond),
-		RetryMaxAttempts:  p.int("BOOMERANG_RETRY_MAX_ATTEMPTS", 12, 1, 1000),
-		DeliveryTimeout:   p.dur("BOOMERANG_DELIVERY_TIMEOUT", 15*time.Second, 100*time.Millisecond),
-		HostConcurrency:   p.int("BOOMERANG_HOST_CONCURRENCY", 10, 1, 10000),
-		BreakerThreshold:  p.int("BOOMERANG_BREAKER_THRESHOLD", 5, 0, 1000),
-		BreakerCooldown:   p.dur("BOOMERANG_BREAKER_COOLDOWN", 30*time.Second, 100*time.Millisecond),
-		JobMaxAttempts:    p.int("BOOMERANG_JOB_MAX_ATTEMPTS", 5, 1, 100),
-		JobTimeout:        p.dur("BOOMERANG_JOB_TIMEOUT", 10*time.Minute, time.Second),
-		JobTimeouts:       p.timeouts("BOOMERANG_JOB_TIMEOUTS"),
-		JobHTTP:           p.upstreams("BOOMERANG_JOB_HTTP"),
-		Retention:         p.dur("BOOMERANG_RETENTION", 7*24*time.Hour, time.Minute),
-		SecretGrace:       p.dur("BOOMERANG_SECRET_GRACE", 24*time.Hour, 0),
-		MaxBodyBytes:      int64(p.int("BOOMERANG_MAX_BODY_BYTES", 1<<20, 1024, 1<<30)),
+		RedisURL:            p.str("BOOMERANG_REDIS_URL", ""),
+		RedisCluster:        p.bool("BOOMERANG_REDIS_CLUSTER"),
+		RedisSentinelMaster: p.str("BOOMERANG_REDIS_SENTINEL_MASTER", ""),
+		RedisWaitReplicas:   p.int("BOOMERANG_REDIS_WAIT_REPLICAS", 0, 0, 100),
+		RedisWaitTimeout:    p.dur("BOOMERANG_REDIS_WAIT_TIMEOUT", time.Second, time.Millisecond),
+		Partitions:          p.int("BOOMERANG_PARTITIONS", 0, 1, 1024),
+		Addr:                p.str("BOOMERANG_ADDR", ":8080"),
+		AdminAddr:           p.str("BOOMERANG_ADMIN_ADDR", ""),
+		AdminToken:          p.str("BOOMERANG_ADMIN_TOKEN", ""),
+		DebugAddr:           p.str("BOOMERANG_DEBUG_ADDR", ""),
+		Role:                Role(p.str("BOOMERANG_ROLE", "all")),
+		Concurrency:         p.int("BOOMERANG_CONCURRENCY", 50, 1, 10000),
+		TaskCheckInterval:   p.dur("BOOMERANG_TASK_CHECK_INTERVAL", time.Second, time.Millisecond),
+		RetryInitial:        p.dur("BOOMERANG_RETRY_INITIAL", 5*time.Second, time.Millisecond),
+		RetryMaxInterval:    p.dur("BOOMERANG_RETRY_MAX_INTERVAL", 10*time.Hour, time.Millisecond),
+		RetryMaxAttempts:    p.int("BOOMERANG_RETRY_MAX_ATTEMPTS", 12, 1, 1000),
+		DeliveryTimeout:     p.dur("BOOMERANG_DELIVERY_TIMEOUT", 15*time.Second, 100*time.Millisecond),
+		HostConcurrency:     p.int("BOOMERANG_HOST_CONCURRENCY", 10, 1, 10000),
+		BreakerThreshold:    p.int("BOOMERANG_BREAKER_THRESHOLD", 5, 0, 1000),
+		BreakerCooldown:     p.dur("BOOMERANG_BREAKER_COOLDOWN", 30*time.Second, 100*time.Millisecond),
+		JobMaxAttempts:      p.int("BOOMERANG_JOB_MAX_ATTEMPTS", 5, 1, 100),
+		JobTimeout:          p.dur("BOOMERANG_JOB_TIMEOUT", 10*time.Minute, time.Second),
+		JobTimeouts:         p.timeouts("BOOMERANG_JOB_TIMEOUTS"),
+		JobHTTP:             p.upstreams("BOOMERANG_JOB_HTTP"),
+		Retention:           p.dur("BOOMERANG_RETENTION", 7*24*time.Hour, time.Minute),
+		SecretGrace:         p.dur("BOOMERANG_SECRET_GRACE", 24*time.Hour, 0),
+		MaxBodyBytes:        int64(p.int("BOOMERANG_MAX_BODY_BYTES", 1<<20, 1024, 1<<30)),
 		Limits: Limits{
 			MaxPayloadBytes:  p.int("BOOMERANG_MAX_PAYLOAD_BYTES", 512<<10, 1, 1<<30),
 			MaxMetadataKeys:  p.int("BOOMERANG_MAX_METADATA_KEYS", 32, 1, 10000),
@@ -174,6 +189,18 @@ func Load(getenv func(string) string) (Config, error) {
 	case RoleAll, RoleAPI, RoleWorker:
 	default:
 		p.fail("BOOMERANG_ROLE", "must be all, api or worker, not %q", c.Role)
+	}
+	if c.Partitions == 0 {
+		c.Partitions = 1
+		if c.RedisCluster {
+			c.Partitions = 16
+		}
+	}
+	if c.RedisCluster && c.RedisSentinelMaster != "" {
+		p.fail("BOOMERANG_REDIS_CLUSTER", "and BOOMERANG_REDIS_SENTINEL_MASTER cannot both be set")
+	}
+	if c.RedisURL == "" && (c.RedisCluster || c.RedisSentinelMaster != "") {
+		p.fail("BOOMERANG_REDIS_URL", "is required with BOOMERANG_REDIS_CLUSTER or BOOMERANG_REDIS_SENTINEL_MASTER")
 	}
 	if c.RedisURL != "" {
 		u, err := url.Parse(c.RedisURL)

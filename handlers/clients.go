@@ -9,16 +9,15 @@ import (
 
 	"github.com/boomerang-dev/boomerang/clients"
 	"github.com/boomerang-dev/boomerang/ids"
-	"github.com/boomerang-dev/boomerang/timeindex"
 )
 
-// ClientStore is what the handlers need of clients.Store.
+// ClientStore is what the handlers need of clients.Service.
 type ClientStore interface {
 	Authenticate(ctx context.Context, apiKey string) (clients.Client, error)
 	Create(ctx context.Context, name string, jobTypes ...string) (clients.Client, string, string, error)
 	Update(ctx context.Context, clientID string, u clients.Update) (clients.Client, error)
 	Get(ctx context.Context, id string) (clients.Client, error)
-	List(ctx context.Context, q timeindex.Query) ([]clients.Client, string, error)
+	List(ctx context.Context, limit int, cursor string) ([]clients.Client, string, error)
 	AddKey(ctx context.Context, clientID string) (clients.Key, string, error)
 	RevokeKey(ctx context.Context, clientID, keyID string) error
 	Disable(ctx context.Context, clientID string) error
@@ -123,12 +122,12 @@ func listClients(store ClientStore) http.Handler {
 			writeError(w, r, err)
 			return
 		}
-		list, next, err := store.List(r.Context(), timeindex.Query{Limit: limit, Cursor: cursor})
+		list, next, err := store.List(r.Context(), limit, cursor)
 		if err != nil {
 			writeError(w, r, err)
 			return
 		}
-		respond(w, http.StatusOK, page[clients.Client]{Data: list, NextCursor: next})
+		respond(w, http.StatusOK, listPage[clients.Client]{Data: list, NextCursor: next})
 	})
 }
 

@@ -9,11 +9,10 @@ import (
 	"github.com/boomerang-dev/boomerang/webhooks"
 )
 
-// DeliveryReader is what the handlers read of webhooks.Store.
+// DeliveryReader is what the handlers read of the deliveries (redisstore.Store).
 type DeliveryReader interface {
-	Get(ctx context.Context, id string) (webhooks.Delivery, error)
-	GetWithAttempts(ctx context.Context, id string) (webhooks.Delivery, error)
-	List(ctx context.Context, f webhooks.Filter, limit int, cursor string) ([]webhooks.Delivery, string, error)
+	GetDelivery(ctx context.Context, id string, withAttempts bool) (webhooks.Delivery, error)
+	ListDeliveries(ctx context.Context, f webhooks.Filter, limit int, cursor string) ([]webhooks.Delivery, string, error)
 }
 
 // Replayer is what the handlers need of webhooks.Dispatcher.
@@ -35,12 +34,12 @@ func listDeliveries(store DeliveryReader) http.Handler {
 			writeError(w, r, err)
 			return
 		}
-		list, next, err := store.List(r.Context(), f, limit, cursor)
+		list, next, err := store.ListDeliveries(r.Context(), f, limit, cursor)
 		if err != nil {
 			writeError(w, r, err)
 			return
 		}
-		respond(w, http.StatusOK, page[webhooks.Delivery]{Data: list, NextCursor: next})
+		respond(w, http.StatusOK, listPage[webhooks.Delivery]{Data: list, NextCursor: next})
 	})
 }
 
@@ -51,7 +50,7 @@ func getDelivery(store DeliveryReader) http.Handler {
 			writeError(w, r, err)
 			return
 		}
-		d, err := store.GetWithAttempts(r.Context(), id)
+		d, err := store.GetDelivery(r.Context(), id, true)
 		if err != nil {
 			writeError(w, r, err)
 			return

@@ -107,7 +107,7 @@ func getJob(svc JobService, deliveries DeliveryReader) http.Handler {
 		}
 		v := viewJob(job)
 		if job.DeliveryID != "" {
-			if d, err := deliveries.Get(r.Context(), job.DeliveryID); err == nil {
+			if d, err := deliveries.GetDelivery(r.Context(), job.DeliveryID, false); err == nil {
 				v.Delivery = &deliverySummary{ID: d.ID, Status: d.Status, Attempts: d.Attempts,
 					LastAttemptAt: d.LastAttemptAt, NextAttemptAt: d.NextAttemptAt, LastStatusCode: d.LastStatusCode,
 					DeferredUntil: d.DeferredUntil, DeferredReason: d.DeferredReason}
@@ -142,6 +142,6 @@ func listJobs(svc JobService) http.Handler {
 			views[i] = viewJob(j)
 			views[i].ClientID = j.ClientID
 		}
-		respond(w, http.StatusOK, page[jobView]{Data: views, NextCursor: next})
+		respond(w, http.StatusOK, listPage[jobView]{Data: views, NextCursor: next})
 	})
 }

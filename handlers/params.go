@@ -14,7 +14,7 @@ import (
 	"github.com/gorilla/mux"
 )
 
-type page[T any] struct {
+type listPage[T any] struct {
 	Data       []T    `json:"data"`
 	NextCursor string `json:"nextCursor,omitempty"`
 }

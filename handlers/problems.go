@@ -7,7 +7,7 @@ import (
 
 	"github.com/boomerang-dev/boomerang/clients"
 	"github.com/boomerang-dev/boomerang/jobs"
-	"github.com/boomerang-dev/boomerang/timeindex"
+	"github.com/boomerang-dev/boomerang/page"
 	"github.com/boomerang-dev/boomerang/webhooks"
 	"github.com/gorilla/mux"
 )
@@ -116,7 +116,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		kind, p.Detail = probIdempotency, "this Idempotency-Key was used within 24 h with a different body"
 	case errors.Is(err, webhooks.ErrConflict):
 		kind, p.Detail = probPending, "a PENDING delivery is already scheduled; replay it once it is DELIVERED or FAILED"
-	case errors.Is(err, timeindex.ErrBadCursor):
+	case errors.Is(err, page.ErrBadCursor):
 		kind, p.Detail = probParameter, "cursor is not one this API returned"
 		p.Errors = []FieldError{{Field: "cursor", Code: "invalid", Message: "malformed cursor"}}
 	case errors.Is(err, jobs.ErrUnavailable), isUnavailable(err):

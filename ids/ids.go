@@ -65,9 +65,48 @@ func PrefixTime(s string) (time.Time, bool) {
 	return time.UnixMilli(ms).UTC(), true
 }
 
+// MaxPartitions bounds the partition an id can carry (two characters).
+const MaxPartitions = 32 * 32
+
 // New returns prefix + the time prefix of now + 16 random characters, e.g.
-// "req_01JD3M4X2Z8QK3V9W7T5N6P4R2".
-func New(prefix string, now time.Time) string {
+// "req_01JD3M4X2Z8QK3V9W7T5N6P4R2", in partition 0.
+func New(prefix string, now time.Time) string { return NewIn(prefix, now, 0) }
+
+// NewIn is New for an id that lives in partition p: the first two random
+// characters carry p (0 ≤ p < MaxPartitions), so that anyone holding the id
+// knows where its records are (Partition). The other 14 carry 70 random bits.
+func NewIn(prefix string, now time.Time, p int) string {
+	id := []byte(newRaw(prefix, now))
+	at := len(prefix) + TimeLen
+	id[at], id[at+1] = Crockford[(p>>5)&31], Crockford[p&31]
+	return string(id)
+}
+
+// Partition returns the partition a valid id carries (see NewIn); ids of
+// one job (req_, msg_) share it.
+func Partition(id string) int {
+	i := strings.IndexByte(id, '_')
+	if i < 0 || len(id) < i+1+TimeLen+2 {
+		return 0
+	}
+	at := i + 1 + TimeLen
+	hi, lo := strings.IndexByte(Crockford, id[at]), strings.IndexByte(Crockford, id[at+1])
+	if hi < 0 || lo < 0 {
+		return 0
+	}
+	return hi<<5 | lo
+}
+
+// Body returns the 26 characters after the prefix: what the ids of one job
+// (req_X, msg_X) have in common.
+func Body(id string) string {
+	if i := strings.IndexByte(id, '_'); i >= 0 {
+		return id[i+1:]
+	}
+	return id
+}
+
+func newRaw(prefix string, now time.Time) string {
 	var rnd [10]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		panic(fmt.Sprintf("ids: crypto/rand failed: %v", err))

@@ -69,3 +69,17 @@ func TestNewIDIsUniqueAndSorted(t *testing.T) {
 		seen[id], prev = true, id
 	}
 }
+
+func TestPartition(t *testing.T) {
+	now := time.Now()
+	for _, p := range []int{0, 1, 7, 31, 32, 1023} {
+		id := ids.NewIn(ids.Request, now, p)
+		if !ids.Valid(ids.Request, id) || ids.Partition(id) != p {
+			t.Errorf("NewIn(p=%d) = %s: valid %v, partition %d", p, id, ids.Valid(ids.Request, id), ids.Partition(id))
+		}
+		msg := ids.Delivery + ids.Body(id)
+		if ids.Partition(msg) != p {
+			t.Errorf("the delivery id %s of %s is in partition %d, want %d", msg, id, ids.Partition(msg), p)
+		}
+	}
+}

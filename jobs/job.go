@@ -55,6 +55,9 @@ type Job struct {
 	CompletedAt *time.Time        `json:"completedAt,omitempty"`
 	Attempts    int               `json:"attempts,omitempty"`
 	DeliveryID  string            `json:"deliveryId,omitempty"`
+	// LastError is why the latest processing attempt failed, while the job
+	// waits for its next one.
+	LastError *Error `json:"lastError,omitempty"`
 }
 
 // Error is why a job failed, as clients see it.

@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"math/rand/v2"
 	"regexp"
 	"slices"
 	"sort"
@@ -18,16 +20,87 @@ import (
 
 	"github.com/boomerang-dev/boomerang/ids"
 
-	"github.com/boomerang-dev/boomerang/timeindex"
 	"github.com/boomerang-dev/boomerang/webhooks"
 )
 
-// Errors of the service, decided with errors.Is.
+// Errors of the service and its store, decided with errors.Is.
 var (
 	ErrNotFound            = errors.New("job not found")
 	ErrIdempotencyConflict = errors.New("idempotency key reused with a different request")
 	ErrUnavailable         = errors.New("job store unavailable")
+	// ErrFinished: the job is COMPLETED or FAILED already (another run
+	// finished it, or this one ran again after a crash).
+	ErrFinished = errors.New("job already finished")
 )
+
+// LeasedError says that another run holds the job until Until: its lease
+// is renewed while it runs, and lapses if that run's process dies.
+type LeasedError struct{ Until time.Time }
+
+func (e *LeasedError) Error() string {
+	return "job is being processed elsewhere until " + e.Until.UTC().Format(time.RFC3339Nano)
+}
+
+// RetryAfter makes a task that met a leased job come back after the lease.
+func (e *LeasedError) RetryAfter() time.Duration { return max(0, time.Until(e.Until)) + time.Second }
+
+// Idempotency is a submission's claim on its Idempotency-Key: the key's
+// hash, and what makes two submissions the same request.
+type Idempotency struct {
+	KeyHash     string
+	Fingerprint string
+}
+
+// Store keeps jobs (redisstore.Store). Every change is atomic; CreateJob
+// also hands the job to the workers (ReadyQueue), and FinishJob records a
+// job's outcome and creates its delivery in one step, so neither exists
+// without the other.
+type Store interface {
+	// CreateJob stores a new ACCEPTED job, unless idem's key is taken: then
+	// it returns the id of the job that took it and its fingerprint.
+	CreateJob(ctx context.Context, j Job, idem *Idempotency) (existingID, existingFingerprint string, err error)
+	GetJob(ctx context.Context, id string) (Job, error)
+	// ClaimJob moves an ACCEPTED job, or a PROCESSING one whose lease has
+	// lapsed, to PROCESSING under a lease until leaseUntil, counts the
+	// attempt and returns the job. A job whose lease or retry time is still
+	// ahead is a *LeasedError; a finished one ErrFinished (with the job).
+	ClaimJob(ctx context.Context, id string, now, leaseUntil time.Time) (Job, error)
+	// ExtendJobLease keeps attempt j.Attempts's lease until until.
+	ExtendJobLease(ctx context.Context, j Job, until time.Time) error
+	// RetryJob records a failed attempt (j.LastError) and when the next may
+	// run (at); only the run of attempt j.Attempts can.
+	RetryJob(ctx context.Context, j Job, at time.Time) error
+	// FinishJob records j's outcome and creates its delivery m, if attempt
+	// j.Attempts still holds the job; else ErrFinished or ErrNotFound.
+	FinishJob(ctx context.Context, j Job, m webhooks.Message) (webhooks.Delivery, error)
+	ListJobs(ctx context.Context, f Filter, limit int, cursor string) ([]Job, string, error)
+}
+
+// Filter selects jobs for the admin list.
+type Filter struct {
+	Status   Status
+	ClientID string
+}
+
+// Enqueuer makes a later processing attempt durable (a task), due at at;
+// it must be idempotent per (requestID, attempt).
+type Enqueuer interface {
+	EnqueueJob(ctx context.Context, requestID string, attempt int, at time.Time, timeout time.Duration) error
+}
+
+// Deliverer sends a finished job's webhook: the first attempt right away,
+// and Resume for a job whose run ended before its first attempt was
+// recorded (webhooks.Dispatcher).
+type Deliverer interface {
+	FirstAttempt(ctx context.Context, d webhooks.Delivery) error
+	Attempt(ctx context.Context, deliveryID string, n int) error
+}
+
+// URLChecker validates a callback URL at submission and returns its
+// canonical form, the one stored and dialled (egress.Checker).
+type URLChecker interface {
+	CanonicalURL(raw string) (string, error)
+}
 
 // FieldError names one field at fault.
 type FieldError struct {
@@ -44,25 +117,6 @@ func (e *ValidationError) Error() string {
 		return "invalid submission"
 	}
 	return fmt.Sprintf("invalid submission: %s: %s", e.Fields[0].Field, e.Fields[0].Message)
-}
-
-// URLChecker validates a callback URL at submission and returns its
-// canonical form, the one stored and dialled (egress.Checker).
-type URLChecker interface {
-	CanonicalURL(raw string) (string, error)
-}
-
-// Enqueuer makes a job's processing durable.
-type Enqueuer interface {
-	EnqueueJob(ctx context.Context, requestID string, timeout time.Duration) error
-}
-
-// Deliverer takes the webhook of a finished job. With finish, it must write
-// finish (the job's completion) in the same atomic step that creates the
-// delivery, and return finish's failed check (timeindex.ErrWrongStatus, ...)
-// unchanged.
-type Deliverer interface {
-	Deliver(ctx context.Context, m webhooks.Message, finish *timeindex.Update) (webhooks.Delivery, error)
 }
 
 // Limits bound what a submission may carry. Zero values take the defaults.
@@ -97,12 +151,15 @@ func (l Limits) withDefaults() Limits {
 
 // Service is the job domain's entry point for the API and the workers.
 type Service struct {
-	store       *Store
+	store       Store
 	registry    *Registry
 	urls        URLChecker
 	enqueuer    Enqueuer
 	deliverer   Deliverer
 	maxAttempts int
+	retryDelay  func(failed int) time.Duration
+	lease       time.Duration
+	partitions  int
 	limits      Limits
 	now         func() time.Time
 	log         *slog.Logger
@@ -110,15 +167,25 @@ type Service struct {
 
 // ServiceOptions wires a Service.
 type ServiceOptions struct {
-	Store       *Store
+	Store       Store
 	Registry    *Registry
 	URLs        URLChecker
 	Enqueuer    Enqueuer
 	Deliverer   Deliverer
-	MaxAttempts int
-	Limits      Limits
-	Now         func() time.Time
-	Logger      *slog.Logger
+	MaxAttempts int // processing attempts of a job, the first included; 0 means 5
+	// RetryDelay is the wait after the failed-th failed processing attempt
+	// (webhooks.RetryPolicy.Delay fits); nil means 1 s doubling to 5 min.
+	RetryDelay func(failed int) time.Duration
+	// Lease is how long a run holds its job without renewing; it renews
+	// every third of it while the processor works, so a dead process's job
+	// is free again after about Lease. 0 means 30 s.
+	Lease time.Duration
+	// Partitions is how many partitions jobs are spread over (ids carry
+	// theirs); 0 means 1.
+	Partitions int
+	Limits     Limits
+	Now        func() time.Time
+	Logger     *slog.Logger
 }
 
 // NewService returns a Service.
@@ -133,8 +200,16 @@ func NewService(o ServiceOptions) *Service {
 	if o.MaxAttempts == 0 {
 		o.MaxAttempts = 5
 	}
+	if o.RetryDelay == nil {
+		o.RetryDelay = func(failed int) time.Duration { return min(time.Second<<min(failed-1, 20), 5*time.Minute) }
+	}
+	if o.Lease <= 0 {
+		o.Lease = 30 * time.Second
+	}
+	o.Partitions = max(1, o.Partitions)
 	return &Service{store: o.Store, registry: o.Registry, urls: o.URLs, enqueuer: o.Enqueuer, deliverer: o.Deliverer,
-		maxAttempts: o.MaxAttempts, limits: o.Limits, now: o.Now, log: o.Logger}
+		maxAttempts: o.MaxAttempts, retryDelay: o.RetryDelay, lease: o.Lease, partitions: o.Partitions,
+		limits: o.Limits, now: o.Now, log: o.Logger}
 }
 
 // Submission is what a client asks for.
@@ -252,54 +327,42 @@ func fingerprint(sub Submission) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// Submit validates and stores a job, then makes its processing durable. It
-// returns the job and whether it was created now (false: an earlier request
-// with the same Idempotency-Key made it). Nothing is left behind on failure.
+// Submit validates and stores a job, which hands it to the workers in the
+// same step. It returns the job and whether it was created now (false: an
+// earlier request with the same Idempotency-Key made it).
 func (s *Service) Submit(ctx context.Context, clientID string, sub Submission) (Job, bool, error) {
 	sub, err := s.validate(sub)
 	if err != nil {
 		return Job{}, false, err
 	}
 	now := s.now().UTC()
-	j := Job{ID: ids.New(ids.Request, now), ClientID: clientID, Type: sub.Type, Status: StatusAccepted,
-		Payload: sub.Payload, CallbackURL: sub.CallbackURL, Metadata: sub.Metadata, CreatedAt: now, UpdatedAt: now}
-	var claim idem
+	var idem *Idempotency
+	partition := rand.IntN(s.partitions)
 	if sub.IdempotencyKey != "" {
 		sum := sha256.Sum256([]byte(sub.IdempotencyKey))
-		claim = idem{key: idemKey(clientID, hex.EncodeToString(sum[:])), value: j.ID + " " + fingerprint(sub)}
+		idem = &Idempotency{KeyHash: hex.EncodeToString(sum[:]), Fingerprint: fingerprint(sub)}
+		// One key, one partition: a retry must find the first claim.
+		h := fnv.New32a()
+		h.Write([]byte(clientID + "\x00" + idem.KeyHash))
+		partition = int(h.Sum32() % uint32(s.partitions))
 	}
-	existing, err := s.store.create(ctx, j, claim)
+	j := Job{ID: ids.NewIn(ids.Request, now, partition), ClientID: clientID, Type: sub.Type, Status: StatusAccepted,
+		Payload: sub.Payload, CallbackURL: sub.CallbackURL, Metadata: sub.Metadata,
+		CreatedAt: now.Truncate(time.Millisecond), UpdatedAt: now}
+	existing, existingPrint, err := s.store.CreateJob(ctx, j, idem)
 	if err != nil {
 		return Job{}, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	if existing != "" {
-		id, hash := parseClaim(existing)
-		if _, want := parseClaim(claim.value); hash != want {
+		if existingPrint != idem.Fingerprint {
 			return Job{}, false, ErrIdempotencyConflict
 		}
-		prior, err := s.Get(ctx, clientID, id)
+		prior, err := s.Get(ctx, clientID, existing)
 		if errors.Is(err, ErrNotFound) {
 			return Job{}, false, ErrIdempotencyConflict
 		}
-		if err == nil && prior.Status == StatusAccepted {
-			// The first request may have stored the job and lost its answer
-			// (and its task) to a Redis failure; make sure the task exists.
-			// Enqueueing is idempotent by request id.
-			if typ, ok := s.registry.Lookup(prior.Type); ok {
-				if err := s.enqueuer.EnqueueJob(ctx, prior.ID, typ.Timeout); err != nil {
-					return Job{}, false, fmt.Errorf("%w: enqueue: %w", ErrUnavailable, err)
-				}
-			}
-		}
 		prior.Payload = nil
 		return prior, false, err
-	}
-	typ, _ := s.registry.Lookup(j.Type)
-	if err := s.enqueuer.EnqueueJob(ctx, j.ID, typ.Timeout); err != nil {
-		if rmErr := s.store.remove(context.WithoutCancel(ctx), j, claim); rmErr != nil {
-			s.log.ErrorContext(ctx, "could not remove a job whose task failed to enqueue; the recovery sweep will run it", "requestId", j.ID, "error", rmErr)
-		}
-		return Job{}, false, fmt.Errorf("%w: enqueue: %w", ErrUnavailable, err)
 	}
 	j.Payload = nil
 	return j, true, nil
@@ -307,7 +370,7 @@ func (s *Service) Submit(ctx context.Context, clientID string, sub Submission) (
 
 // Get returns a client's job; another client's job is ErrNotFound.
 func (s *Service) Get(ctx context.Context, clientID, id string) (Job, error) {
-	j, err := s.store.Get(ctx, id)
+	j, err := s.store.GetJob(ctx, id)
 	if err != nil {
 		return Job{}, err
 	}
@@ -317,18 +380,25 @@ func (s *Service) Get(ctx context.Context, clientID, id string) (Job, error) {
 	return j, nil
 }
 
-// Run processes a job once, the work of one task execution. It returns an
-// error when the task should run again later: a retryable processing error,
-// or a store that could not be written. A job already finished (the task ran
-// again after a crash) only has its delivery handed over again.
+// Run processes a job once: a hint from the ready queue, a retry task, or a
+// recovery after a crash. It claims the job under a lease, so no two runs
+// process it at once, runs its processor, and records the outcome together
+// with the webhook's delivery, whose first attempt it then makes. A failed
+// attempt that may be retried is recorded, with the task of the next one.
+// A job finished already only has its delivery's first attempt made sure
+// of. Run returns an error when its caller should try again later.
 func (s *Service) Run(ctx context.Context, id string) error {
-	j, err := s.store.claim(ctx, id, s.now().UTC())
+	now := s.now().UTC()
+	j, err := s.store.ClaimJob(ctx, id, now, now.Add(s.lease))
+	var leased *LeasedError
 	switch {
 	case errors.Is(err, ErrNotFound):
 		s.log.WarnContext(ctx, "job gone (expired or never stored), nothing to run", "requestId", id)
 		return nil
-	case errors.Is(err, timeindex.ErrWrongStatus):
-		return s.deliver(ctx, j, nil) // finished: ran again after a crash, make sure the webhook goes out
+	case errors.Is(err, ErrFinished):
+		return s.deliverer.Attempt(ctx, DeliveryID(id), 1) // ran again after a crash: make sure the webhook goes out
+	case errors.As(err, &leased):
+		return err
 	case err != nil:
 		return err
 	}
@@ -336,30 +406,13 @@ func (s *Service) Run(ctx context.Context, id string) error {
 		j.Attempts-- // this run does not process
 		return s.fail(ctx, j, &Error{Code: "attempts_exhausted", Message: fmt.Sprintf("processing did not succeed in %d attempts", j.Attempts)})
 	}
-
 	typ, ok := s.registry.Lookup(j.Type)
 	if !ok {
 		return s.fail(ctx, j, &Error{Code: "unknown_type", Message: "no processor for job type " + j.Type + " on this worker"})
 	}
-	pctx, cancel := context.WithTimeout(ctx, typ.Timeout)
-	result, perr := typ.Processor.Process(pctx, Input{RequestID: j.ID, Type: j.Type, Payload: j.Payload, Metadata: j.Metadata, Attempt: j.Attempts})
-	timedOut := errors.Is(pctx.Err(), context.DeadlineExceeded)
-	cancel()
+	result, perr, timedOut := s.process(ctx, j, typ)
 	if perr != nil {
-		if ctx.Err() != nil {
-			return ctx.Err() // shutting down: run again elsewhere
-		}
-		if !IsPermanent(perr) && j.Attempts < s.maxAttempts {
-			s.log.WarnContext(ctx, "job attempt failed, will retry", "requestId", id, "attempt", j.Attempts, "error", perr)
-			return perr
-		}
-		e := asError(perr)
-		if timedOut {
-			// The type's timeout cut the processor off, whatever error it
-			// made of that (HTTPForwarder: upstream_unreachable).
-			e = asError(context.DeadlineExceeded)
-		}
-		return s.fail(ctx, j, e)
+		return s.failed(ctx, j, typ, perr, timedOut)
 	}
 	if len(result) == 0 {
 		result = json.RawMessage("null")
@@ -373,37 +426,75 @@ func (s *Service) Run(ctx context.Context, id string) error {
 	return s.finish(ctx, j)
 }
 
+// process runs the processor within the type's timeout, renewing the job's
+// lease every third of it meanwhile.
+func (s *Service) process(ctx context.Context, j Job, typ Type) (json.RawMessage, error, bool) {
+	pctx, cancel := context.WithTimeout(ctx, typ.Timeout)
+	defer cancel()
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		t := time.NewTicker(s.lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-pctx.Done():
+				return
+			case <-t.C:
+				if err := s.store.ExtendJobLease(pctx, j, s.now().Add(s.lease)); err != nil && pctx.Err() == nil {
+					s.log.WarnContext(ctx, "could not renew a job's lease", "requestId", j.ID, "error", err)
+				}
+			}
+		}
+	}()
+	result, err := typ.Processor.Process(pctx, Input{RequestID: j.ID, Type: j.Type, Payload: j.Payload, Metadata: j.Metadata, Attempt: j.Attempts})
+	timedOut := errors.Is(pctx.Err(), context.DeadlineExceeded)
+	cancel()
+	<-renewed
+	return result, err, timedOut
+}
+
+// failed handles a processing error: the job is retried later if it may be,
+// else it fails.
+func (s *Service) failed(ctx context.Context, j Job, typ Type, perr error, timedOut bool) error {
+	e := asError(perr)
+	if timedOut {
+		// The type's timeout cut the processor off, whatever error it made
+		// of that (HTTPForwarder: upstream_unreachable).
+		e = asError(context.DeadlineExceeded)
+	}
+	if ctx.Err() != nil {
+		// Shutting down: free the job for another worker at once.
+		e = &Error{Code: "interrupted", Message: "the worker shut down during processing"}
+	} else if IsPermanent(perr) || j.Attempts >= s.maxAttempts {
+		return s.fail(ctx, j, e)
+	}
+	at := s.now().UTC()
+	if ctx.Err() == nil {
+		at = at.Add(s.retryDelay(j.Attempts))
+	}
+	j.LastError, j.UpdatedAt = e, s.now().UTC()
+	wctx := context.WithoutCancel(ctx)
+	if err := s.store.RetryJob(wctx, j, at); err != nil {
+		return fmt.Errorf("record failed attempt %d of %s: %w", j.Attempts, j.ID, err)
+	}
+	if err := s.enqueuer.EnqueueJob(wctx, j.ID, j.Attempts+1, at, typ.Timeout); err != nil {
+		return fmt.Errorf("schedule attempt %d of %s: %w", j.Attempts+1, j.ID, err) // recovery schedules it
+	}
+	s.log.WarnContext(ctx, "job attempt failed, will retry", "requestId", j.ID, "attempt", j.Attempts,
+		"code", e.Code, "nextAttemptAt", at.Format(time.RFC3339Nano), "error", perr)
+	return nil
+}
+
 func (s *Service) fail(ctx context.Context, j Job, e *Error) error {
 	done := s.now().UTC()
-	j.Status, j.Error, j.UpdatedAt, j.CompletedAt, j.DeliveryID = StatusFailed, e, done, &done, DeliveryID(j.ID)
+	j.Status, j.Error, j.LastError, j.UpdatedAt, j.CompletedAt, j.DeliveryID = StatusFailed, e, nil, done, &done, DeliveryID(j.ID)
 	return s.finish(ctx, j)
 }
 
 // finish records the job's outcome and creates its delivery in one atomic
 // write, then makes the first delivery attempt.
 func (s *Service) finish(ctx context.Context, j Job) error {
-	upd := s.store.finishUpdate(j)
-	err := s.deliver(ctx, j, &upd)
-	if isStale(err) || errors.Is(err, timeindex.ErrNoRecord) {
-		// Another run of this task finished the job first; it delivers.
-		s.log.WarnContext(ctx, "job finished by another run", "requestId", j.ID, "error", err)
-		return nil
-	}
-	var deferred interface{ RetryAfter() time.Duration }
-	if err != nil && !errors.As(err, &deferred) {
-		return err // nothing written: the task runs again
-	}
-	// Finished; err may still ask for the first attempt to wait (a busy or
-	// failing receiver host), which the task queue does without a failure.
-	if j.Status == StatusFailed {
-		s.log.WarnContext(ctx, "job failed", "requestId", j.ID, "type", j.Type, "code", j.Error.Code, "attempt", j.Attempts)
-	} else {
-		s.log.InfoContext(ctx, "job completed", "requestId", j.ID, "type", j.Type, "attempt", j.Attempts)
-	}
-	return err
-}
-
-func (s *Service) deliver(ctx context.Context, j Job, finish *timeindex.Update) error {
 	body, err := WebhookBody(j)
 	if err != nil {
 		return err
@@ -412,12 +503,25 @@ func (s *Service) deliver(ctx context.Context, j Job, finish *timeindex.Update) 
 	if j.Status == StatusFailed {
 		event = EventFailed
 	}
-	_, err = s.deliverer.Deliver(ctx, webhooks.Message{ID: DeliveryID(j.ID), RequestID: j.ID, ClientID: j.ClientID,
-		EventType: event, URL: j.CallbackURL, Body: body}, finish)
-	return err
+	m := webhooks.Message{ID: j.DeliveryID, RequestID: j.ID, ClientID: j.ClientID, EventType: event, URL: j.CallbackURL, Body: body}
+	d, err := s.store.FinishJob(context.WithoutCancel(ctx), j, m)
+	if errors.Is(err, ErrFinished) || errors.Is(err, ErrNotFound) {
+		// Another run of this job finished it first; it delivers.
+		s.log.WarnContext(ctx, "job finished by another run", "requestId", j.ID, "error", err)
+		return nil
+	}
+	if err != nil {
+		return err // nothing written: the job runs again
+	}
+	if j.Status == StatusFailed {
+		s.log.WarnContext(ctx, "job failed", "requestId", j.ID, "type", j.Type, "code", j.Error.Code, "attempt", j.Attempts)
+	} else {
+		s.log.InfoContext(ctx, "job completed", "requestId", j.ID, "type", j.Type, "attempt", j.Attempts)
+	}
+	return s.deliverer.FirstAttempt(ctx, d)
 }
 
 // List pages through jobs for the admin API.
 func (s *Service) List(ctx context.Context, f Filter, limit int, cursor string) ([]Job, string, error) {
-	return s.store.List(ctx, f, limit, cursor)
+	return s.store.ListJobs(ctx, f, limit, cursor)
 }

@@ -1,11 +1,13 @@
 // Package recovery repairs what a crash can leave half-done and keeps Redis
-// bounded. Boomerang never acknowledges a task before its successor is
-// durable, so asynq's own lease recovery re-runs almost everything; the
-// sweep here catches the rest: work whose task was lost outright (a crash
-// between two writes, an evicted key, a task archived after its retries).
+// bounded. Every job and every pending delivery has a recovery time in the
+// store: the time by which something should have happened to it (its
+// worker picked it up, its lease was renewed, its retry ran, its first
+// attempt was recorded). Work that goes well moves or clears that time as
+// it goes; the Sweeper only looks at what is overdue, so it costs nothing
+// while all is well and never scans whole indexes.
 //
-// Every repair is idempotent — tasks are enqueued under fixed ids — so any
-// number of workers may sweep at once.
+// Each repair enqueues a task under a fixed id (idempotent), so any number
+// of workers may sweep at once.
 package recovery
 
 import (
@@ -19,16 +21,29 @@ import (
 	"github.com/boomerang-dev/boomerang/webhooks"
 )
 
-// Jobs is what the sweep needs of jobs.Store.
-type Jobs interface {
-	Stuck(ctx context.Context, st jobs.Status, now time.Time, age time.Duration, fn func(jobs.Job) error) error
-	Trim(ctx context.Context, clientIDs []string, cutoff time.Time) (int, error)
+// Due is a record whose recovery time has come, as the store holds it.
+type Due struct {
+	RequestID        string
+	Exists           bool
+	Job              jobs.Status
+	JobAttempts      int
+	Delivery         webhooks.Status // "" before the job ends
+	DeliveryAttempts int
 }
 
-// Deliveries is what the sweep needs of webhooks.Store.
-type Deliveries interface {
-	Stale(ctx context.Context, now time.Time, grace time.Duration, fn func(webhooks.Delivery) error) error
-	StaleReplays(ctx context.Context, now time.Time, grace time.Duration, fn func(replayID string) error) error
+// Store is what the sweep needs of redisstore.Store.
+type Store interface {
+	Partitions() int
+	// Overdue returns up to limit records of a partition whose recovery
+	// time is not after now, and the next recovery time after now (zero if
+	// none).
+	Overdue(ctx context.Context, partition int, now time.Time, limit int) ([]Due, time.Time, error)
+	// Reschedule moves a record's recovery time to at; a zero at takes it
+	// off the schedule.
+	Reschedule(ctx context.Context, requestID string, at time.Time) error
+	RunningReplays(ctx context.Context) ([]webhooks.BulkReplay, error)
+	// Trim drops index entries, created before cutoff, of records that
+	// expired; lock keeps two processes from trimming at once.
 	Trim(ctx context.Context, clientIDs []string, cutoff time.Time) (int, error)
 }
 
@@ -39,69 +54,101 @@ type Clients interface {
 
 // Queue re-enqueues work; every call must be idempotent by id.
 type Queue interface {
-	EnqueueJob(ctx context.Context, requestID string, timeout time.Duration) error
+	EnqueueJob(ctx context.Context, requestID string, attempt int, at time.Time, timeout time.Duration) error
 	ScheduleAttempt(ctx context.Context, deliveryID string, attempt int, at time.Time) error
 	StartReplay(ctx context.Context, replayID string) error
 }
 
 // Sweeper finds and repairs stranded work.
 type Sweeper struct {
-	Jobs       Jobs
-	Deliveries Deliveries
-	Clients    Clients
-	Queue      Queue
-	// JobAge is how long a job may stay PROCESSING without a change before
-	// it is re-enqueued: longer than the longest job timeout plus one
-	// delivery attempt, plus Grace. An ACCEPTED job is re-enqueued after
-	// Grace: its task may never have been written (a 503 whose write landed
-	// anyway), and re-enqueuing one that waits in a backlog is a no-op.
-	JobAge time.Duration
+	Store   Store
+	Clients Clients
+	Queue   Queue
 	// JobTimeout is the timeout given to a re-enqueued job task.
 	JobTimeout time.Duration
-	// Grace is how overdue a delivery attempt or a replay must be; above
-	// asynq's ~65 s recovery of crashed tasks, so the sweep only catches what
-	// asynq cannot.
-	Grace     time.Duration
-	Retention time.Duration
-	Now       func() time.Time
-	Logger    *slog.Logger
+	// RecoverAfter is when a repaired record is looked at again, if the
+	// repair did not move it on by then.
+	RecoverAfter time.Duration
+	// ReplayGrace is how long a running bulk replay may go without progress.
+	ReplayGrace time.Duration
+	Retention   time.Duration
+	Now         func() time.Time
+	Logger      *slog.Logger
 }
 
 // Report counts what one sweep did.
 type Report struct {
-	JobsRequeued, DeliveriesRescheduled, ReplaysRestarted int
-	JobEntriesTrimmed, DeliveryEntriesTrimmed             int
+	JobsRequeued, DeliveriesRescheduled, ReplaysRestarted, EntriesTrimmed int
 }
 
-// Sweep runs every repair once and trims expired index entries.
-func (s *Sweeper) Sweep(ctx context.Context) (Report, error) {
+// batch is how many overdue records one repair of a partition takes.
+const batch = 200
+
+// Repair repairs the overdue records of one partition and returns when the
+// next one is due (zero: none scheduled).
+func (s *Sweeper) Repair(ctx context.Context, partition int) (Report, time.Time, error) {
 	var r Report
 	now := s.Now()
-	requeue := func(j jobs.Job) error {
-		r.JobsRequeued++
-		return s.Queue.EnqueueJob(ctx, j.ID, s.JobTimeout)
+	due, next, err := s.Store.Overdue(ctx, partition, now, batch)
+	if err != nil {
+		return r, time.Time{}, err
 	}
-	err1 := errors.Join(s.Jobs.Stuck(ctx, jobs.StatusAccepted, now, s.Grace, requeue),
-		s.Jobs.Stuck(ctx, jobs.StatusProcessing, now, s.JobAge, requeue))
-	err2 := s.Deliveries.Stale(ctx, now, s.Grace, func(d webhooks.Delivery) error {
-		r.DeliveriesRescheduled++
-		return s.Queue.ScheduleAttempt(ctx, d.ID, d.Attempts+1, now)
-	})
-	err3 := s.Deliveries.StaleReplays(ctx, now, s.Grace, func(id string) error {
-		r.ReplaysRestarted++
-		return s.Queue.StartReplay(ctx, id)
-	})
-	var ids []string
-	err4 := s.Clients.IDs(ctx, func(id string) error { ids = append(ids, id); return nil })
-	cutoff := now.Add(-s.Retention)
-	var err5, err6 error
-	r.JobEntriesTrimmed, err5 = s.Jobs.Trim(ctx, ids, cutoff)
-	r.DeliveryEntriesTrimmed, err6 = s.Deliveries.Trim(ctx, ids, cutoff)
-	return r, errors.Join(err1, err2, err3, err4, err5, err6)
+	for _, d := range due {
+		var err error
+		switch {
+		case !d.Exists:
+			err = s.Store.Reschedule(ctx, d.RequestID, time.Time{})
+		case d.Job == jobs.StatusAccepted || d.Job == jobs.StatusProcessing:
+			// The hint was lost, the worker died, or its retry task was:
+			// the task runs it (a live lease makes the task wait).
+			r.JobsRequeued++
+			err = errors.Join(s.Queue.EnqueueJob(ctx, d.RequestID, d.JobAttempts+1, now, s.JobTimeout),
+				s.Store.Reschedule(ctx, d.RequestID, now.Add(s.RecoverAfter)))
+		case d.Delivery == webhooks.StatusPending:
+			r.DeliveriesRescheduled++
+			err = errors.Join(s.Queue.ScheduleAttempt(ctx, jobs.DeliveryID(d.RequestID), d.DeliveryAttempts+1, now),
+				s.Store.Reschedule(ctx, d.RequestID, now.Add(s.RecoverAfter)))
+		default:
+			err = s.Store.Reschedule(ctx, d.RequestID, time.Time{}) // nothing left to do
+		}
+		if err != nil {
+			return r, time.Time{}, err
+		}
+	}
+	if len(due) == batch {
+		next = now // more are overdue
+	}
+	return r, next, nil
 }
 
-// Start sweeps now and then every interval until ctx ends or stop is called.
-func (s *Sweeper) Start(ctx context.Context, interval time.Duration) (stop func()) {
+// Maintain restarts stalled bulk replays and trims expired index entries.
+func (s *Sweeper) Maintain(ctx context.Context) (Report, error) {
+	var r Report
+	now := s.Now()
+	replays, err1 := s.Store.RunningReplays(ctx)
+	for _, rp := range replays {
+		if now.Sub(rp.UpdatedAt) > s.ReplayGrace {
+			r.ReplaysRestarted++
+			if err := s.Queue.StartReplay(ctx, rp.ID); err != nil {
+				err1 = errors.Join(err1, err)
+			}
+		}
+	}
+	var clientIDs []string
+	err2 := s.Clients.IDs(ctx, func(id string) error { clientIDs = append(clientIDs, id); return nil })
+	var err3 error
+	r.EntriesTrimmed, err3 = s.Store.Trim(ctx, clientIDs, now.Add(-s.Retention))
+	return r, errors.Join(err1, err2, err3)
+}
+
+// idleCheck is how often a partition with nothing due is looked at anyway,
+// for records scheduled since (each costs one command).
+const idleCheck = 5 * time.Second
+
+// Start sweeps until ctx ends or stop is called: each partition when its
+// next record is due (at most every tick), and maintenance every
+// maintainEvery.
+func (s *Sweeper) Start(ctx context.Context, tick, maintainEvery time.Duration) (stop func()) {
 	log := s.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -111,17 +158,37 @@ func (s *Sweeper) Start(ctx context.Context, interval time.Duration) (stop func(
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(interval)
+		nextCheck := make([]time.Time, s.Store.Partitions())
+		var lastMaintain time.Time
+		t := time.NewTicker(tick)
 		defer t.Stop()
 		for {
-			r, err := s.Sweep(ctx)
-			if err != nil && ctx.Err() == nil {
-				log.Warn("recovery sweep incomplete", "error", err)
+			now := s.Now()
+			for p := range nextCheck {
+				if now.Before(nextCheck[p]) {
+					continue
+				}
+				r, next, err := s.Repair(ctx, p)
+				if err != nil && ctx.Err() == nil {
+					log.Warn("recovery: repairing a partition failed", "partition", p, "error", err)
+				}
+				if r != (Report{}) {
+					log.Info("recovery", "partition", p, "jobsRequeued", r.JobsRequeued, "deliveriesRescheduled", r.DeliveriesRescheduled)
+				}
+				nextCheck[p] = now.Add(idleCheck)
+				if !next.IsZero() && next.Before(nextCheck[p]) {
+					nextCheck[p] = next
+				}
 			}
-			if r != (Report{}) {
-				log.Info("recovery sweep", "jobsRequeued", r.JobsRequeued, "deliveriesRescheduled", r.DeliveriesRescheduled,
-					"replaysRestarted", r.ReplaysRestarted, "jobEntriesTrimmed", r.JobEntriesTrimmed,
-					"deliveryEntriesTrimmed", r.DeliveryEntriesTrimmed)
+			if now.Sub(lastMaintain) >= maintainEvery {
+				lastMaintain = now
+				r, err := s.Maintain(ctx)
+				if err != nil && ctx.Err() == nil {
+					log.Warn("recovery: maintenance incomplete", "error", err)
+				}
+				if r != (Report{}) {
+					log.Info("recovery maintenance", "replaysRestarted", r.ReplaysRestarted, "entriesTrimmed", r.EntriesTrimmed)
+				}
 			}
 			select {
 			case <-ctx.Done():
@@ -132,3 +199,4 @@ func (s *Sweeper) Start(ctx context.Context, interval time.Duration) (stop func(
 	}()
 	return func() { cancel(); wg.Wait() }
 }
+

@@ -11,10 +11,6 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// RetryDelay decides the wait before a job task runs again after the job's
-// processor failed (webhooks.RetryPolicy.Delay fits).
-type RetryDelay func(failed int) time.Duration
-
 // deferral is an error that asks for its task to run again after
 // RetryAfter without counting as a failure (webhooks.DeferError): the task
 // is not failing, it is waiting for its turn.
@@ -23,7 +19,6 @@ type deferral interface{ RetryAfter() time.Duration }
 // ServerOptions configures the worker.
 type ServerOptions struct {
 	Concurrency     int
-	JobRetryDelay   RetryDelay
 	ShutdownTimeout time.Duration
 	// TaskCheckInterval is how long an idle worker waits before polling the
 	// queues again (asynq's default is 1 s); it bounds the pickup delay of a
@@ -41,15 +36,20 @@ type Server struct {
 	h   Handlers
 }
 
-// NewServer returns a worker server over rdb.
-func NewServer(rdb redis.UniversalClient, o ServerOptions, h Handlers) *Server {
+// NewServer returns a worker server over rdb, serving the given partition
+// queues and the maintenance queue.
+func NewServer(rdb redis.UniversalClient, partitions []string, o ServerOptions, h Handlers) *Server {
+	queues := map[string]int{QueueMaintenance: maintenanceWeight}
+	for _, p := range partitions {
+		queues[p] = partitionWeight
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              o.Concurrency,
-		Queues:                   queueWeights,
+		Queues:                   queues,
 		TaskCheckInterval:        o.TaskCheckInterval,
 		DelayedTaskCheckInterval: o.DelayedTaskCheckInterval,
 		ShutdownTimeout:          o.ShutdownTimeout,
@@ -57,9 +57,6 @@ func NewServer(rdb redis.UniversalClient, o ServerOptions, h Handlers) *Server {
 			var d deferral
 			if errors.As(err, &d) {
 				return d.RetryAfter()
-			}
-			if t.Type() == TypeJob && o.JobRetryDelay != nil {
-				return o.JobRetryDelay(n + 1)
 			}
 			return min(time.Duration(1<<min(n, 6))*time.Second, time.Minute)
 		},

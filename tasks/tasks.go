@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/boomerang-dev/boomerang/ids"
+
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )
@@ -23,16 +25,17 @@ const (
 	TypeReplay   = "replay:bulk"
 )
 
-// Queues and their weights: jobs (which make each first delivery attempt
-// inline) ahead of retries, and bulk replays last, so a replay of 100 000
-// deliveries cannot starve fresh work.
-const (
-	QueueJobs        = "jobs"
-	QueueRetries     = "retries"
-	QueueMaintenance = "maintenance"
-)
+// Every partition has its own queue, named by its hash tag, so that on a
+// cluster a partition's tasks live on the master that holds its records;
+// bulk replays have a queue of their own, weighted low, so a replay of
+// 100 000 deliveries cannot starve fresh work.
+const QueueMaintenance = "maintenance"
 
-var queueWeights = map[string]int{QueueJobs: 6, QueueRetries: 3, QueueMaintenance: 1}
+// partitionWeight and maintenanceWeight are the queues' asynq weights.
+const (
+	partitionWeight   = 4
+	maintenanceWeight = 1
+)
 
 // infraRetries is how often a task is re-run after errors that are not the
 // job's own (Redis blips, lease expiry after a crash); the job's processing
@@ -40,19 +43,31 @@ var queueWeights = map[string]int{QueueJobs: 6, QueueRetries: 3, QueueMaintenanc
 const infraRetries = 25
 
 // Queue enqueues Boomerang's tasks. It implements jobs.Enqueuer,
-// webhooks.Scheduler and webhooks.ReplayStarter.
+// webhooks.Scheduler, webhooks.ReplayStarter and recovery.Queue.
 type Queue struct {
 	client          *asynq.Client
 	inspector       *asynq.Inspector
+	partitions      []string // queue names, by partition
 	deliveryTimeout time.Duration
 	now             func() time.Time
 }
 
-// NewQueue returns a Queue over rdb. deliveryTimeout bounds each attempt; a
-// job task's timeout is its type's timeout plus one inline attempt.
-func NewQueue(rdb redis.UniversalClient, deliveryTimeout time.Duration) *Queue {
+// NewQueue returns a Queue over rdb. partitions names the queue of each
+// partition (ids carry their partition); deliveryTimeout bounds each
+// attempt, and a job task's timeout is its type's timeout plus one inline
+// attempt.
+func NewQueue(rdb redis.UniversalClient, partitions []string, deliveryTimeout time.Duration) *Queue {
 	return &Queue{client: asynq.NewClientFromRedisClient(rdb), inspector: asynq.NewInspectorFromRedisClient(rdb),
-		deliveryTimeout: deliveryTimeout, now: time.Now}
+		partitions: partitions, deliveryTimeout: deliveryTimeout, now: time.Now}
+}
+
+// queueOf is the queue of an id's partition.
+func (q *Queue) queueOf(id string) string {
+	p := ids.Partition(id)
+	if p >= len(q.partitions) {
+		p = 0
+	}
+	return q.partitions[p]
 }
 
 // wholeSeconds rounds up: asynq truncates timeouts to whole seconds, and a
@@ -86,11 +101,15 @@ func (q *Queue) enqueue(ctx context.Context, queue, id string, t *asynq.Task, op
 	return err
 }
 
-// EnqueueJob makes a job's processing durable, once per request id.
-func (q *Queue) EnqueueJob(ctx context.Context, requestID string, timeout time.Duration) error {
+// EnqueueJob makes processing attempt n of a job durable, due at at, once
+// per (request id, attempt).
+func (q *Queue) EnqueueJob(ctx context.Context, requestID string, n int, at time.Time, timeout time.Duration) error {
 	t := asynq.NewTask(TypeJob, []byte(requestID))
-	return q.enqueue(ctx, QueueJobs, requestID, t, asynq.MaxRetry(infraRetries),
-		asynq.Timeout(wholeSeconds(timeout+q.deliveryTimeout+10*time.Second)))
+	opts := []asynq.Option{asynq.MaxRetry(infraRetries), asynq.Timeout(wholeSeconds(timeout + q.deliveryTimeout + 10*time.Second))}
+	if at.After(q.now()) {
+		opts = append(opts, asynq.ProcessAt(at))
+	}
+	return q.enqueue(ctx, q.queueOf(requestID), requestID+":"+strconv.Itoa(n), t, opts...)
 }
 
 type attemptPayload struct {
@@ -105,7 +124,7 @@ func (q *Queue) ScheduleAttempt(ctx context.Context, deliveryID string, n int, a
 	if at.After(q.now()) {
 		opts = append(opts, asynq.ProcessAt(at))
 	}
-	return q.enqueue(ctx, QueueRetries, deliveryID+":"+strconv.Itoa(n), asynq.NewTask(TypeDelivery, payload), opts...)
+	return q.enqueue(ctx, q.queueOf(deliveryID), deliveryID+":"+strconv.Itoa(n), asynq.NewTask(TypeDelivery, payload), opts...)
 }
 
 // StartReplay runs a bulk replay in the background, once per replay id.

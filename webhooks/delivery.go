@@ -12,6 +12,7 @@ package webhooks
 
 import (
 	"encoding/json"
+	"errors"
 	"slices"
 	"time"
 )
@@ -35,6 +36,22 @@ func ValidStatus(s string) bool {
 
 // Statuses lists the delivery statuses.
 func Statuses() []string { return slices.Clone(statuses) }
+
+// Errors of the store, decided with errors.Is.
+var (
+	ErrNotFound = errors.New("delivery not found")
+	ErrConflict = errors.New("delivery is pending")
+	// ErrStale: the delivery changed since it was read (another run
+	// recorded this attempt first, or it is no longer PENDING).
+	ErrStale = errors.New("delivery changed concurrently")
+)
+
+// Filter selects deliveries for lists and bulk replays.
+type Filter struct {
+	Status       Status
+	ClientID     string
+	Since, Until time.Time
+}
 
 // Message is what a finished job hands over to be delivered.
 type Message struct {
@@ -70,8 +87,11 @@ type Delivery struct {
 	Payload        json.RawMessage `json:"payload,omitempty"`
 	AttemptLog     []Attempt       `json:"attemptLog,omitempty"`
 
-	roundStart      int // attempts made before the latest replay
-	deferredAttempt int // the attempt number DeferredReason applies to
+	// RoundStart is the number of attempts made before the latest replay;
+	// DeferredAttempt the attempt number DeferredReason applies to. Both
+	// are stored, not shown.
+	RoundStart      int `json:"-"`
+	DeferredAttempt int `json:"-"`
 }
 
 // Error classes of failed attempts.
@@ -110,5 +130,8 @@ type Attempt struct {
 	Outcome         string            `json:"outcome"`
 	NextAttemptAt   *time.Time        `json:"nextAttemptAt,omitempty"`
 
-	sigs int // signatures sent, for the stored form
+	// Signatures is how many signatures were sent (several while a secret
+	// rotates); the stored form keeps it instead of the request headers,
+	// which RequestHeaders rebuilds.
+	Signatures int `json:"-"`
 }

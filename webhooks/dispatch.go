@@ -20,8 +20,30 @@ import (
 
 	"github.com/boomerang-dev/boomerang/egress"
 	"github.com/boomerang-dev/boomerang/signing"
-	"github.com/boomerang-dev/boomerang/timeindex"
 )
+
+// Store keeps deliveries and their attempt logs (redisstore.Store). A
+// delivery is created with its job's outcome (jobs.Store.FinishJob); every
+// change here is one atomic, guarded step.
+type Store interface {
+	// GetDelivery returns a delivery with its webhook body (Payload), and
+	// its attempt log if asked.
+	GetDelivery(ctx context.Context, id string, withAttempts bool) (Delivery, error)
+	// RecordAttempt appends a to d's log and moves d to status, provided d
+	// still has a.Number-1 attempts and is PENDING (else ErrStale).
+	RecordAttempt(ctx context.Context, d Delivery, a Attempt, status Status) error
+	// PostponeDelivery moves attempt n of d to until, saying why (one of
+	// the Defer* reasons), provided no attempt was recorded meanwhile.
+	PostponeDelivery(ctx context.Context, d Delivery, n int, until time.Time, reason string) error
+	// ReopenDelivery moves a DELIVERED or FAILED delivery back to PENDING
+	// for a replay due at now (ErrConflict if it is PENDING).
+	ReopenDelivery(ctx context.Context, id string, now time.Time) (Delivery, error)
+	// ListDeliveries pages through deliveries, newest first.
+	ListDeliveries(ctx context.Context, f Filter, limit int, cursor string) ([]Delivery, string, error)
+	CountDeliveries(ctx context.Context, f Filter) (int64, error)
+	SaveReplay(ctx context.Context, r BulkReplay) error
+	GetReplay(ctx context.Context, id string) (BulkReplay, error)
+}
 
 // Scheduler makes a later attempt durable: ScheduleAttempt must be
 // idempotent per (deliveryID, attempt), because crashes make it repeat.
@@ -48,7 +70,7 @@ const (
 
 // Dispatcher makes delivery attempts and decides what follows each one.
 type Dispatcher struct {
-	store     *Store
+	store     Store
 	client    *http.Client
 	scheduler Scheduler
 	replays   ReplayStarter
@@ -65,7 +87,7 @@ type Dispatcher struct {
 // DispatcherOptions wires a Dispatcher. Transport carries the SSRF guard
 // (egress.Policy.Transport); Now and Policy.Rand are injectable for tests.
 type DispatcherOptions struct {
-	Store     *Store
+	Store     Store
 	Transport http.RoundTripper
 	Secrets   SecretSource
 	Scheduler Scheduler
@@ -115,20 +137,17 @@ func NewDispatcher(o DispatcherOptions) *Dispatcher {
 	}
 }
 
-// Deliver creates the delivery for m (or finds it, if a crash made the job
-// run again) and makes the first attempt right away, so no queue poll stands
-// between a finished job and its webhook. finish, if not nil, is written in
-// the same script as the delivery (see Store.Create); its failed check is
-// returned as is (timeindex.ErrWrongStatus, ...), and nothing is attempted.
-func (d *Dispatcher) Deliver(ctx context.Context, m Message, finish *timeindex.Update) (Delivery, error) {
-	dl, created, err := d.store.create(ctx, m, d.now().UTC(), finish)
-	if err != nil {
-		return Delivery{}, err
+// FirstAttempt makes the first attempt of a delivery just created with its
+// job's outcome, so no queue poll stands between a finished job and its
+// webhook. If the attempt must wait (a circuit, a concurrency cap), it is
+// scheduled as a task instead.
+func (d *Dispatcher) FirstAttempt(ctx context.Context, dl Delivery) error {
+	err := d.attempt(ctx, dl)
+	var def *DeferError
+	if errors.As(err, &def) {
+		return d.scheduler.ScheduleAttempt(ctx, dl.ID, 1, def.Until.Add(time.Second))
 	}
-	if created {
-		return dl, d.attempt(ctx, dl) // the common case, without reading it back
-	}
-	return dl, d.Attempt(ctx, m.ID, 1)
+	return err
 }
 
 // Attempt makes attempt number n of a delivery, if it is still due: a
@@ -136,7 +155,7 @@ func (d *Dispatcher) Deliver(ctx context.Context, m Message, finish *timeindex.U
 // is scheduled. It returns an error only when the outcome could not be
 // recorded or scheduled, so the caller's task runs again.
 func (d *Dispatcher) Attempt(ctx context.Context, id string, n int) error {
-	dl, err := d.store.Get(ctx, id)
+	dl, err := d.store.GetDelivery(ctx, id, false)
 	if errors.Is(err, ErrNotFound) {
 		d.log.WarnContext(ctx, "delivery gone, nothing to attempt", "deliveryId", id)
 		return nil
@@ -189,7 +208,7 @@ func (d *Dispatcher) attempt(ctx context.Context, dl Delivery) error {
 	case deferral == nil:
 		a, retryAfter = d.send(ctx, dl, n, signer)
 		t.done(outcomeOf(a))
-	case circuitReason(deferral.Reason) && circuitReason(dl.DeferredReason) && dl.deferredAttempt == n:
+	case circuitReason(deferral.Reason) && circuitReason(dl.DeferredReason) && dl.DeferredAttempt == n:
 		// This attempt waited for the circuit once already: it fails
 		// without a request, so the delivery keeps its own schedule and
 		// ends on time instead of waiting for probes forever.
@@ -200,7 +219,7 @@ func (d *Dispatcher) attempt(ctx context.Context, dl Delivery) error {
 	}
 
 	status := StatusPending
-	roundAttempts := a.Number - dl.roundStart
+	roundAttempts := a.Number - dl.RoundStart
 	switch {
 	case a.ErrorClass == "":
 		status, a.Outcome = StatusDelivered, OutcomeDelivered
@@ -216,8 +235,8 @@ func (d *Dispatcher) attempt(ctx context.Context, dl Delivery) error {
 		next := a.StartedAt.Add(time.Duration(a.DurationMs)*time.Millisecond + wait).UTC()
 		a.NextAttemptAt, a.Outcome = &next, OutcomeRetry
 	}
-	if err := d.store.record(ctx, dl, a, status); err != nil {
-		if errors.Is(err, timeindex.ErrGuard) || errors.Is(err, timeindex.ErrWrongStatus) {
+	if err := d.store.RecordAttempt(ctx, dl, a, status); err != nil {
+		if errors.Is(err, ErrStale) {
 			return nil // another run recorded this attempt first
 		}
 		return err
@@ -235,7 +254,7 @@ func (d *Dispatcher) attempt(ctx context.Context, dl Delivery) error {
 // that it does not count, records why, and asks for the task to run again
 // then.
 func (d *Dispatcher) postpone(ctx context.Context, dl Delivery, n int, def *DeferError) error {
-	if err := d.store.postpone(ctx, dl, n, def.Until, def.Reason); err != nil && !errors.Is(err, timeindex.ErrGuard) && !errors.Is(err, timeindex.ErrWrongStatus) {
+	if err := d.store.PostponeDelivery(ctx, dl, n, def.Until, def.Reason); err != nil && !errors.Is(err, ErrStale) {
 		return err
 	}
 	if ok, suppressed := d.deferLog.allow(def.Reason+" "+endpointOf(dl.ClientID, dl.URL), d.now()); ok {
@@ -253,8 +272,8 @@ func (d *Dispatcher) send(ctx context.Context, dl Delivery, n int, signer *signi
 	ts := start.Unix()
 	a := Attempt{Number: n, StartedAt: start, URL: dl.URL}
 	sig := signer.Sign(dl.ID, ts, dl.Payload)
-	a.sigs = strings.Count(sig, " ") + 1
-	a.RequestHeaders = requestHeaders(dl, ts, d.userAgent, a.sigs)
+	a.Signatures = strings.Count(sig, " ") + 1
+	a.RequestHeaders = RequestHeaders(dl, ts, d.userAgent, a.Signatures)
 	finish := func() { a.DurationMs = d.now().Sub(start).Milliseconds() }
 
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)

@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/boomerang-dev/boomerang/ids"
-	"strconv"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/boomerang-dev/boomerang/ids"
 )
 
 // Replay reopens a DELIVERED or FAILED delivery and schedules its next
@@ -18,7 +16,7 @@ import (
 // ErrConflict.
 func (d *Dispatcher) Replay(ctx context.Context, id string) (Delivery, error) {
 	now := d.now().UTC()
-	dl, err := d.store.reopen(ctx, id, now)
+	dl, err := d.store.ReopenDelivery(ctx, id, now)
 	if err != nil {
 		return Delivery{}, err
 	}
@@ -44,7 +42,8 @@ type BulkReplay struct {
 	CreatedAt  time.Time  `json:"createdAt"`
 	UpdatedAt  time.Time  `json:"updatedAt"`
 	FinishedAt *time.Time `json:"finishedAt,omitempty"`
-	cursor     string
+	// Cursor is where a running replay resumes (stored, not shown).
+	Cursor string `json:"-"`
 }
 
 // Bulk replay states.
@@ -57,11 +56,6 @@ const (
 // ErrReplayNotFound is returned for an unknown replay id.
 var ErrReplayNotFound = errors.New("replay not found")
 
-func replayKey(id string) string { return "bmr:replay:" + id }
-
-// runningReplaysKey is the set of bulk replays not yet done, for recovery.
-const runningReplaysKey = "bmr:replays:running"
-
 // ReplayStarter runs a bulk replay in the background, durably.
 type ReplayStarter interface {
 	StartReplay(ctx context.Context, replayID string) error
@@ -71,7 +65,7 @@ type ReplayStarter interface {
 // background runner. A dry run only counts.
 func (d *Dispatcher) StartBulkReplay(ctx context.Context, f Filter, dryRun bool) (BulkReplay, error) {
 	now := d.now().UTC()
-	matched, err := d.store.Count(ctx, f)
+	matched, err := d.store.CountDeliveries(ctx, f)
 	if err != nil {
 		return BulkReplay{}, err
 	}
@@ -80,7 +74,7 @@ func (d *Dispatcher) StartBulkReplay(ctx context.Context, f Filter, dryRun bool)
 	if dryRun {
 		r.State, r.FinishedAt = ReplayDone, &now
 	}
-	if err := d.store.saveReplay(ctx, r); err != nil {
+	if err := d.store.SaveReplay(ctx, r); err != nil {
 		return BulkReplay{}, err
 	}
 	if !dryRun {
@@ -93,19 +87,19 @@ func (d *Dispatcher) StartBulkReplay(ctx context.Context, f Filter, dryRun bool)
 
 // GetReplay returns a bulk replay's progress.
 func (d *Dispatcher) GetReplay(ctx context.Context, id string) (BulkReplay, error) {
-	return d.store.getReplay(ctx, id)
+	return d.store.GetReplay(ctx, id)
 }
 
 // RunBulkReplay pages through the matches, replaying each, and saves its
 // progress after every page so a crash resumes where it stopped. It never
 // holds more than one page in memory.
 func (d *Dispatcher) RunBulkReplay(ctx context.Context, id string) error {
-	r, err := d.store.getReplay(ctx, id)
+	r, err := d.store.GetReplay(ctx, id)
 	if err != nil {
 		return err
 	}
 	for r.State == ReplayRunning {
-		page, next, err := d.store.List(ctx, r.Filter, 500, r.cursor)
+		page, next, err := d.store.ListDeliveries(ctx, r.Filter, 500, r.Cursor)
 		if err != nil {
 			return err
 		}
@@ -120,62 +114,16 @@ func (d *Dispatcher) RunBulkReplay(ctx context.Context, id string) error {
 				return err
 			}
 		}
-		r.cursor, r.UpdatedAt = next, d.now().UTC()
+		r.Cursor, r.UpdatedAt = next, d.now().UTC()
 		if next == "" {
 			r.State, r.FinishedAt = ReplayDone, &r.UpdatedAt
 		}
-		if err := d.store.saveReplay(ctx, r); err != nil {
+		if err := d.store.SaveReplay(ctx, r); err != nil {
 			return err
 		}
 	}
 	d.log.InfoContext(ctx, "bulk replay finished", "replayId", id, "replayed", r.Replayed, "skipped", r.Skipped)
 	return nil
-}
-
-func (s *Store) saveReplay(ctx context.Context, r BulkReplay) error {
-	fields := []any{
-		"id", r.ID, "status", string(r.Filter.Status), "clientId", r.Filter.ClientID,
-		"since", fmtTimeOrEmpty(r.Filter.Since), "until", fmtTimeOrEmpty(r.Filter.Until),
-		"dryRun", strconv.FormatBool(r.DryRun), "state", r.State, "matched", r.Matched,
-		"replayed", r.Replayed, "skipped", r.Skipped, "error", r.Error, "cursor", r.cursor,
-		"createdAt", fmtTime(r.CreatedAt), "updatedAt", fmtTime(r.UpdatedAt), "finishedAt", fmtTimePtr(r.FinishedAt),
-	}
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, replayKey(r.ID), fields...)
-		p.Expire(ctx, replayKey(r.ID), s.retention)
-		if r.State == ReplayRunning {
-			p.SAdd(ctx, runningReplaysKey, r.ID)
-		} else {
-			p.SRem(ctx, runningReplaysKey, r.ID)
-		}
-		return nil
-	})
-	return err
-}
-
-func fmtTimeOrEmpty(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return fmtTime(t)
-}
-
-func (s *Store) getReplay(ctx context.Context, id string) (BulkReplay, error) {
-	f, err := s.rdb.HGetAll(ctx, replayKey(id)).Result()
-	if err != nil {
-		return BulkReplay{}, err
-	}
-	if len(f) == 0 {
-		return BulkReplay{}, ErrReplayNotFound
-	}
-	r := BulkReplay{ID: f["id"], State: f["state"], Error: f["error"], cursor: f["cursor"],
-		Filter:    Filter{Status: Status(f["status"]), ClientID: f["clientId"], Since: parseTime(f["since"]), Until: parseTime(f["until"])},
-		CreatedAt: parseTime(f["createdAt"]), UpdatedAt: parseTime(f["updatedAt"]), FinishedAt: parseTimePtr(f["finishedAt"])}
-	r.DryRun, _ = strconv.ParseBool(f["dryRun"])
-	r.Matched, _ = strconv.ParseInt(f["matched"], 10, 64)
-	r.Replayed, _ = strconv.ParseInt(f["replayed"], 10, 64)
-	r.Skipped, _ = strconv.ParseInt(f["skipped"], 10, 64)
-	return r, nil
 }
 
 // MarshalJSON adds the filter to a replay's JSON.
@@ -198,29 +146,4 @@ func (r BulkReplay) MarshalJSON() ([]byte, error) {
 		plain
 		Filter map[string]any `json:"filter"`
 	}{plain(r), f})
-}
-
-// StaleReplays calls fn for running bulk replays without progress for longer
-// than grace: a crash may have lost their task.
-func (s *Store) StaleReplays(ctx context.Context, now time.Time, grace time.Duration, fn func(replayID string) error) error {
-	ids, err := s.rdb.SMembers(ctx, runningReplaysKey).Result()
-	if err != nil {
-		return err
-	}
-	for _, id := range ids {
-		r, err := s.getReplay(ctx, id)
-		if errors.Is(err, ErrReplayNotFound) {
-			s.rdb.SRem(ctx, runningReplaysKey, id)
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if r.State == ReplayRunning && now.Sub(r.UpdatedAt) > grace {
-			if err := fn(id); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }

@@ -3,12 +3,13 @@ package webhooks
 import (
 	"context"
 	"fmt"
-	"github.com/boomerang-dev/boomerang/testkit"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/boomerang-dev/boomerang/testkit"
 
 	"github.com/redis/go-redis/v9"
 )

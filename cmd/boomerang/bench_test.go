@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/boomerang-dev/boomerang/testkit"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/boomerang-dev/boomerang/testkit"
 
 	"github.com/boomerang-dev/boomerang/redistest"
 	"github.com/redis/go-redis/v9"

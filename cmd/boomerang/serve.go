@@ -16,16 +16,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/boomerang-dev/boomerang/clients"
 	"github.com/boomerang-dev/boomerang/config"
-	"github.com/boomerang-dev/boomerang/egress"
 	"github.com/boomerang-dev/boomerang/handlers"
-	"github.com/boomerang-dev/boomerang/jobs"
-	"github.com/boomerang-dev/boomerang/recovery"
-	"github.com/boomerang-dev/boomerang/tasks"
-	"github.com/boomerang-dev/boomerang/webhooks"
-	"github.com/redis/go-redis/v9"
 )
 
 // serve runs the service until ctx ends.
@@ -51,8 +44,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	defer stopRedis()
 
-	app := wire(cfg, rdb, log)
+	app, err := wire(ctx, cfg, rdb, log)
+	if err != nil {
+		return err
+	}
 	defer app.queue.Close()
+	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWatch()
+	go app.clients.Watch(watchCtx) // drop cached clients as they change, in every process
 	if cfg.Embedded() {
 		if err := createDemoClient(ctx, app.clients, cfg, getenv("BOOMERANG_ADMIN_TOKEN") == "", stdout); err != nil {
 			return err
@@ -68,29 +67,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 
 	var workersUp atomic.Bool
-	var workers *tasks.Server
-	stopMaintenance := func() {}
+	shutdownWorkers := func() {}
 	if cfg.Role.RunsWorkers() {
-		workers = tasks.NewServer(rdb, tasks.ServerOptions{
-			Concurrency:              cfg.Concurrency,
-			JobRetryDelay:            webhooks.RetryPolicy{Initial: time.Second, MaxInterval: 5 * time.Minute, MaxAttempts: cfg.JobMaxAttempts}.Delay,
-			ShutdownTimeout:          cfg.ShutdownTimeout,
-			TaskCheckInterval:        cfg.TaskCheckInterval,
-			DelayedTaskCheckInterval: 200 * time.Millisecond,
-			Logger:                   log,
-		}, tasks.Handlers{RunJob: app.jobs.Run, Attempt: app.dispatcher.Attempt, RunBulkReplay: app.dispatcher.RunBulkReplay})
-		if err := workers.Start(); err != nil {
+		stop, err := startWorkers(ctx, cfg, rdb, app, log)
+		if err != nil {
 			return err
 		}
 		workersUp.Store(true)
-		stopMaintenance = app.sweeper.Start(ctx, time.Minute)
-	}
-	shutdownWorkers := func() {
-		stopMaintenance()
-		if workers != nil {
-			workersUp.Store(false)
-			workers.Shutdown()
-		}
+		shutdownWorkers = func() { workersUp.Store(false); stop() }
 	}
 
 	ready := func(ctx context.Context) error {
@@ -109,8 +93,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return nil
 	}
 
-	deps := handlers.Deps{Jobs: app.jobs, Clients: app.clients, Deliveries: app.deliveries, Replays: app.dispatcher,
-		Limiter: clients.NewRateLimiter(rdb, float64(cfg.RateLimit), cfg.RateBurst, time.Now),
+	deps := handlers.Deps{Jobs: app.jobs, Clients: app.clients, Deliveries: app.store, Replays: app.dispatcher,
+		Limiter: clients.NewRateLimiter(app.store, float64(cfg.RateLimit), cfg.RateBurst, time.Now),
 		Ready:   ready, AdminToken: cfg.AdminToken, MaxBody: cfg.MaxBodyBytes, Grace: cfg.SecretGrace, Logger: log}
 	public := handlers.ServePublic | handlers.ServeAdmin
 	var servers []*http.Server
@@ -165,54 +149,13 @@ func startHTTP(addr string, h http.Handler, what string, stdout io.Writer, log *
 	return s, nil
 }
 
-// openRedis connects to the configured Redis, or starts the embedded one.
-func openRedis(ctx context.Context, cfg *config.Config, stdout io.Writer, log *slog.Logger) (redis.UniversalClient, func(), error) {
-	if !cfg.Embedded() {
-		opt, err := redis.ParseURL(cfg.RedisURL)
-		if err != nil {
-			return nil, nil, fmt.Errorf("BOOMERANG_REDIS_URL: %w", err)
-		}
-		opt.PoolSize = max(opt.PoolSize, cfg.Concurrency+20)
-		rdb := redis.NewClient(opt)
-		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		for {
-			err := rdb.Ping(pctx).Err()
-			if err == nil {
-				break
-			}
-			if pctx.Err() != nil {
-				rdb.Close()
-				return nil, nil, fmt.Errorf("redis at BOOMERANG_REDIS_URL does not answer: %w", err)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		return rdb, func() { rdb.Close() }, nil
-	}
-	mr := miniredis.NewMiniRedis()
-	mr.ClockTTL(true) // without it keys with a TTL never expire
-	if err := mr.StartAddr("127.0.0.1:0"); err != nil {
-		return nil, nil, fmt.Errorf("start embedded redis: %w", err)
-	}
-	banner := "WARNING: BOOMERANG_REDIS_URL is not set: running on an EMBEDDED IN-MEMORY Redis at " + mr.Addr() +
-		". Nothing survives a restart. Set BOOMERANG_REDIS_URL for anything but a try-out."
-	fmt.Fprintf(stdout, "\n*** %s ***\n\n", banner)
-	log.Warn(banner)
-	if cfg.AdminToken == "" {
-		cfg.AdminToken = randomToken()
-		fmt.Fprintln(stdout, "boomerang: BOOMERANG_ADMIN_TOKEN is not set: generated one (embedded mode only), shown below")
-	}
-	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), PoolSize: cfg.Concurrency + 20})
-	return rdb, func() { rdb.Close(); mr.Close() }, nil
-}
-
 func randomToken() string {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func createDemoClient(ctx context.Context, store *clients.Store, cfg config.Config, generatedToken bool, stdout io.Writer) error {
+func createDemoClient(ctx context.Context, store *clients.Service, cfg config.Config, generatedToken bool, stdout io.Writer) error {
 	c, key, secret, err := store.Create(ctx, "demo")
 	if err != nil {
 		return fmt.Errorf("create demo client: %w", err)
@@ -245,77 +188,6 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
-}
-
-// app is the wired domain.
-type app struct {
-	clients    *clients.Store
-	jobs       *jobs.Service
-	deliveries *webhooks.Store
-	dispatcher *webhooks.Dispatcher
-	queue      *tasks.Queue
-	sweeper    *recovery.Sweeper
-}
-
-// recoveryGrace is how overdue work must be before the sweep re-enqueues it:
-// above asynq's ~65 s recovery of crashed tasks.
-const recoveryGrace = 2 * time.Minute
-
-func maxJobTimeout(cfg config.Config) time.Duration {
-	d := cfg.JobTimeout
-	for _, t := range cfg.JobTimeouts {
-		d = max(d, t)
-	}
-	return d
-}
-
-func wire(cfg config.Config, rdb redis.UniversalClient, log *slog.Logger) app {
-	cl := clients.NewStore(rdb, time.Now)
-	dstore := webhooks.NewStore(rdb, cfg.Retention)
-	jstore := jobs.NewStore(rdb, cfg.Retention)
-	queue := tasks.NewQueue(rdb, cfg.DeliveryTimeout)
-	policy := egress.Policy{AllowPrivate: cfg.AllowPrivateCallbacks, AllowCIDRs: cfg.AllowCallbackCIDRs, RequireHTTPS: cfg.RequireHTTPS}
-	dispatcher := webhooks.NewDispatcher(webhooks.DispatcherOptions{
-		Store: dstore, Transport: policy.Transport(), Secrets: cl, Scheduler: queue, Replays: queue,
-		Policy:           webhooks.RetryPolicy{Initial: cfg.RetryInitial, MaxInterval: cfg.RetryMaxInterval, MaxAttempts: cfg.RetryMaxAttempts},
-		Timeout:          cfg.DeliveryTimeout,
-		HostConcurrency:  cfg.HostConcurrency,
-		BreakerThreshold: cfg.BreakerThreshold,
-		BreakerCooldown:  cfg.BreakerCooldown,
-		UserAgent:        "Boomerang/" + version,
-		Logger:           log,
-	})
-	svc := jobs.NewService(jobs.ServiceOptions{
-		Store: jstore, Registry: registry(cfg), URLs: egress.Checker{Policy: policy}, Enqueuer: queue, Deliverer: dispatcher,
-		MaxAttempts: cfg.JobMaxAttempts, Logger: log,
-		Limits: jobs.Limits{MaxPayloadBytes: cfg.Limits.MaxPayloadBytes, MaxMetadataKeys: cfg.Limits.MaxMetadataKeys,
-			MaxMetadataBytes: cfg.Limits.MaxMetadataBytes, MaxKeyLength: cfg.Limits.MaxKeyLength,
-			MaxTypeLength: cfg.Limits.MaxTypeLength, TypePattern: cfg.Limits.TypePattern},
-	})
-	sweeper := &recovery.Sweeper{
-		Jobs: jstore, Deliveries: dstore, Clients: cl, Queue: queue,
-		JobAge:     maxJobTimeout(cfg) + cfg.DeliveryTimeout + recoveryGrace,
-		JobTimeout: maxJobTimeout(cfg), Grace: recoveryGrace, Retention: cfg.Retention, Now: time.Now, Logger: log,
-	}
-	return app{clients: cl, jobs: svc, deliveries: dstore, dispatcher: dispatcher, queue: queue, sweeper: sweeper}
-}
-
-// registry holds the built-in job types and the operator's HTTP-forwarding
-// types. Upstreams are the operator's own, so they skip the SSRF policy.
-func registry(cfg config.Config) *jobs.Registry {
-	timeout := func(name string) time.Duration {
-		if d, ok := cfg.JobTimeouts[name]; ok {
-			return d
-		}
-		return cfg.JobTimeout
-	}
-	r := jobs.NewRegistry()
-	r.Register("echo", jobs.Echo, timeout("echo"))
-	upstream := jobs.NewUpstreamClient()
-	for name, url := range cfg.JobHTTP {
-		r.Register(name, jobs.HTTPForwarder{URL: url, Client: upstream, UserAgent: "Boomerang/" + version}, timeout(name))
-	}
-	return r
 }
 
 // pprofHandler serves Go's profiles; only on BOOMERANG_DEBUG_ADDR.

@@ -1,11 +1,10 @@
-package webhooks
+package redisstore
 
 import (
 	"encoding/json"
-	"strconv"
 	"time"
 
-	"github.com/boomerang-dev/boomerang/signing"
+	"github.com/boomerang-dev/boomerang/webhooks"
 )
 
 // storedAttempt is an Attempt as kept in Redis: short keys, and without the
@@ -27,9 +26,9 @@ type storedAttempt struct {
 	Next int64             `json:"x,omitempty"` // next attempt, Unix ms
 }
 
-func encodeAttempt(a Attempt) ([]byte, error) {
+func encodeAttempt(a webhooks.Attempt) ([]byte, error) {
 	s := storedAttempt{N: a.Number, S: a.StartedAt.UnixMilli(), D: a.DurationMs, UA: a.RequestHeaders["User-Agent"],
-		Sigs: max(a.sigs, 1), SC: a.StatusCode, RH: a.ResponseHeaders, RB: a.ResponseBody, EC: a.ErrorClass, E: a.Error, O: a.Outcome}
+		Sigs: max(a.Signatures, 1), SC: a.StatusCode, RH: a.ResponseHeaders, RB: a.ResponseBody, EC: a.ErrorClass, E: a.Error, O: a.Outcome}
 	if a.NextAttemptAt != nil {
 		s.Next = a.NextAttemptAt.UnixMilli()
 	}
@@ -37,37 +36,20 @@ func encodeAttempt(a Attempt) ([]byte, error) {
 }
 
 // decodeAttempt rebuilds an Attempt of delivery d.
-func decodeAttempt(raw []byte, d Delivery) (Attempt, error) {
+func decodeAttempt(raw []byte, d webhooks.Delivery) (webhooks.Attempt, error) {
 	var s storedAttempt
 	if err := json.Unmarshal(raw, &s); err != nil {
-		return Attempt{}, err
+		return webhooks.Attempt{}, err
 	}
 	start := time.UnixMilli(s.S).UTC()
-	a := Attempt{Number: s.N, StartedAt: start, DurationMs: s.D, URL: d.URL, StatusCode: s.SC,
+	a := webhooks.Attempt{Number: s.N, StartedAt: start, DurationMs: s.D, URL: d.URL, StatusCode: s.SC,
 		ResponseHeaders: s.RH, ResponseBody: s.RB, ErrorClass: s.EC, Error: s.E, Outcome: s.O}
-	if s.EC != ClassCircuit { // a short-circuited attempt sent nothing
-		a.RequestHeaders = requestHeaders(d, start.Unix(), s.UA, s.Sigs)
+	if s.EC != webhooks.ClassCircuit { // a short-circuited attempt sent nothing
+		a.RequestHeaders = webhooks.RequestHeaders(d, start.Unix(), s.UA, s.Sigs)
 	}
 	if s.Next != 0 {
 		next := time.UnixMilli(s.Next).UTC()
 		a.NextAttemptAt = &next
 	}
 	return a, nil
-}
-
-// requestHeaders are the headers an attempt sends, with the signature
-// redacted: signatures are not secrets, but nothing gains from keeping them.
-func requestHeaders(d Delivery, ts int64, userAgent string, sigs int) map[string]string {
-	redacted := "v1,<redacted>"
-	if sigs > 1 {
-		redacted = strconv.Itoa(sigs) + " × v1,<redacted>"
-	}
-	return map[string]string{
-		"Content-Type":          "application/json",
-		"Content-Length":        strconv.Itoa(len(d.Payload)),
-		"User-Agent":            userAgent,
-		signing.HeaderID:        d.ID,
-		signing.HeaderTimestamp: strconv.FormatInt(ts, 10),
-		signing.HeaderSignature: redacted,
-	}
 }

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/boomerang-dev/boomerang/clients"
+	"github.com/boomerang-dev/boomerang/config"
+	"github.com/boomerang-dev/boomerang/egress"
+	"github.com/boomerang-dev/boomerang/jobs"
+	"github.com/boomerang-dev/boomerang/recovery"
+	"github.com/boomerang-dev/boomerang/redisstore"
+	"github.com/boomerang-dev/boomerang/tasks"
+	"github.com/boomerang-dev/boomerang/webhooks"
+	"github.com/redis/go-redis/v9"
+)
+
+// app is the wired domain.
+type app struct {
+	store      *redisstore.Store
+	clients    *clients.Service
+	jobs       *jobs.Service
+	dispatcher *webhooks.Dispatcher
+	queue      *tasks.Queue
+	sweeper    *recovery.Sweeper
+}
+
+func maxJobTimeout(cfg config.Config) time.Duration {
+	d := cfg.JobTimeout
+	for _, t := range cfg.JobTimeouts {
+		d = max(d, t)
+	}
+	return d
+}
+
+// recoverAfter is how late a job or a delivery may be before recovery
+// steps in: past a delivery attempt in flight, and short enough that a
+// lost hint costs half a minute, not more.
+func recoverAfter(cfg config.Config) time.Duration {
+	return max(30*time.Second, cfg.DeliveryTimeout+15*time.Second)
+}
+
+func wire(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, log *slog.Logger) (app, error) {
+	store, err := redisstore.New(ctx, rdb, redisstore.Options{Partitions: cfg.Partitions, Retention: cfg.Retention,
+		RecoverAfter: recoverAfter(cfg), WaitReplicas: cfg.RedisWaitReplicas, WaitTimeout: cfg.RedisWaitTimeout})
+	if err != nil {
+		return app{}, fmt.Errorf("redis: %w", err)
+	}
+	cl := clients.NewService(store, clients.Options{Logger: log})
+	queue := tasks.NewQueue(rdb, store.Tags(), cfg.DeliveryTimeout)
+	policy := egress.Policy{AllowPrivate: cfg.AllowPrivateCallbacks, AllowCIDRs: cfg.AllowCallbackCIDRs, RequireHTTPS: cfg.RequireHTTPS}
+	dispatcher := webhooks.NewDispatcher(webhooks.DispatcherOptions{
+		Store: store, Transport: policy.Transport(), Secrets: cl, Scheduler: queue, Replays: queue,
+		Policy:           webhooks.RetryPolicy{Initial: cfg.RetryInitial, MaxInterval: cfg.RetryMaxInterval, MaxAttempts: cfg.RetryMaxAttempts},
+		Timeout:          cfg.DeliveryTimeout,
+		HostConcurrency:  cfg.HostConcurrency,
+		BreakerThreshold: cfg.BreakerThreshold,
+		BreakerCooldown:  cfg.BreakerCooldown,
+		UserAgent:        "Boomerang/" + version,
+		Logger:           log,
+	})
+	svc := jobs.NewService(jobs.ServiceOptions{
+		Store: store, Registry: registry(cfg), URLs: egress.Checker{Policy: policy}, Enqueuer: queue, Deliverer: dispatcher,
+		MaxAttempts: cfg.JobMaxAttempts, Partitions: store.Partitions(), Logger: log,
+		RetryDelay: webhooks.RetryPolicy{Initial: time.Second, MaxInterval: 5 * time.Minute, MaxAttempts: cfg.JobMaxAttempts}.Delay,
+		Limits: jobs.Limits{MaxPayloadBytes: cfg.Limits.MaxPayloadBytes, MaxMetadataKeys: cfg.Limits.MaxMetadataKeys,
+			MaxMetadataBytes: cfg.Limits.MaxMetadataBytes, MaxKeyLength: cfg.Limits.MaxKeyLength,
+			MaxTypeLength: cfg.Limits.MaxTypeLength, TypePattern: cfg.Limits.TypePattern},
+	})
+	sweeper := &recovery.Sweeper{Store: store, Clients: cl, Queue: queue, JobTimeout: maxJobTimeout(cfg),
+		RecoverAfter: recoverAfter(cfg), ReplayGrace: 2 * time.Minute, Retention: cfg.Retention, Now: time.Now, Logger: log}
+	return app{store: store, clients: cl, jobs: svc, dispatcher: dispatcher, queue: queue, sweeper: sweeper}, nil
+}
+
+// startWorkers runs the job runner (new jobs, from the ready queue), the
+// task server (retries, recoveries, replays) and the recovery sweep; stop
+// ends them, letting running work finish within the shutdown timeout.
+func startWorkers(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, a app, log *slog.Logger) (stop func(), err error) {
+	srv := tasks.NewServer(rdb, a.store.Tags(), tasks.ServerOptions{
+		Concurrency:              cfg.Concurrency,
+		ShutdownTimeout:          cfg.ShutdownTimeout,
+		TaskCheckInterval:        cfg.TaskCheckInterval,
+		DelayedTaskCheckInterval: time.Second,
+		Logger:                   log,
+	}, tasks.Handlers{RunJob: a.jobs.Run, Attempt: a.dispatcher.Attempt, RunBulkReplay: a.dispatcher.RunBulkReplay})
+	if err := srv.Start(); err != nil {
+		return nil, err
+	}
+	partitions := make([]int, a.store.Partitions())
+	for i := range partitions {
+		partitions[i] = i
+	}
+	runner := a.jobs.StartRunner(a.store, jobs.RunnerOptions{Partitions: partitions, Concurrency: cfg.Concurrency,
+		Grace: cfg.ShutdownTimeout})
+	stopSweep := a.sweeper.Start(ctx, time.Second, 5*time.Minute)
+	return func() {
+		stopSweep()
+		runner.Stop()
+		srv.Shutdown()
+	}, nil
+}
+
+// registry holds the built-in job types and the operator's HTTP-forwarding
+// types. Upstreams are the operator's own, so they skip the SSRF policy.
+func registry(cfg config.Config) *jobs.Registry {
+	timeout := func(name string) time.Duration {
+		if d, ok := cfg.JobTimeouts[name]; ok {
+			return d
+		}
+		return cfg.JobTimeout
+	}
+	r := jobs.NewRegistry()
+	r.Register("echo", jobs.Echo, timeout("echo"))
+	upstream := jobs.NewUpstreamClient()
+	for name, url := range cfg.JobHTTP {
+		r.Register(name, jobs.HTTPForwarder{URL: url, Client: upstream, UserAgent: "Boomerang/" + version}, timeout(name))
+	}
+	return r
+}

@@ -1,0 +1,114 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// ReadyQueue hands out the ids of jobs submitted for processing now, one
+// to each caller (redisstore.Store, a blocking pop per partition). An empty
+// id means nothing came within wait.
+type ReadyQueue interface {
+	NextReady(ctx context.Context, partition int, wait time.Duration) (requestID string, err error)
+}
+
+// Runner processes jobs from the ready queue as soon as they are
+// submitted: no polling delay, and no cost while idle, since each partition
+// waits in one blocking pop. A job whose hint is lost (a crash between the
+// pop and the claim) is run by the recovery's task instead.
+type Runner struct {
+	svc         *Service
+	queue       ReadyQueue
+	partitions  []int
+	concurrency int
+	wait        time.Duration
+	grace       time.Duration // time running jobs get at Stop
+	log         func(msg string, args ...any)
+
+	cancel  context.CancelFunc // stops taking jobs
+	abandon context.CancelFunc // cancels running jobs after the grace period
+	wg      sync.WaitGroup     // the poppers
+	jobs    sync.WaitGroup     // the running jobs
+}
+
+// RunnerOptions configures a Runner.
+type RunnerOptions struct {
+	Partitions  []int         // the partitions this process serves
+	Concurrency int           // jobs run at once
+	Wait        time.Duration // longest single blocking pop; 0 means 5 s
+	Grace       time.Duration // how long Stop lets running jobs finish
+}
+
+// StartRunner starts taking jobs from q until Stop.
+func (s *Service) StartRunner(q ReadyQueue, o RunnerOptions) *Runner {
+	if o.Wait <= 0 {
+		o.Wait = 5 * time.Second
+	}
+	r := &Runner{svc: s, queue: q, partitions: o.Partitions, concurrency: max(1, o.Concurrency), wait: o.Wait,
+		grace: o.Grace, log: s.log.Warn}
+	popCtx, cancel := context.WithCancel(context.Background())
+	runCtx, abandon := context.WithCancel(context.Background())
+	r.cancel, r.abandon = cancel, abandon
+	slots := make(chan struct{}, r.concurrency)
+	for _, p := range r.partitions {
+		r.wg.Add(1)
+		go r.pop(popCtx, runCtx, p, slots)
+	}
+	return r
+}
+
+// pop takes one job at a time from a partition, when a slot is free.
+func (r *Runner) pop(ctx, runCtx context.Context, partition int, slots chan struct{}) {
+	defer r.wg.Done()
+	for {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		id, err := r.queue.NextReady(ctx, partition, r.wait)
+		if err != nil || id == "" {
+			<-slots
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				r.log("ready queue unavailable; jobs wait for it or for recovery", "partition", partition, "error", err)
+				select {
+				case <-time.After(time.Second):
+				case <-ctx.Done():
+					return
+				}
+			}
+			continue
+		}
+		r.jobs.Add(1)
+		go func() {
+			defer r.jobs.Done()
+			defer func() { <-slots }()
+			var leased *LeasedError
+			if err := r.svc.Run(runCtx, id); err != nil && !errors.As(err, &leased) {
+				r.log("job run failed; it will be recovered", "requestId", id, "error", err)
+			}
+		}()
+	}
+}
+
+// Stop stops taking jobs, lets running ones finish within the grace
+// period, then cancels them (a canceled job is released for another
+// worker).
+func (r *Runner) Stop() {
+	r.cancel()
+	r.wg.Wait()
+	done := make(chan struct{})
+	go func() { r.jobs.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(r.grace):
+		r.abandon()
+		<-done
+	}
+	r.abandon()
+}

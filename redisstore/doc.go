@@ -1,0 +1,46 @@
+// Package redisstore keeps all of Boomerang's state in Redis: jobs and
+// their deliveries, attempt logs, the ready queue, the recovery schedule,
+// clients and their keys, rate-limit buckets and bulk replays. It is the
+// only package that knows the key layout and the Lua scripts; the domain
+// packages (jobs, webhooks, clients, recovery) declare the small interfaces
+// they need, and *Store implements them all.
+//
+// It runs on one Redis, on Sentinel, and on Redis Cluster. Every script
+// touches keys of one hash tag only, so one slot, and every key a script
+// touches is passed in KEYS. Jobs are spread over partitions; a job's id
+// carries its partition (ids.Partition), so any process finds its keys.
+//
+// # Key layout
+//
+// {P} is a partition's hash tag (PartitionTags: chosen so that the
+// partitions' slots spread evenly over the slot space, so over the masters
+// of a cluster), and the asynq queue of that partition has the same name,
+// so a partition's tasks live on the same master as its records. <b> is the
+// 26 characters a job's ids share (req_<b>, msg_<b>).
+//
+//	bmr:{P}:r:<b>             hash    a job and its delivery: one record (see record.go)
+//	bmr:{P}:jobs              zset    every job, by creation (index member: 10-char time + <b>)
+//	bmr:{P}:jobs:c:<client>   zset    a client's jobs
+//	bmr:{P}:jobs:f            zset    FAILED jobs
+//	bmr:{P}:jobs:f:<client>   zset    a client's FAILED jobs
+//	bmr:{P}:dlv               zset    every delivery, by its creation (the job's end)
+//	bmr:{P}:dlv:c:<client>    zset    a client's deliveries
+//	bmr:{P}:dlv:f             zset    FAILED deliveries
+//	bmr:{P}:dlv:f:<client>    zset    a client's FAILED deliveries
+//	bmr:{P}:due               zset    <b> → when recovery must act if nothing happens first (Unix ms)
+//	bmr:{P}:ready             list    <b> of jobs submitted for processing now (the workers' blocking pop)
+//	bmr:{P}:idem:<client>:<h> string  "<b> <fingerprint>" for 24 h: an Idempotency-Key's claim
+//	bmr:client:{<cli>}        hash    a client: name, createdAt, jobTypes, disabled, secrets
+//	bmr:client:{<cli>}:keys   hash    keyId → {"hint","createdAt","hash"}
+//	bmr:apikey:<sha256>       string  "<cli> <keyId>": what a key authenticates
+//	bmr:clients               zset    every client, by creation
+//	bmr:rl:{<cli>}            hash    a client's token bucket (t tokens, ts Unix ms)
+//	bmr:{replays}:r:<rpl>     hash    a bulk replay's filter and progress
+//	bmr:{replays}:running     set     bulk replays not finished
+//	bmr:partitions            string  the partition count this Redis was set up with
+//	bmr:clients:changed       channel client ids whose keys, status or secrets changed
+//
+// Records, index entries and claims expire with the retention (records are
+// touched on every change); index entries of expired records are trimmed by
+// the recovery sweep.
+package redisstore

@@ -1,0 +1,201 @@
+package redisstore
+
+import "github.com/redis/go-redis/v9"
+
+// The Lua scripts. Each touches the keys of one hash tag only, every key
+// it touches is in KEYS, and each opens with what it takes and returns.
+// Where a script takes no optional key, the caller passes the record key
+// in its place (same slot, never written).
+
+// createJobScript stores a new job, indexes it, schedules its recovery and
+// hands it to the workers, unless its Idempotency-Key is taken.
+//
+// KEYS[1] -> bmr:{P}:r:<b>
+// KEYS[2] -> bmr:{P}:jobs
+// KEYS[3] -> bmr:{P}:jobs:c:<client>
+// KEYS[4] -> bmr:{P}:due
+// KEYS[5] -> bmr:{P}:ready
+// KEYS[6] -> bmr:{P}:idem:<client>:<hash> (or KEYS[1]: no key)
+// -------
+// ARGV[1] -> index member (time prefix + <b>)
+// ARGV[2] -> <b>
+// ARGV[3] -> when recovery acts (Unix ms)
+// ARGV[4] -> retention (ms)
+// ARGV[5] -> idempotency claim "<b> <fingerprint>" ("" without a key)
+// ARGV[6] -> idempotency claim TTL (ms)
+// ARGV[7..] -> record field, value pairs
+//
+// Returns {1} when stored, {0, claim} when the key is taken, {2} when a
+// record with this id exists.
+var createJobScript = redis.NewScript(`
+if ARGV[5] ~= '' then
+  local claim = redis.call('GET', KEYS[6])
+  if claim then return {0, claim} end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {2} end
+redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+redis.call('ZADD', KEYS[3], 0, ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[3], ARGV[2])
+redis.call('LPUSH', KEYS[5], ARGV[2])
+if ARGV[5] ~= '' then redis.call('SET', KEYS[6], ARGV[5], 'PX', ARGV[6]) end
+return {1}
+`)
+
+// claimJobScript moves an ACCEPTED job, or a PROCESSING one whose lease or
+// retry time has come, to PROCESSING under a lease, and counts the attempt.
+// The state field s is "<status> <attempts> <updated ns> <completed ns>
+// <not before ms>".
+//
+// KEYS[1] -> bmr:{P}:r:<b>
+// KEYS[2] -> bmr:{P}:due
+// -------
+// ARGV[1] -> <b>
+// ARGV[2] -> now (Unix ms)
+// ARGV[3] -> now (Unix ns), the new updated time
+// ARGV[4] -> lease until (Unix ms): the new not-before and recovery time
+// ARGV[5] -> retention (ms)
+//
+// Returns {1, fields} when claimed (the record afterwards), {-1, fields}
+// when the job is finished, {-2, not before} when another run holds it or
+// its retry time is ahead, {0} when there is no such job.
+var claimJobScript = redis.NewScript(`
+local s = redis.call('HGET', KEYS[1], 's')
+if not s then return {0} end
+local st, n, rest = string.match(s, '^(%S+) (%d+) (.*)$')
+if st ~= 'ACCEPTED' and st ~= 'PROCESSING' then return {-1, redis.call('HGETALL', KEYS[1])} end
+local notBefore = tonumber(string.match(rest, '(%d+)$'))
+if st == 'PROCESSING' and notBefore > tonumber(ARGV[2]) then return {-2, tostring(notBefore)} end
+n = tonumber(n) + 1
+redis.call('HSET', KEYS[1], 's', 'PROCESSING ' .. n .. ' ' .. ARGV[3] .. ' 0 ' .. ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+return {1, redis.call('HGETALL', KEYS[1])}
+`)
+
+// writeJobScript changes a job that attempt n of a run still holds:
+// renewing its lease, recording a failed attempt, or recording its outcome
+// together with its delivery.
+//
+// KEYS[1] -> bmr:{P}:r:<b>
+// KEYS[2] -> bmr:{P}:due
+// KEYS[3..4] -> indexes to add ARGV[5] to (or KEYS[1], unused)
+// KEYS[5..6] -> indexes to add ARGV[6] to (or KEYS[1], unused)
+// -------
+// ARGV[1] -> <b>
+// ARGV[2] -> the attempt that must hold the job (its state: PROCESSING n)
+// ARGV[3] -> retention (ms)
+// ARGV[4] -> when recovery acts (Unix ms)
+// ARGV[5] -> index member for KEYS[3..4] ("" adds none)
+// ARGV[6] -> index member for KEYS[5..6] ("" adds none)
+// ARGV[7..] -> record field, value pairs; an empty value deletes the field
+//
+// Returns 1 when written, -1 when another attempt holds the job or it is
+// finished, 0 when there is no such job.
+var writeJobScript = redis.NewScript(`
+local s = redis.call('HGET', KEYS[1], 's')
+if not s then return 0 end
+local st, n = string.match(s, '^(%S+) (%d+) ')
+if st ~= 'PROCESSING' or n ~= ARGV[2] then return -1 end
+local set, del = {}, {}
+for i = 7, #ARGV, 2 do
+  if ARGV[i+1] == '' then del[#del+1] = ARGV[i] else set[#set+1] = ARGV[i]; set[#set+1] = ARGV[i+1] end
+end
+if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
+if #del > 0 then redis.call('HDEL', KEYS[1], unpack(del)) end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+if ARGV[5] ~= '' then redis.call('ZADD', KEYS[3], 0, ARGV[5]); redis.call('ZADD', KEYS[4], 0, ARGV[5]) end
+if ARGV[6] ~= '' then redis.call('ZADD', KEYS[5], 0, ARGV[6]); redis.call('ZADD', KEYS[6], 0, ARGV[6]) end
+return 1
+`)
+
+// writeDeliveryScript changes a delivery whose status and attempt count
+// are still as read: records an attempt, postpones one, or reopens it for a
+// replay. The delivery field d is "<status> <attempts> …" (record.go).
+//
+// KEYS[1] -> bmr:{P}:r:<b>
+// KEYS[2] -> bmr:{P}:due
+// KEYS[3] -> bmr:{P}:dlv:f
+// KEYS[4] -> bmr:{P}:dlv:f:<client>
+// -------
+// ARGV[1] -> <b>
+// ARGV[2] -> allowed current statuses, comma-separated
+// ARGV[3] -> the attempt count it must have
+// ARGV[4] -> retention (ms)
+// ARGV[5] -> when recovery acts (Unix ms); "" takes the record off the schedule
+// ARGV[6] -> "add" or "rem" the index member ARGV[7] to or from KEYS[3..4], or ""
+// ARGV[7] -> index member (delivery time prefix + <b>)
+// ARGV[8..] -> record field, value pairs; an empty value deletes the field
+//
+// Returns 1 when written, 0 when there is no such delivery, and
+// {-1, d} when its status or attempt count differ.
+var writeDeliveryScript = redis.NewScript(`
+local d = redis.call('HGET', KEYS[1], 'd')
+if not d then return 0 end
+local st, n = string.match(d, '^(%S+) (%d+) ')
+local allowed = false
+for a in string.gmatch(ARGV[2], '[^,]+') do if a == st then allowed = true end end
+if not allowed or n ~= ARGV[3] then return {-1, d} end
+local set, del = {}, {}
+for i = 8, #ARGV, 2 do
+  if ARGV[i+1] == '' then del[#del+1] = ARGV[i] else set[#set+1] = ARGV[i]; set[#set+1] = ARGV[i+1] end
+end
+if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
+if #del > 0 then redis.call('HDEL', KEYS[1], unpack(del)) end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if ARGV[5] == '' then redis.call('ZREM', KEYS[2], ARGV[1]) else redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1]) end
+if ARGV[6] == 'add' then
+  redis.call('ZADD', KEYS[3], 0, ARGV[7]); redis.call('ZADD', KEYS[4], 0, ARGV[7])
+elseif ARGV[6] == 'rem' then
+  redis.call('ZREM', KEYS[3], ARGV[7]); redis.call('ZREM', KEYS[4], ARGV[7])
+end
+return 1
+`)
+
+// touchScript moves a record's recovery time, if it still has one and the
+// record exists (else it takes it off the schedule).
+//
+// KEYS[1] -> bmr:{P}:r:<b>
+// KEYS[2] -> bmr:{P}:due
+// -------
+// ARGV[1] -> <b>
+// ARGV[2] -> when recovery acts next (Unix ms)
+//
+// Returns 1 when moved, 0 when the record is gone.
+var touchScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 0
+end
+redis.call('ZADD', KEYS[2], 'XX', ARGV[2], ARGV[1])
+return 1
+`)
+
+// takeTokensScript takes up to a number of tokens from a client's token
+// bucket, refilled at a rate up to a burst.
+//
+// KEYS[1] -> bmr:rl:{<cli>}
+// -------
+// ARGV[1] -> rate (tokens per second)
+// ARGV[2] -> burst
+// ARGV[3] -> now (Unix ms)
+// ARGV[4] -> tokens wanted
+//
+// Returns {tokens taken, ms until one is there when none was}.
+var takeTokensScript = redis.NewScript(`
+local rate, burst, now, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local v = redis.call('HMGET', KEYS[1], 't', 'ts')
+local tokens, ts = tonumber(v[1]), tonumber(v[2])
+if tokens == nil or ts == nil then tokens, ts = burst, now end
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
+local got, wait = math.min(want, math.floor(tokens)), 0
+if got < 1 then
+  got, wait = 0, math.ceil((1 - tokens) * 1000 / rate)
+end
+tokens = tokens - got
+redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
+return {got, wait}
+`)

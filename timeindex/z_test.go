@@ -1,5 +1,0 @@
-package timeindex_test
-
-import "github.com/redis/go-redis/v9"
-
-func redisZ(member string) redis.Z { return redis.Z{Score: 0, Member: member} }
