@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -22,18 +23,27 @@ func main() {
 	}
 }
 
+const usage = `usage: boomerang <command> [flags]
+
+Commands:
+  serve     run the service (configured by BOOMERANG_* variables; serve -h)
+  listen    run a local webhook receiver that verifies signatures (listen -h)
+  version   print the version
+
+The load benchmark is a separate command: go run ./cmd/boomerang-bench
+`
+
 // run is the whole program; tests call it directly.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) < 2 {
-		return fmt.Errorf("usage: boomerang serve|listen|version")
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
 	}
 	switch args[1] {
 	case "serve":
 		return serve(ctx, args[2:], getenv, stdout, stderr)
 	case "listen":
 		return listen(ctx, args[2:], stdout, stderr)
-	case "bench":
-		return bench(ctx, args[2:], getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return nil
