@@ -12,6 +12,9 @@ import (
 // id means nothing came within wait.
 type ReadyQueue interface {
 	NextReady(ctx context.Context, partition int, wait time.Duration) (requestID string, err error)
+	// ReturnReady puts back a job taken by a runner that is stopping, at
+	// the head of its queue.
+	ReturnReady(ctx context.Context, requestID string) error
 }
 
 // Runner processes jobs from the ready queue as soon as they are
@@ -69,6 +72,13 @@ func (r *Runner) pop(ctx, runCtx context.Context, partition int, slots chan stru
 			return
 		}
 		id, err := r.queue.NextReady(ctx, partition, r.wait)
+		if id != "" && ctx.Err() != nil { // taken while stopping: leave it to another worker
+			if err := r.queue.ReturnReady(context.WithoutCancel(ctx), id); err != nil {
+				r.log("could not put a job back; recovery will run it", "requestId", id, "error", err)
+			}
+			<-slots
+			return
+		}
 		if err != nil || id == "" {
 			<-slots
 			if ctx.Err() != nil {
@@ -98,10 +108,16 @@ func (r *Runner) pop(ctx, runCtx context.Context, partition int, slots chan stru
 
 // Stop stops taking jobs, lets running ones finish within the grace
 // period, then cancels them (a canceled job is released for another
-// worker).
+// worker). A pop still blocked in the queue ends when the queue's
+// connection closes; what it takes then goes back.
 func (r *Runner) Stop() {
 	r.cancel()
-	r.wg.Wait()
+	popped := make(chan struct{})
+	go func() { r.wg.Wait(); close(popped) }()
+	select {
+	case <-popped:
+	case <-time.After(100 * time.Millisecond):
+	}
 	done := make(chan struct{})
 	go func() { r.jobs.Wait(); close(done) }()
 	select {

@@ -219,6 +219,11 @@ func (s *Store) NextReady(ctx context.Context, partition int, wait time.Duration
 	return ids.Request + res[1], nil
 }
 
+// ReturnReady puts a job back at the head of its ready list.
+func (s *Store) ReturnReady(ctx context.Context, id string) error {
+	return s.rdb.LPush(ctx, key(s.tagOf(id), "ready"), ids.Body(id)).Err()
+}
+
 // ListJobs pages through jobs newest first, merged across the partitions,
 // without payloads and results. FAILED jobs have an index of their own;
 // other status filters check the records.

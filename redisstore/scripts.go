@@ -38,7 +38,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 redis.call('ZADD', KEYS[3], 0, ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[3], ARGV[2])
-redis.call('LPUSH', KEYS[5], ARGV[2])
+redis.call('RPUSH', KEYS[5], ARGV[2])
 if ARGV[5] ~= '' then redis.call('SET', KEYS[6], ARGV[5], 'PX', ARGV[6]) end
 return {1}
 `)

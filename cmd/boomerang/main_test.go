@@ -49,6 +49,7 @@ func startService(t *testing.T, env map[string]string) *service {
 		"BOOMERANG_ALLOW_PRIVATE_CALLBACKS": "true",
 		"BOOMERANG_LOG_FORMAT":              "json",
 		"BOOMERANG_SHUTDOWN_TIMEOUT":        "5s",
+		"BOOMERANG_TASK_CHECK_INTERVAL":     "50ms", // retries in this test wait for it
 	}
 	for k, v := range env {
 		vars[k] = v

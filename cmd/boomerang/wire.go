@@ -82,7 +82,7 @@ func startWorkers(ctx context.Context, cfg config.Config, rdb redis.UniversalCli
 		Concurrency:              cfg.Concurrency,
 		ShutdownTimeout:          cfg.ShutdownTimeout,
 		TaskCheckInterval:        cfg.TaskCheckInterval,
-		DelayedTaskCheckInterval: time.Second,
+		DelayedTaskCheckInterval: cfg.TaskCheckInterval,
 		Logger:                   log,
 	}, tasks.Handlers{RunJob: a.jobs.Run, Attempt: a.dispatcher.Attempt, RunBulkReplay: a.dispatcher.RunBulkReplay})
 	if err := srv.Start(); err != nil {
