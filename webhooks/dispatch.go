@@ -203,7 +203,7 @@ func (d *Dispatcher) attempt(ctx context.Context, dl Delivery) error {
 	n := dl.Attempts + 1
 	var a Attempt
 	var retryAfter time.Duration
-	t, deferral := d.gate.acquire(hostOf(dl.URL), endpointOf(dl.ClientID, dl.URL))
+	t, deferral := d.gate.acquireWait(ctx, hostOf(dl.URL), endpointOf(dl.ClientID, dl.URL))
 	switch {
 	case deferral == nil:
 		a, retryAfter = d.send(ctx, dl, n, signer)

@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"container/list"
+	"context"
 	"fmt"
 	"net/url"
 	"strings"
@@ -76,6 +77,7 @@ func (e *DeferError) Unwrap() error {
 // failing), at most maxKeys of each, the least recently used evicted first.
 type gate struct {
 	mu        sync.Mutex
+	freed     chan struct{} // closed (and replaced) whenever a slot frees
 	hosts     *lru[hostState]
 	endpoints *lru[endpointState]
 	limit     int
@@ -109,7 +111,7 @@ func newGate(limit, threshold int, cooldown time.Duration, now func() time.Time)
 		limit = 1 << 30
 	}
 	return &gate{hosts: newLRU[hostState](maxGateKeys), endpoints: newLRU[endpointState](maxGateKeys),
-		limit: limit, threshold: threshold, cooldown: cooldown, now: now}
+		limit: limit, threshold: threshold, cooldown: cooldown, now: now, freed: make(chan struct{})}
 }
 
 // endpointOf is the breaker key of a delivery: its client and its callback
@@ -223,6 +225,42 @@ func (g *gate) acquire(host, endpoint string) (*ticket, *DeferError) {
 
 func (g *gate) probeWait() time.Duration { return min(g.cooldown, 5*time.Second) }
 
+// busyWait is how long an attempt to a healthy host or endpoint at its cap
+// waits in its worker for a slot before it is deferred: a fast receiver
+// frees one within milliseconds, and a deferral costs a task round trip
+// and a second at least.
+const busyWait = 100 * time.Millisecond
+
+// acquireWait is acquire, waiting up to busyWait for a slot of a healthy
+// host or endpoint at its cap. Circuits and failing receivers defer at once.
+func (g *gate) acquireWait(ctx context.Context, host, endpoint string) (*ticket, *DeferError) {
+	deadline := time.NewTimer(busyWait)
+	defer deadline.Stop()
+	for {
+		g.mu.Lock()
+		freed := g.freed
+		g.mu.Unlock()
+		t, def := g.acquire(host, endpoint)
+		if def == nil || (def.Reason != DeferHostBusy && def.Reason != DeferEndpointBusy) || !g.healthy(host, endpoint) {
+			return t, def
+		}
+		select {
+		case <-freed:
+		case <-deadline.C:
+			return nil, def
+		case <-ctx.Done():
+			return nil, def
+		}
+	}
+}
+
+// healthy says whether neither the host nor the endpoint has failed lately.
+func (g *gate) healthy(host, endpoint string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.hosts.get(host).failures == 0 && g.endpoints.get(endpoint).failures == 0
+}
+
 // hostLimit halves a host's cap with each consecutive host-level failure,
 // so a host that stops answering ties up few workers even before its
 // circuit opens.
@@ -246,6 +284,8 @@ func (t *ticket) done(o outcome) {
 	h := g.hosts.get(t.host)
 	e.inFlight = max(0, e.inFlight-1)
 	h.inFlight = max(0, h.inFlight-1)
+	close(g.freed)
+	g.freed = make(chan struct{})
 	if t.endProbe {
 		e.probing = false
 	}
