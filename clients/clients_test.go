@@ -12,51 +12,13 @@ import (
 	"time"
 
 	"github.com/boomerang-dev/boomerang/clients"
-	"github.com/boomerang-dev/boomerang/redistest"
+	"github.com/boomerang-dev/boomerang/page"
 	"github.com/boomerang-dev/boomerang/signing"
-	"github.com/boomerang-dev/boomerang/timeindex"
-	"github.com/redis/go-redis/v9"
 )
-
-var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-
-// clock is a settable fake clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
-func newStore(t *testing.T) (*clients.Store, *redis.Client, *clock) {
-	t.Helper()
-	rdb := redistest.Client(t)
-	c := &clock{t: t0}
-	return clients.NewStore(rdb, c.Now), rdb, c
-}
-
-func create(t *testing.T, s *clients.Store, name string) (clients.Client, string, string) {
-	t.Helper()
-	c, key, secret, err := s.Create(context.Background(), name)
-	if err != nil {
-		t.Fatalf("Create(%q): %v", name, err)
-	}
-	return c, key, secret
-}
 
 func TestCreate(t *testing.T) {
 	ctx := context.Background()
-	s, _, _ := newStore(t)
+	s, _, _ := newService(t)
 	c, key, secret := create(t, s, "Acme")
 	if !strings.HasPrefix(key, clients.APIKeyPrefix) || len(key) < len(clients.APIKeyPrefix)+40 {
 		t.Errorf("API key %q: want prefix %s and at least 40 random characters", key, clients.APIKeyPrefix)
@@ -93,7 +55,7 @@ func TestCreate(t *testing.T) {
 
 func TestRedisHoldsNoPlaintextKey(t *testing.T) {
 	ctx := context.Background()
-	s, rdb, _ := newStore(t)
+	s, rdb, _ := newService(t)
 	c, key1, _ := create(t, s, "Acme")
 	_, key2, err := s.AddKey(ctx, c.ID)
 	if err != nil {
@@ -144,7 +106,7 @@ func TestRedisHoldsNoPlaintextKey(t *testing.T) {
 
 func TestAuthenticate(t *testing.T) {
 	ctx := context.Background()
-	s, _, _ := newStore(t)
+	s, _, _ := newService(t)
 	c, key, _ := create(t, s, "Acme")
 	other, otherKey, _ := create(t, s, "Other")
 	// A key of the right form that was never issued.
@@ -182,7 +144,7 @@ func TestAuthenticate(t *testing.T) {
 
 func TestRevokeAndAddKey(t *testing.T) {
 	ctx := context.Background()
-	s, _, _ := newStore(t)
+	s, _, _ := newService(t)
 	c, key1, _ := create(t, s, "Acme")
 	other, _, _ := create(t, s, "Other")
 	k2, key2, err := s.AddKey(ctx, c.ID)
@@ -235,7 +197,7 @@ func TestRevokeAndAddKey(t *testing.T) {
 
 func TestDisable(t *testing.T) {
 	ctx := context.Background()
-	s, _, _ := newStore(t)
+	s, _, _ := newService(t)
 	c, key, _ := create(t, s, "Acme")
 	other, otherKey, _ := create(t, s, "Other")
 	if err := s.Disable(ctx, c.ID); err != nil {
@@ -262,7 +224,7 @@ func TestDisable(t *testing.T) {
 
 func TestClientJSONHasHintsButNoSecrets(t *testing.T) {
 	ctx := context.Background()
-	s, rdb, _ := newStore(t)
+	s, rdb, _ := newService(t)
 	c, key1, secret := create(t, s, "Acme")
 	_, key2, err := s.AddKey(ctx, c.ID)
 	if err != nil {
@@ -318,7 +280,7 @@ func TestClientJSONHasHintsButNoSecrets(t *testing.T) {
 
 func TestRotateSecret(t *testing.T) {
 	ctx := context.Background()
-	s, _, clk := newStore(t)
+	s, _, clk := newService(t)
 	c, _, first := create(t, s, "Acme")
 	const grace = time.Hour
 	second, err := s.RotateSecret(ctx, c.ID, grace)
@@ -346,10 +308,10 @@ func TestRotateSecret(t *testing.T) {
 		if err != nil || !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("SigningSecrets at rotation+%v = %v, %v; want %v", tc.at.Sub(t0), short(got), err, short(tc.want))
 		}
-		// The same answer from a Client value.
+		// The same answer from the stored secrets.
 		cl, _ := s.Get(ctx, c.ID)
-		if got := cl.SigningSecrets(tc.at); !reflect.DeepEqual(got, tc.want) {
-			t.Errorf("Client.SigningSecrets at rotation+%v = %v, want %v", tc.at.Sub(t0), short(got), short(tc.want))
+		if got := cl.Secrets.At(tc.at); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("Client.Secrets.At(rotation+%v) = %v, want %v", tc.at.Sub(t0), short(got), short(tc.want))
 		}
 	}
 
@@ -380,7 +342,7 @@ func TestRotateSecret(t *testing.T) {
 }
 
 func TestGetUnknown(t *testing.T) {
-	s, _, _ := newStore(t)
+	s, _, _ := newService(t)
 	for _, id := range []string{"cli_unknown", "", strings.Repeat("c", 65)} {
 		if _, err := s.Get(context.Background(), id); !errors.Is(err, clients.ErrNotFound) {
 			t.Errorf("Get(%q) = %v, want ErrNotFound", id, err)
@@ -390,7 +352,7 @@ func TestGetUnknown(t *testing.T) {
 
 func TestGetListsKeysSorted(t *testing.T) {
 	ctx := context.Background()
-	s, _, clk := newStore(t)
+	s, _, clk := newService(t)
 	c, _, _ := create(t, s, "Acme")
 	want := []string{c.Keys[0].ID}
 	for i := 1; i < 5; i++ {
@@ -419,87 +381,99 @@ func TestGetListsKeysSorted(t *testing.T) {
 
 func TestList(t *testing.T) {
 	ctx := context.Background()
-	s, _, clk := newStore(t)
-	var all []clients.Client
+	s, _, clk := newService(t)
 	for i := 0; i < 5; i++ {
 		clk.Set(t0.Add(time.Duration(i) * time.Minute))
-		c, _, _ := create(t, s, fmt.Sprintf("client-%d", i))
-		all = append([]clients.Client{c}, all...) // newest first
+		create(t, s, fmt.Sprintf("client-%d", i))
 	}
+	newestFirst := []string{"client-4", "client-3", "client-2", "client-1", "client-0"}
 	tests := []struct {
-		name  string
-		q     timeindex.Query
+		limit int
 		want  []string // names, over all pages
 		pages int
 	}{
-		{"everything", timeindex.Query{Limit: 100}, []string{"client-4", "client-3", "client-2", "client-1", "client-0"}, 1},
-		{"pages of 2", timeindex.Query{Limit: 2}, []string{"client-4", "client-3", "client-2", "client-1", "client-0"}, 3},
-		{"pages of 1", timeindex.Query{Limit: 1}, []string{"client-4", "client-3", "client-2", "client-1", "client-0"}, 5},
-		{"window", timeindex.Query{Since: t0.Add(time.Minute), Until: t0.Add(3 * time.Minute), Limit: 1}, []string{"client-2", "client-1"}, 2},
+		{100, newestFirst, 1},
+		{5, newestFirst, 1},
+		{2, newestFirst, 3},
+		{1, newestFirst, 5},
+		{0, newestFirst, 1}, // the store's default page
 	}
 	for _, tc := range tests {
 		var got []string
-		q := tc.q
-		pages := 0
+		cursor, pages := "", 0
 		for {
-			page, next, err := s.List(ctx, q)
+			page, next, err := s.List(ctx, tc.limit, cursor)
 			if err != nil {
-				t.Fatalf("List(%s): %v", tc.name, err)
+				t.Fatalf("List(limit %d, cursor %q): %v", tc.limit, cursor, err)
 			}
 			pages++
 			for _, c := range page {
 				got = append(got, c.Name)
-				if c.Keys != nil {
-					t.Errorf("List(%s) loaded the keys of %s", tc.name, c.Name)
+				if c.Keys != nil || c.Secrets != (clients.Secrets{}) {
+					t.Errorf("List(limit %d) loaded the keys or secrets of %s", tc.limit, c.Name)
 				}
 			}
 			if next == "" {
 				break
 			}
 			if pages > 10 {
-				t.Fatalf("List(%s) does not stop paging", tc.name)
+				t.Fatalf("List(limit %d) does not stop paging", tc.limit)
 			}
-			q.Cursor = next
+			cursor = next
 		}
 		if !reflect.DeepEqual(got, tc.want) || pages != tc.pages {
-			t.Errorf("List(%s) = %v in %d pages, want %v in %d", tc.name, got, pages, tc.want, tc.pages)
+			t.Errorf("List(limit %d) = %v in %d pages, want %v in %d", tc.limit, got, pages, tc.want, tc.pages)
 		}
 	}
-	if _, _, err := s.List(ctx, timeindex.Query{Cursor: "garbage!"}); err == nil {
-		t.Error("List accepted a malformed cursor")
+	for _, bad := range []string{"garbage!", "c2", "AAAA"} {
+		if _, _, err := s.List(ctx, 10, bad); !errors.Is(err, page.ErrBadCursor) {
+			t.Errorf("List(cursor %q) = %v, want page.ErrBadCursor", bad, err)
+		}
 	}
 }
 
 func TestListSkipsVanishedClients(t *testing.T) {
 	ctx := context.Background()
-	s, rdb, _ := newStore(t)
+	s, rdb, _ := newService(t)
 	c, _, _ := create(t, s, "gone")
 	kept, _, _ := create(t, s, "kept")
-	if err := rdb.Del(ctx, "bmr:client:"+c.ID).Err(); err != nil {
-		t.Fatal(err)
+	if n := rdb.Del(ctx, "bmr:client:{"+c.ID+"}").Val(); n != 1 {
+		t.Fatalf("deleted %d keys for client %s, want its record (the key layout changed?)", n, c.ID)
 	}
-	list, _, err := s.List(ctx, timeindex.Query{})
+	list, _, err := s.List(ctx, 10, "")
 	if err != nil || len(list) != 1 || list[0].ID != kept.ID {
 		t.Errorf("List with a vanished client = %+v, %v; want only %s", list, err, kept.ID)
 	}
 }
 
+// TestIDs pages through more clients than one page of IDs holds (500).
 func TestIDs(t *testing.T) {
 	ctx := context.Background()
-	s, rdb, _ := newStore(t)
+	s, _, _ := newService(t)
+	const n = 510
 	want := map[string]bool{}
-	for i := 0; i < 3; i++ {
-		c, _, _ := create(t, s, "c")
-		want[c.ID] = true
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for w := 0; w < 10; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < n/10; i++ {
+				c, _, _, err := s.Create(ctx, "c")
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				want[c.ID] = true
+				mu.Unlock()
+			}
+		}()
 	}
-	// More index entries than one page holds.
-	pipe := rdb.Pipeline()
-	for i := 0; i < 1100; i++ {
-		id := fmt.Sprintf("cli_bulk%04d", i)
-		pipe.ZAdd(ctx, "bmr:clients", redis.Z{Member: timeindex.Member(t0.Add(time.Duration(i)*time.Millisecond), id)})
-		want[id] = true
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	wg.Wait()
+	close(errs)
+	for err := range errs {
 		t.Fatal(err)
 	}
 	got := map[string]bool{}
@@ -513,8 +487,8 @@ func TestIDs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != len(want) || !reflect.DeepEqual(got, want) {
-		t.Errorf("IDs gave %d ids, want all %d", len(got), len(want))
+	if len(got) != n || !reflect.DeepEqual(got, want) {
+		t.Errorf("IDs gave %d ids, want all %d created", len(got), n)
 	}
 
 	stop := errors.New("stop")
@@ -526,7 +500,7 @@ func TestIDs(t *testing.T) {
 
 func TestClosedRedis(t *testing.T) {
 	ctx := context.Background()
-	s, rdb, _ := newStore(t)
+	s, rdb, _ := newService(t)
 	c, key, _ := create(t, s, "Acme")
 	rdb.Close()
 	if _, err := s.Authenticate(ctx, key); err == nil || errors.Is(err, clients.ErrUnauthorized) {
@@ -535,33 +509,25 @@ func TestClosedRedis(t *testing.T) {
 	if _, err := s.Get(ctx, c.ID); err == nil || errors.Is(err, clients.ErrNotFound) {
 		t.Errorf("Get over a closed Redis = %v; want a store error, not ErrNotFound", err)
 	}
+	if _, err := s.SigningSecrets(ctx, c.ID); err == nil || errors.Is(err, clients.ErrNotFound) {
+		t.Errorf("SigningSecrets over a closed Redis = %v; want a store error, not ErrNotFound", err)
+	}
 	if _, _, _, err := s.Create(ctx, "x"); err == nil {
 		t.Error("Create over a closed Redis succeeded")
 	}
 	if err := s.RevokeKey(ctx, c.ID, c.Keys[0].ID); err == nil || errors.Is(err, clients.ErrKeyNotFound) {
 		t.Errorf("RevokeKey over a closed Redis = %v; want a store error", err)
 	}
-	if _, _, err := s.List(ctx, timeindex.Query{}); err == nil {
+	if err := s.Disable(ctx, c.ID); err == nil || errors.Is(err, clients.ErrNotFound) {
+		t.Errorf("Disable over a closed Redis = %v; want a store error", err)
+	}
+	if _, err := s.RotateSecret(ctx, c.ID, time.Hour); err == nil || errors.Is(err, clients.ErrNotFound) {
+		t.Errorf("RotateSecret over a closed Redis = %v; want a store error", err)
+	}
+	if _, _, err := s.List(ctx, 10, ""); err == nil {
 		t.Error("List over a closed Redis succeeded")
 	}
 	if err := s.IDs(ctx, func(string) error { return nil }); err == nil {
 		t.Error("IDs over a closed Redis succeeded")
 	}
-}
-
-func hints(keys []clients.Key) []string {
-	var out []string
-	for _, k := range keys {
-		out = append(out, k.ID+" "+k.Hint)
-	}
-	return out
-}
-
-// short keeps secrets out of failure messages.
-func short(secrets []string) []string {
-	out := make([]string, len(secrets))
-	for i, s := range secrets {
-		out[i] = s[:10] + "..."
-	}
-	return out
 }

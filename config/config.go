@@ -51,6 +51,7 @@ type Config struct {
 	RetryMaxInterval time.Duration
 	RetryMaxAttempts int
 	DeliveryTimeout  time.Duration
+	RecoverAfter     time.Duration // how late work may be before recovery steps in
 	HostConcurrency  int           // concurrent attempts per callback host and process
 	BreakerThreshold int           // consecutive failures that open a host's circuit
 	BreakerCooldown  time.Duration // how long an open circuit defers attempts
@@ -111,6 +112,7 @@ var Vars = []Var{
 	{"BOOMERANG_RETRY_MAX_INTERVAL", "10h", "longest wait between delivery attempts (also caps Retry-After)"},
 	{"BOOMERANG_RETRY_MAX_ATTEMPTS", "12", "delivery attempts in all, the first included"},
 	{"BOOMERANG_DELIVERY_TIMEOUT", "15s", "time a receiver has to answer one attempt"},
+	{"BOOMERANG_RECOVER_AFTER", "30s (at least the delivery timeout + 15s)", "how late a job or a delivery may be before recovery runs it again: a job whose worker died, a lost retry task"},
 	{"BOOMERANG_HOST_CONCURRENCY", "10", "delivery attempts in flight at once per callback host (host:port) and worker process, halved by each consecutive failure of the host to answer; one endpoint gets at most three quarters; more wait without using up an attempt"},
 	{"BOOMERANG_BREAKER_THRESHOLD", "5", "consecutive failures that open an endpoint's circuit (5xx, 429, no answer), or a host's (no answer: DNS, connect, TLS, timeout); 0 disables the circuit breakers"},
 	{"BOOMERANG_BREAKER_COOLDOWN", "30s", "how long an open circuit defers its deliveries before one probe; an attempt waits for it once, then fails without a request (class circuit-open) and the delivery keeps its schedule"},
@@ -158,6 +160,7 @@ func Load(getenv func(string) string) (Config, error) {
 		RetryMaxInterval:    p.dur("BOOMERANG_RETRY_MAX_INTERVAL", 10*time.Hour, time.Millisecond),
 		RetryMaxAttempts:    p.int("BOOMERANG_RETRY_MAX_ATTEMPTS", 12, 1, 1000),
 		DeliveryTimeout:     p.dur("BOOMERANG_DELIVERY_TIMEOUT", 15*time.Second, 100*time.Millisecond),
+		RecoverAfter:        p.dur("BOOMERANG_RECOVER_AFTER", 0, time.Second),
 		HostConcurrency:     p.int("BOOMERANG_HOST_CONCURRENCY", 10, 1, 10000),
 		BreakerThreshold:    p.int("BOOMERANG_BREAKER_THRESHOLD", 5, 0, 1000),
 		BreakerCooldown:     p.dur("BOOMERANG_BREAKER_COOLDOWN", 30*time.Second, 100*time.Millisecond),
@@ -189,6 +192,9 @@ func Load(getenv func(string) string) (Config, error) {
 	case RoleAll, RoleAPI, RoleWorker:
 	default:
 		p.fail("BOOMERANG_ROLE", "must be all, api or worker, not %q", c.Role)
+	}
+	if c.RecoverAfter == 0 {
+		c.RecoverAfter = max(30*time.Second, c.DeliveryTimeout+15*time.Second)
 	}
 	if c.Partitions == 0 {
 		c.Partitions = 1

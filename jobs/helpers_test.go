@@ -3,15 +3,19 @@ package jobs_test
 import (
 	"context"
 	"encoding/json"
-	"sort"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/boomerang-dev/boomerang/egress"
+	"github.com/boomerang-dev/boomerang/ids"
 	"github.com/boomerang-dev/boomerang/jobs"
+	"github.com/boomerang-dev/boomerang/redisstore"
 	"github.com/boomerang-dev/boomerang/redistest"
-	"github.com/boomerang-dev/boomerang/timeindex"
+	"github.com/boomerang-dev/boomerang/testkit"
 	"github.com/boomerang-dev/boomerang/webhooks"
 	"github.com/redis/go-redis/v9"
 )
@@ -23,29 +27,14 @@ const (
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-// clock is a fake clock that moves step forward on every reading.
-type clock struct {
-	mu   sync.Mutex
-	t    time.Time
-	step time.Duration
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := c.t
-	c.t = c.t.Add(c.step)
-	return now
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
+// guard bounds the waits for something the code under test must do, so a
+// broken runner fails the test instead of hanging it; it measures nothing.
+const guard = 15 * time.Second
 
 type enqueueCall struct {
 	RequestID string
+	Attempt   int
+	At        time.Time
 	Timeout   time.Duration
 }
 
@@ -56,17 +45,17 @@ type fakeEnqueuer struct {
 	err   error
 }
 
-func (f *fakeEnqueuer) EnqueueJob(_ context.Context, requestID string, timeout time.Duration) error {
+func (f *fakeEnqueuer) EnqueueJob(_ context.Context, requestID string, attempt int, at time.Time, timeout time.Duration) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.calls = append(f.calls, enqueueCall{requestID, timeout})
+	f.calls = append(f.calls, enqueueCall{requestID, attempt, at, timeout})
 	return f.err
 }
 
 func (f *fakeEnqueuer) Calls() []enqueueCall {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]enqueueCall(nil), f.calls...)
+	return slices.Clone(f.calls)
 }
 
 func (f *fakeEnqueuer) SetErr(err error) {
@@ -75,33 +64,50 @@ func (f *fakeEnqueuer) SetErr(err error) {
 	f.err = err
 }
 
-// fakeDeliverer captures webhook messages and fails with err when set.
+type attemptCall struct {
+	DeliveryID string
+	N          int
+}
+
+// fakeDeliverer records the deliveries handed to FirstAttempt and the
+// Attempt calls, and fails both with err when set. Every FirstAttempt call
+// also sends the job's id on delivered, when set.
 type fakeDeliverer struct {
-	mu   sync.Mutex
-	msgs []webhooks.Message
-	err  error
-	rdb  *redis.Client // applies the job's completion, as the real one does atomically
+	mu        sync.Mutex
+	first     []webhooks.Delivery
+	attempts  []attemptCall
+	err       error
+	delivered chan string
 }
 
-func (f *fakeDeliverer) Deliver(ctx context.Context, m webhooks.Message, finish *timeindex.Update) (webhooks.Delivery, error) {
+func (f *fakeDeliverer) FirstAttempt(_ context.Context, d webhooks.Delivery) error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.err != nil {
-		return webhooks.Delivery{}, f.err
+	f.first = append(f.first, d)
+	err, ch := f.err, f.delivered
+	f.mu.Unlock()
+	if ch != nil {
+		ch <- d.RequestID
 	}
-	if finish != nil {
-		if _, err := finish.Family.Transition(ctx, f.rdb, finish.Change); err != nil {
-			return webhooks.Delivery{}, err
-		}
-	}
-	f.msgs = append(f.msgs, m)
-	return webhooks.Delivery{ID: m.ID, RequestID: m.RequestID}, nil
+	return err
 }
 
-func (f *fakeDeliverer) Messages() []webhooks.Message {
+func (f *fakeDeliverer) Attempt(_ context.Context, deliveryID string, n int) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]webhooks.Message(nil), f.msgs...)
+	f.attempts = append(f.attempts, attemptCall{deliveryID, n})
+	return f.err
+}
+
+func (f *fakeDeliverer) First() []webhooks.Delivery {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.first)
+}
+
+func (f *fakeDeliverer) Attempts() []attemptCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.attempts)
 }
 
 func (f *fakeDeliverer) SetErr(err error) {
@@ -110,51 +116,66 @@ func (f *fakeDeliverer) SetErr(err error) {
 	f.err = err
 }
 
-// env is a Service over a private Redis database with fakes around it.
+// env is a Service over the real store on a private Redis database, with
+// fakes at the seams around it and a clock that moves only when told.
 type env struct {
 	rdb   *redis.Client
-	store *jobs.Store
+	store *redisstore.Store
 	reg   *jobs.Registry
 	enq   *fakeEnqueuer
 	del   *fakeDeliverer
-	clock *clock
+	clock *testkit.Clock
+	opts  jobs.ServiceOptions
 	svc   *jobs.Service
 }
 
-type envOption func(*jobs.ServiceOptions)
+type option func(*jobs.ServiceOptions)
 
-func withMaxAttempts(n int) envOption {
-	return func(o *jobs.ServiceOptions) { o.MaxAttempts = n }
-}
-
-func withLimits(l jobs.Limits) envOption {
+func withMaxAttempts(n int) option { return func(o *jobs.ServiceOptions) { o.MaxAttempts = n } }
+func withLimits(l jobs.Limits) option {
 	return func(o *jobs.ServiceOptions) { o.Limits = l }
 }
+func withPartitions(n int) option { return func(o *jobs.ServiceOptions) { o.Partitions = n } }
+func withLease(d time.Duration) option {
+	return func(o *jobs.ServiceOptions) { o.Lease = d }
+}
 
-// newEnv registers "echo" (30 s) besides whatever register adds.
-func newEnv(t testing.TB, register func(*jobs.Registry), opts ...envOption) *env {
+// retryDelay is the tests' RetryDelay: a minute per failed attempt.
+func retryDelay(failed int) time.Duration { return time.Duration(failed) * time.Minute }
+
+// newEnv registers "echo" (30 s) besides whatever register adds. The store
+// has as many partitions as the service.
+func newEnv(t testing.TB, register func(*jobs.Registry), opts ...option) *env {
 	t.Helper()
 	e := &env{rdb: redistest.Client(t), reg: jobs.NewRegistry(), enq: &fakeEnqueuer{}, del: &fakeDeliverer{},
-		clock: &clock{t: t0, step: time.Second}}
-	e.del.rdb = e.rdb
+		clock: testkit.NewClock(t0)}
 	e.reg.Register("echo", jobs.Echo, echoTimeout)
 	if register != nil {
 		register(e.reg)
 	}
-	e.store = jobs.NewStore(e.rdb, 24*time.Hour)
-	o := jobs.ServiceOptions{Store: e.store, Registry: e.reg, URLs: egress.Policy{}, Enqueuer: e.enq,
-		Deliverer: e.del, Now: e.clock.Now}
+	e.opts = jobs.ServiceOptions{Registry: e.reg, URLs: egress.Policy{}, Enqueuer: e.enq, Deliverer: e.del,
+		RetryDelay: retryDelay, Now: e.clock.Now}
 	for _, opt := range opts {
-		opt(&o)
+		opt(&e.opts)
 	}
-	e.svc = jobs.NewService(o)
+	store, err := redisstore.New(context.Background(), e.rdb, redisstore.Options{Partitions: e.opts.Partitions,
+		Retention: 24 * time.Hour, RecoverAfter: time.Minute})
+	if err != nil {
+		t.Fatalf("redisstore.New: %v", err)
+	}
+	e.store, e.opts.Store = store, store
+	e.svc = jobs.NewService(e.opts)
 	return e
 }
 
-// service returns another Service over the same store and fakes.
-func (e *env) service(reg *jobs.Registry, maxAttempts int) *jobs.Service {
-	return jobs.NewService(jobs.ServiceOptions{Store: e.store, Registry: reg, URLs: egress.Policy{},
-		Enqueuer: e.enq, Deliverer: e.del, Now: e.clock.Now, MaxAttempts: maxAttempts})
+// service returns another Service (another worker) over the same store,
+// fakes and clock, changed by opts.
+func (e *env) service(opts ...option) *jobs.Service {
+	o := e.opts
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return jobs.NewService(o)
 }
 
 func (e *env) submit(t testing.TB, clientID string, sub jobs.Submission) jobs.Job {
@@ -166,6 +187,14 @@ func (e *env) submit(t testing.TB, clientID string, sub jobs.Submission) jobs.Jo
 	return j
 }
 
+// submitType submits a job of type typ with payload for cli_a.
+func (e *env) submitType(t testing.TB, typ, payload string) jobs.Job {
+	t.Helper()
+	sub := echoSub(payload)
+	sub.Type = typ
+	return e.submit(t, "cli_a", sub)
+}
+
 func (e *env) get(t testing.TB, clientID, id string) jobs.Job {
 	t.Helper()
 	j, err := e.svc.Get(context.Background(), clientID, id)
@@ -175,15 +204,76 @@ func (e *env) get(t testing.TB, clientID, id string) jobs.Job {
 	return j
 }
 
-// keys lists the keys of the test's database matching pattern, sorted.
-func (e *env) keys(t testing.TB, pattern string) []string {
+// job reads a job from the store.
+func (e *env) job(t testing.TB, id string) jobs.Job {
 	t.Helper()
-	ks, err := e.rdb.Keys(context.Background(), pattern).Result()
+	j, err := e.store.GetJob(context.Background(), id)
 	if err != nil {
-		t.Fatalf("KEYS %s: %v", pattern, err)
+		t.Fatalf("GetJob(%s): %v", id, err)
 	}
-	sort.Strings(ks)
+	return j
+}
+
+// ready pops every job id waiting in a partition's ready list, in order.
+func (e *env) ready(t testing.TB, partition int) []string {
+	t.Helper()
+	var out []string
+	for {
+		id, err := e.store.NextReady(context.Background(), partition, 10*time.Millisecond)
+		if err != nil {
+			t.Fatalf("NextReady(%d): %v", partition, err)
+		}
+		if id == "" {
+			return out
+		}
+		out = append(out, id)
+	}
+}
+
+// allReady pops every job id waiting in any partition's ready list.
+func (e *env) allReady(t testing.TB) []string {
+	t.Helper()
+	var out []string
+	for p := range e.store.Partitions() {
+		out = append(out, e.ready(t, p)...)
+	}
+	return out
+}
+
+// dataKeys lists the keys of partitioned data (records, indexes, queues,
+// claims) in the test's database: everything but the partition count.
+func (e *env) dataKeys(t testing.TB) []string {
+	t.Helper()
+	ks, err := e.rdb.Keys(context.Background(), "bmr:{*").Result()
+	if err != nil {
+		t.Fatalf("KEYS: %v", err)
+	}
+	slices.Sort(ks)
 	return ks
+}
+
+// recordKey is the key of a job's record (redisstore/doc.go), for the tests
+// that play the part of expiry.
+func (e *env) recordKey(id string) string {
+	return "bmr:{" + redisstore.PartitionTags(e.store.Partitions())[ids.Partition(id)] + "}:r:" + ids.Body(id)
+}
+
+// blockedPops counts the connections of the test's database blocked in
+// BLPOP: runners waiting for jobs.
+func (e *env) blockedPops(t testing.TB) int {
+	t.Helper()
+	list, err := e.rdb.ClientList(context.Background()).Result()
+	if err != nil {
+		t.Fatalf("CLIENT LIST: %v", err)
+	}
+	db := " db=" + strconv.Itoa(e.rdb.Options().DB) + " "
+	n := 0
+	for _, line := range strings.Split(list, "\n") {
+		if strings.Contains(line, db) && strings.Contains(line, " cmd=blpop ") {
+			n++
+		}
+	}
+	return n
 }
 
 func echoSub(payload string) jobs.Submission {
@@ -208,4 +298,43 @@ func (p *countingProcessor) Calls() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.calls
+}
+
+// receive waits for n values on ch, failing the test if they do not come
+// within the guard.
+func receive[T any](t testing.TB, ch <-chan T, n int, what string) []T {
+	t.Helper()
+	out := make([]T, 0, n)
+	timeout := time.After(guard)
+	for len(out) < n {
+		select {
+		case v := <-ch:
+			out = append(out, v)
+		case <-timeout:
+			t.Fatalf("%s: %d of %d came", what, len(out), n)
+		}
+	}
+	return out
+}
+
+// runAsync runs s.Run in the background; its error arrives on the channel.
+func runAsync(ctx context.Context, s *jobs.Service, id string) <-chan error {
+	ch := make(chan error, 1)
+	go func() { ch <- s.Run(ctx, id) }()
+	return ch
+}
+
+func errorCode(e *jobs.Error) string {
+	if e == nil {
+		return ""
+	}
+	return e.Code
+}
+
+func jobIDs(list []jobs.Job) []string {
+	out := make([]string, len(list))
+	for i, j := range list {
+		out[i] = j.ID
+	}
+	return out
 }

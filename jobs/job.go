@@ -1,9 +1,13 @@
 // Package jobs is the job domain of Boomerang: a client submits a Job, a
 // Processor registered for its type runs it, and its end becomes a webhook.
 //
-// The flow: Service.Submit validates and stores the job and hands it to the
-// Enqueuer (a durable task); the task calls Service.Run, which runs the
-// processor, stores the result, and hands the webhook to the Deliverer.
+// The flow: Service.Submit validates the job and stores it through the
+// Store, which hands it to the ReadyQueue in the same step; a Runner pops it
+// and calls Service.Run, which claims it under a lease, runs the processor,
+// and stores the outcome together with the webhook's delivery, whose first
+// attempt the Deliverer makes. A failed attempt that may be retried is
+// stored with the time of the next, which the Enqueuer makes durable (a
+// task that calls Service.Run again).
 package jobs
 
 import (

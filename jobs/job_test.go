@@ -134,3 +134,19 @@ func TestValidStatus(t *testing.T) {
 		}
 	}
 }
+
+func TestValidationErrorText(t *testing.T) {
+	tests := []struct {
+		err  *jobs.ValidationError
+		want string
+	}{
+		{&jobs.ValidationError{}, "invalid submission"},
+		{&jobs.ValidationError{Fields: []jobs.FieldError{{Field: "type", Code: "required", Message: "type is required"},
+			{Field: "metadata", Code: "invalid", Message: "x"}}}, "invalid submission: type: type is required"},
+	}
+	for _, tc := range tests {
+		if got := tc.err.Error(); got != tc.want {
+			t.Errorf("%+v.Error() = %q, want %q", tc.err, got, tc.want)
+		}
+	}
+}

@@ -33,7 +33,12 @@ type Runner struct {
 	cancel  context.CancelFunc // stops taking jobs
 	abandon context.CancelFunc // cancels running jobs after the grace period
 	wg      sync.WaitGroup     // the poppers
-	jobs    sync.WaitGroup     // the running jobs
+
+	// mu orders starting a job against Stop: once stopping is set, no job
+	// starts, so Stop's wait on jobs cannot miss one.
+	mu       sync.Mutex
+	stopping bool
+	jobs     sync.WaitGroup // the running jobs
 }
 
 // RunnerOptions configures a Runner.
@@ -72,38 +77,50 @@ func (r *Runner) pop(ctx, runCtx context.Context, partition int, slots chan stru
 			return
 		}
 		id, err := r.queue.NextReady(ctx, partition, r.wait)
-		if id != "" && ctx.Err() != nil { // taken while stopping: leave it to another worker
+		if id != "" {
+			if r.start(runCtx, id, slots) {
+				continue // the job gives the slot back when it ends
+			}
+			// Taken while stopping: leave it to another worker.
 			if err := r.queue.ReturnReady(context.WithoutCancel(ctx), id); err != nil {
 				r.log("could not put a job back; recovery will run it", "requestId", id, "error", err)
 			}
 			<-slots
 			return
 		}
-		if err != nil || id == "" {
-			<-slots
-			if ctx.Err() != nil {
+		<-slots
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			r.log("ready queue unavailable; jobs wait for it or for recovery", "partition", partition, "error", err)
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
 				return
 			}
-			if err != nil {
-				r.log("ready queue unavailable; jobs wait for it or for recovery", "partition", partition, "error", err)
-				select {
-				case <-time.After(time.Second):
-				case <-ctx.Done():
-					return
-				}
-			}
-			continue
 		}
-		r.jobs.Add(1)
-		go func() {
-			defer r.jobs.Done()
-			defer func() { <-slots }()
-			var leased *LeasedError
-			if err := r.svc.Run(runCtx, id); err != nil && !errors.As(err, &leased) {
-				r.log("job run failed; it will be recovered", "requestId", id, "error", err)
-			}
-		}()
 	}
+}
+
+// start runs a popped job in the slot its popper holds, unless the runner
+// is stopping.
+func (r *Runner) start(ctx context.Context, id string, slots chan struct{}) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopping {
+		return false
+	}
+	r.jobs.Add(1)
+	go func() {
+		defer r.jobs.Done()
+		defer func() { <-slots }()
+		var leased *LeasedError
+		if err := r.svc.Run(ctx, id); err != nil && !errors.As(err, &leased) {
+			r.log("job run failed; it will be recovered", "requestId", id, "error", err)
+		}
+	}()
+	return true
 }
 
 // Stop stops taking jobs, lets running ones finish within the grace
@@ -111,6 +128,9 @@ func (r *Runner) pop(ctx, runCtx context.Context, partition int, slots chan stru
 // worker). A pop still blocked in the queue ends when the queue's
 // connection closes; what it takes then goes back.
 func (r *Runner) Stop() {
+	r.mu.Lock()
+	r.stopping = true
+	r.mu.Unlock()
 	r.cancel()
 	popped := make(chan struct{})
 	go func() { r.wg.Wait(); close(popped) }()

@@ -88,9 +88,10 @@ type Enqueuer interface {
 	EnqueueJob(ctx context.Context, requestID string, attempt int, at time.Time, timeout time.Duration) error
 }
 
-// Deliverer sends a finished job's webhook: the first attempt right away,
-// and Resume for a job whose run ended before its first attempt was
-// recorded (webhooks.Dispatcher).
+// Deliverer sends a finished job's webhook: FirstAttempt right after the
+// outcome is stored, and Attempt(id, 1) for a job claimed again once
+// finished, whose earlier run may have ended before its first attempt
+// (webhooks.Dispatcher).
 type Deliverer interface {
 	FirstAttempt(ctx context.Context, d webhooks.Delivery) error
 	Attempt(ctx context.Context, deliveryID string, n int) error
@@ -402,9 +403,10 @@ func (s *Service) Run(ctx context.Context, id string) error {
 	case err != nil:
 		return err
 	}
-	if j.Attempts > s.maxAttempts { // crashed runs used them all up
-		j.Attempts-- // this run does not process
-		return s.fail(ctx, j, &Error{Code: "attempts_exhausted", Message: fmt.Sprintf("processing did not succeed in %d attempts", j.Attempts)})
+	if j.Attempts > s.maxAttempts { // crashed or interrupted runs used them all up
+		// This claim counts in j.Attempts although it does not process: the
+		// store only lets the claim's own attempt number write the outcome.
+		return s.fail(ctx, j, &Error{Code: "attempts_exhausted", Message: fmt.Sprintf("processing did not succeed in %d attempts", j.Attempts-1)})
 	}
 	typ, ok := s.registry.Lookup(j.Type)
 	if !ok {
@@ -475,7 +477,12 @@ func (s *Service) failed(ctx context.Context, j Job, typ Type, perr error, timed
 	}
 	j.LastError, j.UpdatedAt = e, s.now().UTC()
 	wctx := context.WithoutCancel(ctx)
-	if err := s.store.RetryJob(wctx, j, at); err != nil {
+	if err := s.store.RetryJob(wctx, j, at); errors.Is(err, ErrFinished) || errors.Is(err, ErrNotFound) {
+		// This run's lease lapsed and another run took the job over: that
+		// one decides what comes next.
+		s.log.WarnContext(ctx, "job taken over by another run", "requestId", j.ID, "attempt", j.Attempts, "error", err)
+		return nil
+	} else if err != nil {
 		return fmt.Errorf("record failed attempt %d of %s: %w", j.Attempts, j.ID, err)
 	}
 	if err := s.enqueuer.EnqueueJob(wctx, j.ID, j.Attempts+1, at, typ.Timeout); err != nil {

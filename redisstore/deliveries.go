@@ -1,8 +1,8 @@
 package redisstore
 
 import (
-	"errors"
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -33,6 +33,7 @@ func (s *Store) GetDelivery(ctx context.Context, id string, withAttempts bool) (
 type deliveryWrite struct {
 	d        webhooks.Delivery // as read
 	allowed  string            // statuses it may be in
+	attempts int               // the attempts it must have
 	due      *time.Time        // nil: off the recovery schedule
 	failedOp string            // "add", "rem" or ""
 	fields   []any
@@ -45,7 +46,7 @@ func (s *Store) writeDelivery(ctx context.Context, w deliveryWrite) error {
 		due = strconv.FormatInt(ms(*w.due), 10)
 	}
 	keys := []string{recordKey(tag, body), key(tag, "due"), key(tag, "dlv:f"), key(tag, "dlv:f:"+w.d.ClientID)}
-	args := append([]any{body, w.allowed, w.d.Attempts, s.retention.Milliseconds(), due, w.failedOp, dlvMember(w.d)}, w.fields...)
+	args := append([]any{body, w.allowed, w.attempts, s.touch(w.d.ID), due, w.failedOp, dlvMember(w.d)}, w.fields...)
 	res, err := writeDeliveryScript.Run(ctx, s.rdb, keys, args...).Result()
 	if err != nil {
 		return fmt.Errorf("write delivery %s: %w", w.d.ID, err)
@@ -61,8 +62,12 @@ func (s *Store) writeDelivery(ctx context.Context, w deliveryWrite) error {
 }
 
 // RecordAttempt appends attempt a to d's log and moves d to status,
-// provided d is PENDING with a.Number-1 attempts (else webhooks.ErrStale).
+// provided d is PENDING with a.Number-1 attempts (else webhooks.ErrStale),
+// both as read and as stored.
 func (s *Store) RecordAttempt(ctx context.Context, d webhooks.Delivery, a webhooks.Attempt, status webhooks.Status) error {
+	if d.Attempts != a.Number-1 {
+		return webhooks.ErrStale
+	}
 	raw, err := encodeAttempt(a)
 	if err != nil {
 		return err
@@ -74,8 +79,11 @@ func (s *Store) RecordAttempt(ctx context.Context, d webhooks.Delivery, a webhoo
 	if status == webhooks.StatusDelivered {
 		next.DeliveredAt = &a.StartedAt
 	}
-	w := deliveryWrite{d: d, allowed: string(webhooks.StatusPending),
-		fields: []any{fDelivery, stateOf(next).String(), fAttempt + strconv.Itoa(a.Number), raw, fDlvError, a.Error}}
+	w := deliveryWrite{d: d, allowed: string(webhooks.StatusPending), attempts: a.Number - 1,
+		fields: []any{fDelivery, stateOf(next).String(), fAttempt + strconv.Itoa(a.Number), raw}}
+	if a.Error != "" || d.LastError != "" { // the guard makes d's the stored one: no HDEL of a field not there
+		w.fields = append(w.fields, fDlvError, a.Error)
+	}
 	if a.Number > maxAttemptLog {
 		w.fields = append(w.fields, fAttempt+strconv.Itoa(a.Number-maxAttemptLog), "")
 	}
@@ -95,7 +103,7 @@ func (s *Store) PostponeDelivery(ctx context.Context, d webhooks.Delivery, n int
 	next := d
 	next.NextAttemptAt, next.DeferredUntil, next.DeferredReason, next.DeferredAttempt = &until, &until, reason, n
 	at := until.Add(s.recoverAfter)
-	return s.writeDelivery(ctx, deliveryWrite{d: d, allowed: string(webhooks.StatusPending), due: &at,
+	return s.writeDelivery(ctx, deliveryWrite{d: d, allowed: string(webhooks.StatusPending), attempts: d.Attempts, due: &at,
 		fields: []any{fDelivery, stateOf(next).String()}})
 }
 
@@ -112,8 +120,8 @@ func (s *Store) ReopenDelivery(ctx context.Context, id string, now time.Time) (w
 	next.Status, next.RoundStart, next.Replays, next.NextAttemptAt, next.UpdatedAt = webhooks.StatusPending, d.Attempts, d.Replays+1, &now, now
 	next.DeliveredAt, next.DeferredUntil, next.DeferredReason, next.DeferredAttempt = nil, nil, "", 0
 	at := now.Add(s.recoverAfter)
-	w := deliveryWrite{d: d, allowed: string(webhooks.StatusDelivered) + "," + string(webhooks.StatusFailed), due: &at,
-		fields: []any{fDelivery, stateOf(next).String()}}
+	w := deliveryWrite{d: d, allowed: string(webhooks.StatusDelivered) + "," + string(webhooks.StatusFailed), attempts: d.Attempts,
+		due: &at, fields: []any{fDelivery, stateOf(next).String()}}
 	if d.Status == webhooks.StatusFailed {
 		w.failedOp = "rem"
 	}

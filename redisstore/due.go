@@ -137,4 +137,3 @@ func (s *Store) trimKey(ctx context.Context, tag, index string, cutoff time.Time
 		lo = "(" + members[len(members)-1]
 	}
 }
-

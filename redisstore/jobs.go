@@ -40,7 +40,7 @@ func (s *Store) CreateJob(ctx context.Context, j jobs.Job, idem *jobs.Idempotenc
 	}
 	state := jobState{status: jobs.StatusAccepted, updated: nanos(j.UpdatedAt)}
 	keys := []string{rec, key(tag, "jobs"), key(tag, "jobs:c:"+j.ClientID), key(tag, "due"), key(tag, "ready"), idemKey}
-	args := []any{body, body, ms(j.CreatedAt.Add(s.recoverAfter)), s.retention.Milliseconds(), claim, idempotencyTTL.Milliseconds(),
+	args := []any{body, ms(j.CreatedAt.Add(s.recoverAfter)), s.retention.Milliseconds(), claim, idempotencyTTL.Milliseconds(),
 		fClient, j.ClientID, fStatic, st, fPayload, payload, fState, state.String()}
 	res, err := s.runReplicated(ctx, createJobScript, keys, args)
 	if err != nil {
@@ -114,7 +114,7 @@ func (s *Store) ClaimJob(ctx context.Context, id string, now, leaseUntil time.Ti
 	}
 	body, tag := ids.Body(id), s.tagOf(id)
 	res, err := claimJobScript.Run(ctx, s.rdb, []string{recordKey(tag, body), key(tag, "due")},
-		body, ms(now), now.UnixNano(), ms(leaseUntil), s.retention.Milliseconds()).Slice()
+		body, ms(now), now.UnixNano(), ms(leaseUntil), s.touch(id)).Slice()
 	if err != nil {
 		return jobs.Job{}, fmt.Errorf("claim job %s: %w", id, err)
 	}
@@ -150,7 +150,7 @@ func (s *Store) writeJob(ctx context.Context, j jobs.Job, due time.Time, idxA, i
 	keys := []string{rec, key(tag, "due"), rec, rec, rec, rec}
 	copy(keys[2:4], idxA)
 	copy(keys[4:6], idxB)
-	args := append([]any{body, j.Attempts, s.retention.Milliseconds(), ms(due), memberA, memberB}, fields...)
+	args := append([]any{body, j.Attempts, s.touch(j.ID), ms(due), memberA, memberB}, fields...)
 	code, err := writeJobScript.Run(ctx, s.rdb, keys, args...).Int()
 	switch {
 	case err != nil:

@@ -146,14 +146,14 @@ func decodeJob(body string, f map[string]string) jobs.Job {
 
 // deliveryState is the d field.
 type deliveryState struct {
-	status                      webhooks.Status
-	attempts, roundStart, reps  int
-	created, updated            int64 // ms
-	lastAttempt, nextAttempt    int64 // ms
-	lastCode                    int
-	delivered, deferredUntil    int64 // ms
-	deferredAttempt             int
-	deferredReason              string
+	status                     webhooks.Status
+	attempts, roundStart, reps int
+	created, updated           int64 // ms
+	lastAttempt, nextAttempt   int64 // ms
+	lastCode                   int
+	delivered, deferredUntil   int64 // ms
+	deferredAttempt            int
+	deferredReason             string
 }
 
 func (d deliveryState) String() string {

@@ -18,6 +18,7 @@ type Store struct {
 	rdb          redis.UniversalClient
 	tags         []string
 	retention    time.Duration
+	touchSlack   time.Duration
 	recoverAfter time.Duration
 	waitReplicas int
 	waitTimeout  time.Duration
@@ -75,7 +76,8 @@ func New(ctx context.Context, rdb redis.UniversalClient, o Options) (*Store, err
 	if got != want {
 		return nil, fmt.Errorf("%w: this Redis holds %s partitions, not %s", ErrPartitions, got, want)
 	}
-	return &Store{rdb: rdb, tags: PartitionTags(o.Partitions), retention: o.Retention, recoverAfter: o.RecoverAfter,
+	return &Store{rdb: rdb, tags: PartitionTags(o.Partitions), retention: o.Retention, touchSlack: min(o.Retention/100, time.Minute),
+		recoverAfter: o.RecoverAfter,
 		waitReplicas: o.WaitReplicas, waitTimeout: o.WaitTimeout, now: o.Now}, nil
 }
 
@@ -102,6 +104,20 @@ func (s *Store) tagOf(id string) string {
 func key(tag, suffix string) string { return "bmr:{" + tag + "}:" + suffix }
 
 func recordKey(tag, body string) string { return key(tag, "r:"+body) }
+
+// touch is the TTL a write gives a record: the retention, or 0 (leave
+// it) while the job is younger than touchSlack. CreateJob set the record
+// to expire a retention after the job's creation, so a job that runs and
+// is delivered within the slack (most of them) costs no PEXPIRE after its
+// creation, and every record still lives at least Retention - touchSlack
+// (99 % of it) after its last change.
+func (s *Store) touch(id string) int64 {
+	created, ok := ids.PrefixTime(ids.Body(id))
+	if age := s.now().Sub(created); ok && age >= 0 && age < s.touchSlack {
+		return 0
+	}
+	return s.retention.Milliseconds()
+}
 
 // ms is a time as Unix milliseconds, for scores and arguments.
 func ms(t time.Time) int64 { return t.UnixMilli() }

@@ -77,50 +77,6 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-// classify on errors from real clients: each class from a real failure.
-func TestClassifyRealErrors(t *testing.T) {
-	t.Parallel()
-	tls := newTLSReceiver(t)
-	slow := newReceiver(t, func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-r.Context().Done():
-		case <-time.After(2 * time.Second):
-		}
-	})
-	open := egress.Policy{AllowPrivate: true}.Transport()
-	closed := egress.Policy{}.Transport()
-	t.Cleanup(open.CloseIdleConnections)
-	tests := []struct {
-		name      string
-		transport http.RoundTripper
-		url       string
-		timeout   time.Duration
-		wantClass string
-	}{
-		{"untrusted certificate", open, tls.URL, 5 * time.Second, ClassTLS},
-		{"blocked loopback", closed, tls.URL, 5 * time.Second, ClassBlocked},
-		{"refused", open, refusedURL(t), 5 * time.Second, ClassConnect},
-		{"timeout", open, slow.URL, 200 * time.Millisecond, ClassTimeout},
-		{"dns", open, "http://boomerang-test.invalid/hook", 5 * time.Second, ClassDNS},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			ctx, cancel := context.WithTimeout(context.Background(), tt.timeout)
-			defer cancel()
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, tt.url, nil)
-			resp, err := (&http.Client{Transport: tt.transport}).Do(req)
-			if err == nil {
-				resp.Body.Close()
-				t.Fatalf("POST %s succeeded, want an error", tt.url)
-			}
-			if class, msg := classify(err); class != tt.wantClass {
-				t.Errorf("classify(%v) = %q (%s), want %q", err, class, msg, tt.wantClass)
-			}
-		})
-	}
-}
-
 func TestParseRetryAfter(t *testing.T) {
 	now := time.Date(2025, 6, 1, 10, 0, 0, 0, time.UTC)
 	tests := []struct {

@@ -2,11 +2,7 @@ package webhooks
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -259,129 +255,57 @@ func TestKeys(t *testing.T) {
 	}
 }
 
-// TestDispatcherDefersWithoutCounting: attempts refused by the gate come
-// back as a DeferError, move nextAttemptAt, and use up no attempt.
-func TestDispatcherDefersWithoutCounting(t *testing.T) {
+// acquireWait: an attempt to a healthy host at its cap gets the slot freed
+// while it waits; if none frees, or the endpoint has failed lately, or the
+// context ends, it is deferred.
+func TestGateAcquireWait(t *testing.T) {
+	const host, ep = "h:443", "c https://h:443/e"
 	ctx := context.Background()
-	e := newEnv(t)
-	e.d.gate = newGate(1, 2, time.Minute, e.clock.Now)
-	release := make(chan struct{})
-	var once sync.Once
-	r := newReceiver(t, func(w http.ResponseWriter, req *http.Request) {
-		<-release
-		w.WriteHeader(http.StatusInternalServerError)
-	})
-	defer once.Do(func() { close(release) })
-
-	first, second := msg("cl_a", r.URL), msg("cl_a", r.URL)
-	done := make(chan error, 1)
-	go func() { _, err := e.d.Deliver(ctx, first, nil); done <- err }()
-	waitUntil(t, func() bool { return len(r.Requests()) == 1 })
-
-	_, err := e.d.Deliver(ctx, second, nil)
-	var de *DeferError
-	if !errors.As(err, &de) || de.RetryAfter() < 0 {
-		t.Fatalf("Deliver while the host is at its cap = %v, want a DeferError", err)
+	tests := []struct {
+		name       string
+		failures   int  // earlier 5xx of the endpoint
+		release    bool // the held slot is freed after acquireWait starts
+		cancelled  bool
+		wantTicket bool
+		wantReason string
+	}{
+		{"healthy, the slot frees", 0, true, false, true, ""},
+		{"healthy, the slot stays taken", 0, false, false, false, DeferHostBusy},
+		{"the endpoint failed: no wait", 1, false, false, false, DeferHostBusy},
+		{"context ended", 0, false, true, false, DeferHostBusy},
 	}
-	if d := e.get(t, second.ID); d.Attempts != 0 || d.NextAttemptAt == nil || !d.NextAttemptAt.Equal(de.Until) {
-		t.Errorf("deferred delivery: attempts %d next %v, want 0 and %v", d.Attempts, d.NextAttemptAt, de.Until)
-	}
-	once.Do(func() { close(release) })
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	// One more failure opens the circuit (threshold 2).
-	e.clock.Set(*e.get(t, first.ID).NextAttemptAt)
-	if err := e.d.Attempt(ctx, first.ID, 2); err != nil {
-		t.Fatal(err)
-	}
-	e.clock.Set(*e.get(t, second.ID).NextAttemptAt)
-	err = e.d.Attempt(ctx, second.ID, 1)
-	if !errors.As(err, &de) {
-		t.Fatalf("Attempt with the circuit open = %v, want a DeferError", err)
-	}
-	if d := e.get(t, second.ID); d.Attempts != 0 {
-		t.Errorf("a deferred attempt was counted: attempts %d", d.Attempts)
-	}
-}
-
-func waitUntil(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// A failing endpoint defers only its own attempts, shows why on the
-// delivery, and keeps its schedule: an attempt that already waited once
-// for the circuit fails without a request instead of waiting again.
-func TestDispatcherEndpointCircuit(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t)
-	e.d.gate = newGate(10, 2, time.Minute, e.clock.Now)
-	var failing, healthy atomic.Int32
-	r := newReceiver(t, func(w http.ResponseWriter, req *http.Request) {
-		if req.URL.Path == "/fail" {
-			failing.Add(1)
-			w.WriteHeader(http.StatusInternalServerError)
-			return
-		}
-		healthy.Add(1)
-		w.WriteHeader(http.StatusNoContent)
-	})
-	for i := 0; i < 2; i++ { // two 500s open the endpoint's circuit
-		e.deliver(t, msg("cli_b", r.URL+"/fail"))
-	}
-	deferred := msg("cli_b", r.URL+"/fail")
-	_, err := e.d.Deliver(ctx, deferred, nil)
-	var de *DeferError
-	if !errors.As(err, &de) || de.Reason != DeferEndpointOpen {
-		t.Fatalf("third delivery to the failing endpoint = %v, want an endpoint-circuit-open deferral", err)
-	}
-	d := e.get(t, deferred.ID)
-	if d.Attempts != 0 || d.DeferredReason != DeferEndpointOpen || d.DeferredUntil == nil || !d.DeferredUntil.Equal(de.Until) ||
-		!d.NextAttemptAt.Equal(de.Until) {
-		t.Errorf("deferred delivery: attempts %d, deferred %q until %v, next %v; want 0, endpoint-circuit-open until %v",
-			d.Attempts, d.DeferredReason, d.DeferredUntil, d.NextAttemptAt, de.Until)
-	}
-
-	// The same host, another path or another client: not deferred.
-	for _, m := range []Message{msg("cli_a", r.URL+"/ok"), msg("cli_c", r.URL+"/fail")} {
-		r.SetHandlers(func(w http.ResponseWriter, req *http.Request) { healthy.Add(1); w.WriteHeader(http.StatusNoContent) })
-		e.deliver(t, m)
-		if got := e.get(t, m.ID); got.Status != StatusDelivered || got.DeferredReason != "" {
-			t.Errorf("%s to %s: %s, deferred %q; want DELIVERED at once", m.ClientID, m.URL, got.Status, got.DeferredReason)
-		}
-	}
-
-	// The deferred attempt comes back while a probe is still in flight:
-	// it has waited once, so it fails without a request and the next
-	// attempt is scheduled by the retry policy.
-	e.clock.Set(de.Until)
-	probe, pdef := e.d.gate.acquire(hostOf(deferred.URL), endpointOf("cli_b", deferred.URL))
-	if pdef != nil {
-		t.Fatalf("probe after the cool-down: %v", pdef)
-	}
-	before := failing.Load()
-	if err := e.d.Attempt(ctx, deferred.ID, 1); err != nil {
-		t.Fatalf("attempt after waiting once: %v, want it recorded", err)
-	}
-	probe.done(ok500)
-	d = e.get(t, deferred.ID)
-	if failing.Load() != before {
-		t.Error("a short-circuited attempt reached the receiver")
-	}
-	if len(d.AttemptLog) != 1 || d.AttemptLog[0].ErrorClass != ClassCircuit || d.AttemptLog[0].Outcome != OutcomeRetry ||
-		d.AttemptLog[0].RequestHeaders != nil || d.DeferredReason != "" || d.Attempts != 1 {
-		t.Fatalf("after the short circuit: attempts %d, deferred %q, log %+v; want one circuit-open attempt, outcome retry, no request headers",
-			d.Attempts, d.DeferredReason, d.AttemptLog)
-	}
-	if calls := e.sched.CallsFor(deferred.ID); len(calls) != 1 || calls[0].Attempt != 2 ||
-		!calls[0].At.Equal(*d.AttemptLog[0].NextAttemptAt) {
-		t.Errorf("scheduled %+v, want attempt 2 at %v", calls, d.AttemptLog[0].NextAttemptAt)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g, _ := newTestGate(1, 5, time.Minute)
+			for i := 0; i < tt.failures; i++ {
+				tk, _ := g.acquire(host, ep)
+				tk.done(ok500)
+			}
+			held, def := g.acquire(host, "other https://h:443/other")
+			if def != nil {
+				t.Fatalf("holding the host's only slot: %v", def)
+			}
+			wctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			if tt.cancelled {
+				cancel()
+			}
+			type result struct {
+				t   *ticket
+				def *DeferError
+			}
+			got := make(chan result, 1)
+			go func() {
+				tk, def := g.acquireWait(wctx, host, ep)
+				got <- result{tk, def}
+			}()
+			if tt.release {
+				held.done(okReply)
+			}
+			r := <-got
+			if (r.t != nil) != tt.wantTicket || (r.def == nil) != (tt.wantReason == "") || (r.def != nil && r.def.Reason != tt.wantReason) {
+				t.Errorf("acquireWait = ticket %v, deferral %v; want ticket %v, reason %q", r.t != nil, r.def, tt.wantTicket, tt.wantReason)
+			}
+		})
 	}
 }

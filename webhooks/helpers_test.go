@@ -1,7 +1,8 @@
-package webhooks
+package webhooks_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,48 +10,191 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/boomerang-dev/boomerang/egress"
+	"github.com/boomerang-dev/boomerang/ids"
+	"github.com/boomerang-dev/boomerang/jobs"
+	"github.com/boomerang-dev/boomerang/redisstore"
 	"github.com/boomerang-dev/boomerang/redistest"
 	"github.com/boomerang-dev/boomerang/signing"
-	"github.com/redis/go-redis/v9"
+	"github.com/boomerang-dev/boomerang/testkit"
+	"github.com/boomerang-dev/boomerang/webhooks"
 )
 
-// testRetention is the store retention of the tests.
-const testRetention = 24 * time.Hour
+// The store settings of the tests.
+const (
+	testRetention    = 24 * time.Hour
+	testRecoverAfter = 30 * time.Second
+)
 
-// fakeClock is an injectable, concurrency-safe clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
+// env is a Dispatcher over the real store (redisstore, on a database of
+// its own), with fakes at the small seams: the Scheduler, the
+// ReplayStarter and the SecretSource.
+type env struct {
+	rdb        *redis.Client
+	store      *redisstore.Store
+	clock      *testkit.Clock
+	sched      *fakeScheduler
+	secrets    *fakeSecrets
+	starter    *fakeStarter
+	d          *webhooks.Dispatcher
+	partitions int
+	seq        atomic.Int64
 }
 
-// newClock starts a fake clock at the current second, so that signatures
-// made with it pass verifiers that use the real clock (5 min tolerance).
-func newClock() *fakeClock {
-	return &fakeClock{t: time.Now().UTC().Truncate(time.Second)}
+type option func(*webhooks.DispatcherOptions, *redisstore.Options)
+
+func withPolicy(p webhooks.RetryPolicy) option {
+	return func(o *webhooks.DispatcherOptions, _ *redisstore.Options) { o.Policy = p }
 }
 
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
+func withMaxAttempts(n int) option {
+	return func(o *webhooks.DispatcherOptions, _ *redisstore.Options) { o.Policy.MaxAttempts = n }
 }
 
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
+func withTimeout(d time.Duration) option {
+	return func(o *webhooks.DispatcherOptions, _ *redisstore.Options) { o.Timeout = d }
 }
 
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+func withTransport(rt http.RoundTripper) option {
+	return func(o *webhooks.DispatcherOptions, _ *redisstore.Options) { o.Transport = rt }
+}
+
+func withScheduler(s webhooks.Scheduler) option {
+	return func(o *webhooks.DispatcherOptions, _ *redisstore.Options) { o.Scheduler = s }
+}
+
+// withGate sets the host cap and the breakers (0: none).
+func withGate(hostConcurrency, threshold int, cooldown time.Duration) option {
+	return func(o *webhooks.DispatcherOptions, _ *redisstore.Options) {
+		o.HostConcurrency, o.BreakerThreshold, o.BreakerCooldown = hostConcurrency, threshold, cooldown
+	}
+}
+
+func withPartitions(n int) option {
+	return func(_ *webhooks.DispatcherOptions, o *redisstore.Options) { o.Partitions = n }
+}
+
+// testPolicy is the default policy with the jitter neutralised (Rand 0.5).
+func testPolicy() webhooks.RetryPolicy {
+	p := webhooks.DefaultRetryPolicy()
+	p.Rand = func() float64 { return 0.5 }
+	return p
+}
+
+// newEnv starts the clock at the current second, so that signatures made
+// with it pass verifiers that use the real clock (5 min tolerance).
+func newEnv(t testing.TB, opts ...option) *env {
+	t.Helper()
+	return newEnvOn(t, redistest.Client(t), opts...)
+}
+
+func newEnvOn(t testing.TB, rdb *redis.Client, opts ...option) *env {
+	t.Helper()
+	e := &env{rdb: rdb, clock: testkit.NewClock(time.Now().UTC().Truncate(time.Second)),
+		sched: &fakeScheduler{}, secrets: &fakeSecrets{}, starter: &fakeStarter{}}
+	tr := egress.Policy{AllowPrivate: true}.Transport()
+	t.Cleanup(tr.CloseIdleConnections)
+	do := webhooks.DispatcherOptions{Transport: tr, Secrets: e.secrets, Scheduler: e.sched, Replays: e.starter,
+		Policy: testPolicy(), Timeout: 5 * time.Second, UserAgent: "Boomerang-test/1.0", Now: e.clock.Now}
+	so := redisstore.Options{Retention: testRetention, RecoverAfter: testRecoverAfter, Now: e.clock.Now}
+	for _, opt := range opts {
+		opt(&do, &so)
+	}
+	store, err := redisstore.New(context.Background(), rdb, so)
+	if err != nil {
+		t.Fatalf("redisstore.New(%+v) = %v", so, err)
+	}
+	e.store, e.partitions = store, store.Partitions()
+	do.Store = store
+	e.d = webhooks.NewDispatcher(do)
+	return e
+}
+
+// finishJob makes a delivery the only way there is: a job is created,
+// claimed and finished (the store's CreateJob, ClaimJob and FinishJob, as
+// jobs.Service does), and its webhook body is jobs.WebhookBody of the
+// finished job. The jobs go round-robin over the partitions.
+func (e *env) finishJob(ctx context.Context, clientID, url string) (webhooks.Delivery, error) {
+	n := e.seq.Add(1)
+	now := e.clock.Now()
+	id := ids.NewIn(ids.Request, now, int(n)%e.partitions)
+	j := jobs.Job{ID: id, ClientID: clientID, Type: "test.echo", Status: jobs.StatusAccepted,
+		Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, n)), CallbackURL: url,
+		Metadata: map[string]string{"seq": strconv.FormatInt(n, 10)}, CreatedAt: now.Truncate(time.Millisecond), UpdatedAt: now}
+	if _, _, err := e.store.CreateJob(ctx, j, nil); err != nil {
+		return webhooks.Delivery{}, fmt.Errorf("CreateJob(%s): %w", id, err)
+	}
+	claimed, err := e.store.ClaimJob(ctx, id, now, now.Add(time.Minute))
+	if err != nil {
+		return webhooks.Delivery{}, fmt.Errorf("ClaimJob(%s): %w", id, err)
+	}
+	done := now.UTC()
+	// A result with spaces, HTML characters and a number no float holds:
+	// it must reach the receiver byte for byte.
+	result := fmt.Sprintf(`{ "n": %d, "html": "<b>&</b>", "big": 123456789012345678901234567890.5 }`, n)
+	claimed.Status, claimed.Result, claimed.UpdatedAt, claimed.CompletedAt, claimed.DeliveryID =
+		jobs.StatusCompleted, json.RawMessage(result), done, &done, jobs.DeliveryID(id)
+	body, err := jobs.WebhookBody(claimed)
+	if err != nil {
+		return webhooks.Delivery{}, err
+	}
+	m := webhooks.Message{ID: claimed.DeliveryID, RequestID: id, ClientID: clientID, EventType: jobs.EventCompleted,
+		URL: url, Body: body}
+	d, err := e.store.FinishJob(ctx, claimed, m)
+	if err != nil {
+		return webhooks.Delivery{}, fmt.Errorf("FinishJob(%s): %w", id, err)
+	}
+	return d, nil
+}
+
+// newDelivery returns a new PENDING delivery of a job of clientID that
+// just finished, due now, for url.
+func (e *env) newDelivery(t testing.TB, clientID, url string) webhooks.Delivery {
+	t.Helper()
+	d, err := e.finishJob(context.Background(), clientID, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// first runs FirstAttempt and fails the test on an error.
+func (e *env) first(t testing.TB, d webhooks.Delivery) {
+	t.Helper()
+	if err := e.d.FirstAttempt(context.Background(), d); err != nil {
+		t.Fatalf("FirstAttempt(%s to %s) = %v, want nil", d.ID, d.URL, err)
+	}
+}
+
+// get returns a delivery with its attempt log.
+func (e *env) get(t testing.TB, id string) webhooks.Delivery {
+	t.Helper()
+	d, err := e.store.GetDelivery(context.Background(), id, true)
+	if err != nil {
+		t.Fatalf("GetDelivery(%s) = %v, want nil", id, err)
+	}
+	return d
+}
+
+// record records attempt 1 of d as its last, answered with code (a 2xx
+// delivers, anything else fails), without a request: for fixtures too
+// large to send.
+func (e *env) record(ctx context.Context, d webhooks.Delivery, code int) error {
+	a := webhooks.Attempt{Number: 1, StartedAt: d.CreatedAt, URL: d.URL, StatusCode: code, Outcome: webhooks.OutcomeDelivered}
+	status := webhooks.StatusDelivered
+	if code >= 300 {
+		a.ErrorClass, a.Error, a.Outcome = webhooks.ClassStatus, fmt.Sprintf("receiver answered %d", code), webhooks.OutcomeFailed
+		status = webhooks.StatusFailed
+	}
+	return e.store.RecordAttempt(ctx, d, a, status)
 }
 
 // schedCall is one recorded Scheduler call.
@@ -60,21 +204,37 @@ type schedCall struct {
 	At      time.Time
 }
 
-// fakeScheduler records every ScheduleAttempt call.
+func (c schedCall) String() string {
+	return fmt.Sprintf("{%s %d %s}", c.ID, c.Attempt, c.At.UTC().Format(time.RFC3339Nano))
+}
+
+func (c schedCall) equal(o schedCall) bool {
+	return c.ID == o.ID && c.Attempt == o.Attempt && c.At.Equal(o.At)
+}
+
+// fakeScheduler records every successful ScheduleAttempt call; it fails
+// with err, or with err once it has taken okCalls calls.
 type fakeScheduler struct {
-	mu    sync.Mutex
-	calls []schedCall
-	err   error
+	mu      sync.Mutex
+	calls   []schedCall
+	err     error
+	okCalls int // > 0: fail with err after this many calls
 }
 
 func (s *fakeScheduler) ScheduleAttempt(_ context.Context, id string, n int, at time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.err != nil {
+	if s.err != nil && (s.okCalls == 0 || len(s.calls) >= s.okCalls) {
 		return s.err
 	}
 	s.calls = append(s.calls, schedCall{id, n, at})
 	return nil
+}
+
+func (s *fakeScheduler) setErr(err error, okCalls int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.err, s.okCalls = err, okCalls
 }
 
 func (s *fakeScheduler) Calls() []schedCall {
@@ -92,6 +252,18 @@ func (s *fakeScheduler) CallsFor(id string) []schedCall {
 		}
 	}
 	return out
+}
+
+// checkCalls fails unless calls are want, in order.
+func checkCalls(t testing.TB, what string, calls, want []schedCall) {
+	t.Helper()
+	ok := len(calls) == len(want)
+	for i := 0; ok && i < len(calls); i++ {
+		ok = calls[i].equal(want[i])
+	}
+	if !ok {
+		t.Errorf("%s: Scheduler calls = %v, want %v", what, calls, want)
+	}
 }
 
 // countingScheduler only counts; it is cheap enough for scale tests.
@@ -139,6 +311,12 @@ func (f *fakeSecrets) Set(clientID string, secrets ...string) {
 	f.secrets[clientID] = secrets
 }
 
+func (f *fakeSecrets) setErr(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.err = err
+}
+
 // fakeStarter records StartReplay calls.
 type fakeStarter struct {
 	mu  sync.Mutex
@@ -162,96 +340,10 @@ func (f *fakeStarter) IDs() []string {
 	return append([]string(nil), f.ids...)
 }
 
-// testEnv is a dispatcher over a private Redis database with fakes.
-type testEnv struct {
-	rdb     *redis.Client
-	store   *Store
-	clock   *fakeClock
-	sched   *fakeScheduler
-	secrets *fakeSecrets
-	starter *fakeStarter
-	d       *Dispatcher
-}
-
-type envOption func(*DispatcherOptions)
-
-func withPolicy(p RetryPolicy) envOption { return func(o *DispatcherOptions) { o.Policy = p } }
-func withMaxAttempts(n int) envOption {
-	return func(o *DispatcherOptions) { o.Policy.MaxAttempts = n }
-}
-func withTimeout(d time.Duration) envOption { return func(o *DispatcherOptions) { o.Timeout = d } }
-func withTransport(rt http.RoundTripper) envOption {
-	return func(o *DispatcherOptions) { o.Transport = rt }
-}
-func withScheduler(s Scheduler) envOption { return func(o *DispatcherOptions) { o.Scheduler = s } }
-
-// testPolicy is the default policy with the jitter neutralised (Rand 0.5).
-func testPolicy() RetryPolicy {
-	p := DefaultRetryPolicy()
-	p.Rand = func() float64 { return 0.5 }
-	return p
-}
-
-func newEnv(t testing.TB, opts ...envOption) *testEnv {
-	t.Helper()
-	rdb := redistest.Client(t)
-	e := &testEnv{
-		rdb:     rdb,
-		store:   NewStore(rdb, testRetention),
-		clock:   newClock(),
-		sched:   &fakeScheduler{},
-		secrets: &fakeSecrets{},
-		starter: &fakeStarter{},
-	}
-	tr := egress.Policy{AllowPrivate: true}.Transport()
-	t.Cleanup(tr.CloseIdleConnections)
-	o := DispatcherOptions{
-		Store: e.store, Transport: tr, Secrets: e.secrets, Scheduler: e.sched, Replays: e.starter,
-		Policy: testPolicy(), Timeout: 5 * time.Second, UserAgent: "Boomerang-test/1.0", Now: e.clock.Now,
-	}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	e.d = NewDispatcher(o)
-	return e
-}
-
-var msgSeq atomic.Int64
-
-// msg returns a message with a unique id for client to url.
-func msg(client, url string) Message {
-	n := msgSeq.Add(1)
-	return Message{
-		ID:        fmt.Sprintf("msg_test_%06d", n),
-		RequestID: fmt.Sprintf("req_test_%06d", n),
-		ClientID:  client,
-		EventType: "job.completed",
-		URL:       url,
-		Body:      []byte(fmt.Sprintf(`{"type":"job.completed","data":{"n":%d}}`, n)),
-	}
-}
-
-// deliver runs Deliver and fails the test on an error.
-func (e *testEnv) deliver(t testing.TB, m Message) {
-	t.Helper()
-	if _, err := e.d.Deliver(context.Background(), m, nil); err != nil {
-		t.Fatalf("Deliver(%s to %s) = %v, want nil", m.ID, m.URL, err)
-	}
-}
-
-// get returns a delivery with its attempt log.
-func (e *testEnv) get(t testing.TB, id string) Delivery {
-	t.Helper()
-	d, err := e.store.GetWithAttempts(context.Background(), id)
-	if err != nil {
-		t.Fatalf("GetWithAttempts(%s) = %v, want nil", id, err)
-	}
-	return d
-}
-
 // request is what a receiver saw.
 type request struct {
 	Header http.Header
+	Path   string
 	Body   []byte
 }
 
@@ -273,18 +365,10 @@ func newReceiver(t testing.TB, handlers ...http.HandlerFunc) *receiver {
 }
 
 func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
-	body := make([]byte, 0, 256)
-	buf := make([]byte, 4096)
-	for {
-		n, err := req.Body.Read(buf)
-		body = append(body, buf[:n]...)
-		if err != nil {
-			break
-		}
-	}
+	body, _ := io.ReadAll(req.Body)
 	r.mu.Lock()
 	i := len(r.reqs)
-	r.reqs = append(r.reqs, request{Header: req.Header.Clone(), Body: body})
+	r.reqs = append(r.reqs, request{Header: req.Header.Clone(), Path: req.URL.Path, Body: body})
 	h := r.handlers[min(i, len(r.handlers)-1)]
 	r.mu.Unlock()
 	h(w, req)
@@ -297,6 +381,19 @@ func (r *receiver) SetHandlers(handlers ...http.HandlerFunc) {
 	r.handlers = handlers
 }
 
+func (r *receiver) Requests() []request {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]request(nil), r.reqs...)
+}
+
+// Reset forgets the recorded requests (benchmarks keep memory flat).
+func (r *receiver) Reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reqs = r.reqs[:0]
+}
+
 // newTLSReceiver is a TLS receiver with a certificate nobody trusts.
 func newTLSReceiver(t testing.TB) *httptest.Server {
 	t.Helper()
@@ -306,12 +403,6 @@ func newTLSReceiver(t testing.TB) *httptest.Server {
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshake errors are expected
 	t.Cleanup(srv.Close)
 	return srv
-}
-
-func (r *receiver) Requests() []request {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]request(nil), r.reqs...)
 }
 
 // status answers with code and a short body.
@@ -330,6 +421,19 @@ func withHeader(code int, key, value string) http.HandlerFunc {
 	}
 }
 
+// hold answers code once release is closed (or the request ends, or 10 s
+// pass, so that a failing test does not hang).
+func hold(release <-chan struct{}, code int) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		select {
+		case <-release:
+		case <-req.Context().Done():
+		case <-time.After(10 * time.Second):
+		}
+		w.WriteHeader(code)
+	}
+}
+
 // refusedURL returns a loopback URL on which nothing listens.
 func refusedURL(t testing.TB) string {
 	t.Helper()
@@ -342,6 +446,17 @@ func refusedURL(t testing.TB) string {
 	return "http://" + addr + "/hook"
 }
 
-var errBoom = errors.New("boom")
+// waitUntil polls cond; it only bounds a wait for something that must
+// happen, and fails the test after 5 s.
+func waitUntil(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 5s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
 
-func ptr[T any](v T) *T { return &v }
+var errBoom = errors.New("boom")

@@ -1,6 +1,7 @@
-package webhooks
+package webhooks_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/boomerang-dev/boomerang/signing"
+	"github.com/boomerang-dev/boomerang/webhooks"
 )
 
 // verifyingReceiver checks every request with our verifier and with the
@@ -99,8 +101,8 @@ func TestSignaturesVerifyOnEveryAttempt(t *testing.T) {
 			}
 			e.secrets.Set("cl_sig", secrets...)
 			r := newVerifyingReceiver(t, secrets, 500, 503, 200)
-			m := msg("cl_sig", r.URL+"/hook")
-			e.deliver(t, m)
+			m := e.newDelivery(t, "cl_sig", r.URL+"/hook")
+			e.first(t, m)
 			for n := 2; n <= 3; n++ {
 				d := e.get(t, m.ID)
 				e.clock.Set(*d.NextAttemptAt)
@@ -112,7 +114,7 @@ func TestSignaturesVerifyOnEveryAttempt(t *testing.T) {
 				t.Errorf("receiver could not verify: %s", strings.Join(errs, "; "))
 			}
 			d := e.get(t, m.ID)
-			if d.Status != StatusDelivered || d.Attempts != 3 {
+			if d.Status != webhooks.StatusDelivered || d.Attempts != 3 {
 				t.Fatalf("Status, Attempts = %s, %d, want DELIVERED, 3 (log %+v)", d.Status, d.Attempts, d.AttemptLog)
 			}
 			reqs := r.Requests()
@@ -120,6 +122,9 @@ func TestSignaturesVerifyOnEveryAttempt(t *testing.T) {
 				t.Fatalf("receiver saw %d requests, want 3", len(reqs))
 			}
 			for i, req := range reqs {
+				if !bytes.Equal(req.Body, m.Payload) {
+					t.Errorf("request %d body = %s, want the job's webhook body %s (the same on every retry)", i+1, req.Body, m.Payload)
+				}
 				if got := req.Header.Get(signing.HeaderID); got != m.ID {
 					t.Errorf("request %d webhook-id = %q, want %q (the same on every retry)", i+1, got, m.ID)
 				}
@@ -164,8 +169,8 @@ func TestSignaturesFollowRotationBetweenAttempts(t *testing.T) {
 	newS, _ := signing.NewSecret()
 	e.secrets.Set("cl_rot", oldS)
 	r := newReceiver(t, status(500), status(200))
-	m := msg("cl_rot", r.URL)
-	e.deliver(t, m)
+	m := e.newDelivery(t, "cl_rot", r.URL)
+	e.first(t, m)
 	e.secrets.Set("cl_rot", oldS, newS)
 	e.clock.Set(*e.get(t, m.ID).NextAttemptAt)
 	if err := e.d.Attempt(ctx, m.ID, 2); err != nil {

@@ -35,16 +35,9 @@ func maxJobTimeout(cfg config.Config) time.Duration {
 	return d
 }
 
-// recoverAfter is how late a job or a delivery may be before recovery
-// steps in: past a delivery attempt in flight, and short enough that a
-// lost hint costs half a minute, not more.
-func recoverAfter(cfg config.Config) time.Duration {
-	return max(30*time.Second, cfg.DeliveryTimeout+15*time.Second)
-}
-
 func wire(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, log *slog.Logger) (app, error) {
 	store, err := redisstore.New(ctx, rdb, redisstore.Options{Partitions: cfg.Partitions, Retention: cfg.Retention,
-		RecoverAfter: recoverAfter(cfg), WaitReplicas: cfg.RedisWaitReplicas, WaitTimeout: cfg.RedisWaitTimeout})
+		RecoverAfter: cfg.RecoverAfter, WaitReplicas: cfg.RedisWaitReplicas, WaitTimeout: cfg.RedisWaitTimeout})
 	if err != nil {
 		return app{}, fmt.Errorf("redis: %w", err)
 	}
@@ -70,7 +63,7 @@ func wire(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, log
 			MaxTypeLength: cfg.Limits.MaxTypeLength, TypePattern: cfg.Limits.TypePattern},
 	})
 	sweeper := &recovery.Sweeper{Store: store, Clients: cl, Queue: queue, JobTimeout: maxJobTimeout(cfg),
-		RecoverAfter: recoverAfter(cfg), ReplayGrace: 2 * time.Minute, Retention: cfg.Retention, Now: time.Now, Logger: log}
+		RecoverAfter: cfg.RecoverAfter, ReplayGrace: 2 * time.Minute, Retention: cfg.Retention, Now: time.Now, Logger: log}
 	return app{store: store, clients: cl, jobs: svc, dispatcher: dispatcher, queue: queue, sweeper: sweeper}, nil
 }
 
