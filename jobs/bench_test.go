@@ -25,7 +25,6 @@ func BenchmarkWebhookBody(b *testing.B) {
 
 func BenchmarkSubmit(b *testing.B) {
 	e := newEnv(b, nil)
-	e.clock.step = time.Millisecond
 	ctx := context.Background()
 	sub := echoSub(`{"n":1,"s":"some payload"}`)
 	sub.Metadata = map[string]string{"order": "42"}

@@ -216,17 +216,12 @@ func TestRunHTTPForwarderJob(t *testing.T) {
 		{"fwd-missing", jobs.StatusFailed, "", "upstream_404"},
 	}
 	for _, tc := range tests {
-		sub := echoSub(`{"x":1}`)
-		sub.Type = tc.typ
-		j := e.submit(t, "cli_a", sub)
+		j := e.submitType(t, tc.typ, `{"x":1}`)
 		if err := e.svc.Run(context.Background(), j.ID); err != nil {
 			t.Fatalf("Run(%s): %v", tc.typ, err)
 		}
 		got := e.get(t, "cli_a", j.ID)
-		code := ""
-		if got.Error != nil {
-			code = got.Error.Code
-		}
+		code := errorCode(got.Error)
 		if got.Status != tc.wantStatus || string(got.Result) != tc.wantResult || code != tc.wantCode {
 			t.Errorf("%s job = %s result %s code %q, want %s result %s code %q", tc.typ, got.Status, got.Result, code, tc.wantStatus, tc.wantResult, tc.wantCode)
 		}
@@ -248,17 +243,20 @@ func TestRunHTTPForwarderTimeout(t *testing.T) {
 	e := newEnv(t, func(r *jobs.Registry) {
 		r.Register("slow", jobs.HTTPForwarder{URL: srv.URL, Client: srv.Client()}, 20*time.Millisecond)
 	}, withMaxAttempts(2))
-	sub := echoSub(`1`)
-	sub.Type = "slow"
-	j := e.submit(t, "cli_a", sub)
-	if err := e.svc.Run(context.Background(), j.ID); err == nil {
-		t.Fatal("first Run against a slow upstream = nil, want an error to retry")
+	j := e.submitType(t, "slow", `1`)
+	if err := e.svc.Run(context.Background(), j.ID); err != nil {
+		t.Fatalf("first Run: %v", err)
 	}
+	if got := e.job(t, j.ID); got.Status != jobs.StatusProcessing || errorCode(got.LastError) != "timeout" || len(e.enq.Calls()) != 1 {
+		t.Fatalf("after the first Run against a slow upstream: %s, last error %+v, %d retries enqueued; want PROCESSING, timeout, 1",
+			got.Status, got.LastError, len(e.enq.Calls()))
+	}
+	e.clock.Set(e.enq.Calls()[0].At)
 	if err := e.svc.Run(context.Background(), j.ID); err != nil {
 		t.Fatalf("last Run: %v", err)
 	}
 	got := e.get(t, "cli_a", j.ID)
-	if got.Status != jobs.StatusFailed || got.Error == nil || got.Error.Code != "timeout" {
+	if got.Status != jobs.StatusFailed || errorCode(got.Error) != "timeout" {
 		t.Errorf("job against a slow upstream = %s %+v, want FAILED with code timeout", got.Status, got.Error)
 	}
 }

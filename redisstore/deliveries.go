@@ -18,15 +18,39 @@ func (s *Store) GetDelivery(ctx context.Context, id string, withAttempts bool) (
 		return webhooks.Delivery{}, webhooks.ErrNotFound
 	}
 	body := ids.Body(id)
-	f, err := s.rdb.HGetAll(ctx, recordKey(s.tagOf(id), body)).Result()
+	f, err := s.readDelivery(ctx, recordKey(s.tagOf(id), body), withAttempts)
 	if err != nil {
 		return webhooks.Delivery{}, fmt.Errorf("get delivery: %w", err)
 	}
-	d, ok := decodeDelivery(body, f, withAttempts)
+	d, ok := decodeDelivery(body, f, true, withAttempts)
 	if !ok {
 		return webhooks.Delivery{}, webhooks.ErrNotFound
 	}
 	return d, nil
+}
+
+// deliveryFields are the record fields a delivery and its webhook body are
+// made of: all but the payload and the attempt log.
+var deliveryFields = []string{fClient, fStatic, fState, fResult, fError, fDelivery, fDlvError}
+
+// readDelivery reads a record whole, or without its attempt log (up to
+// maxAttemptLog entries of up to some KiB each, which a delivery attempt
+// does not need).
+func (s *Store) readDelivery(ctx context.Context, rec string, withLog bool) (map[string]string, error) {
+	if withLog {
+		return s.rdb.HGetAll(ctx, rec).Result()
+	}
+	vals, err := s.rdb.HMGet(ctx, rec, deliveryFields...).Result()
+	if err != nil {
+		return nil, err
+	}
+	f := make(map[string]string, len(vals))
+	for i, v := range vals {
+		if v, ok := v.(string); ok {
+			f[deliveryFields[i]] = v
+		}
+	}
+	return f, nil
 }
 
 // deliveryWrite is one run of writeDeliveryScript.
@@ -164,11 +188,10 @@ func (s *Store) ListDeliveries(ctx context.Context, f webhooks.Filter, limit int
 	next, err := s.scan(ctx, scanQuery{keys: keys, since: f.Since, until: f.Until, limit: limit, cursor: cursor,
 		fields: []string{fClient, fStatic, fState, fDelivery, fDlvError},
 		keep: func(member string, fl map[string]string) bool {
-			d, ok := decodeDelivery(bodyOf(member), fl, false)
+			d, ok := decodeDelivery(bodyOf(member), fl, false, false)
 			if !ok || (check != "" && d.Status != check) {
 				return false
 			}
-			d.Payload = nil // lists stay small; GET one delivery for its body
 			out = append(out, d)
 			return true
 		}})

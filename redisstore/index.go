@@ -68,16 +68,9 @@ func (s *Store) scan(ctx context.Context, q scanQuery) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	hi := "+"
-	if !q.until.IsZero() {
-		hi = "(" + ids.TimePrefix(q.until)
-	}
+	lo, hi := window(q.since, q.until)
 	if upper != "" && (hi == "+" || upper < hi[1:]) {
 		hi = "(" + upper
-	}
-	lo := "-"
-	if !q.since.IsZero() {
-		lo = "[" + ids.TimePrefix(q.since)
 	}
 	kept, examined := 0, 0
 	batch := q.limit + 1
@@ -166,15 +159,31 @@ func (s *Store) records(ctx context.Context, members []string, fields []string) 
 	return out, nil
 }
 
-// count counts index members in a time window over all keys.
-func (s *Store) count(ctx context.Context, keys []string, since, until time.Time) (int64, error) {
-	lo, hi := "-", "+"
+// window is the lexical range of index members created at or after since
+// and before until (zero: unbounded). Members carry whole milliseconds, so
+// both bounds round up to one: created ≥ 12:00:00.0005 means created ≥
+// 12:00:00.001, and created < 12:00:00.0005 means created ≤ 12:00:00.000.
+func window(since, until time.Time) (lo, hi string) {
+	lo, hi = "-", "+"
 	if !since.IsZero() {
-		lo = "[" + ids.TimePrefix(since)
+		lo = "[" + ids.TimePrefix(ceilMs(since))
 	}
 	if !until.IsZero() {
-		hi = "(" + ids.TimePrefix(until)
+		hi = "(" + ids.TimePrefix(ceilMs(until))
 	}
+	return lo, hi
+}
+
+func ceilMs(t time.Time) time.Time {
+	if r := t.Truncate(time.Millisecond); !r.Equal(t) {
+		return r.Add(time.Millisecond)
+	}
+	return t
+}
+
+// count counts index members in a time window over all keys.
+func (s *Store) count(ctx context.Context, keys []string, since, until time.Time) (int64, error) {
+	lo, hi := window(since, until)
 	cmds := make([]*redis.IntCmd, len(keys))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range keys {

@@ -189,8 +189,8 @@ func stateOf(d webhooks.Delivery) deliveryState {
 }
 
 // decodeDelivery turns a record into its delivery, with the webhook body
-// and, if asked, the attempt log; ok is false when the job has none yet.
-func decodeDelivery(body string, f map[string]string, withLog bool) (webhooks.Delivery, bool) {
+// and the attempt log if asked; ok is false when the job has none yet.
+func decodeDelivery(body string, f map[string]string, withBody, withLog bool) (webhooks.Delivery, bool) {
 	st, ok := parseDeliveryState(f[fDelivery])
 	if !ok {
 		return webhooks.Delivery{}, false
@@ -211,8 +211,10 @@ func decodeDelivery(body string, f map[string]string, withLog bool) (webhooks.De
 	if u := fromMillis(st.updated); u != nil {
 		d.UpdatedAt = *u
 	}
-	if b, err := jobs.WebhookBody(j); err == nil {
-		d.Payload = b
+	if withBody {
+		if b, err := jobs.WebhookBody(j); err == nil {
+			d.Payload = b
+		}
 	}
 	if withLog {
 		var ns []int

@@ -104,14 +104,17 @@ func (d *Dispatcher) RunBulkReplay(ctx context.Context, id string) error {
 			return err
 		}
 		for _, dl := range page {
-			_, err := d.Replay(ctx, dl.ID)
+			reopened, err := d.Replay(ctx, dl.ID)
 			switch {
 			case err == nil:
 				r.Replayed++
 			case errors.Is(err, ErrConflict), errors.Is(err, ErrNotFound):
 				r.Skipped++ // replayed already by a run that crashed, or expired
 			default:
-				return err
+				if reopened.Status == StatusPending {
+					r.Replayed++ // reopened, only its task is missing: recovery schedules it
+				}
+				return d.stopBulkReplay(ctx, r, fmt.Errorf("replay %s: %w", dl.ID, err))
 			}
 		}
 		r.Cursor, r.UpdatedAt = next, d.now().UTC()
@@ -124,6 +127,19 @@ func (d *Dispatcher) RunBulkReplay(ctx context.Context, id string) error {
 	}
 	d.log.InfoContext(ctx, "bulk replay finished", "replayId", id, "replayed", r.Replayed, "skipped", r.Skipped)
 	return nil
+}
+
+// stopBulkReplay saves the counts of a run that stops within a page, so a
+// resumed run does not lose them, and returns err. The cursor stays at the
+// page's start: the resumed run lists the page again, where the deliveries
+// replayed already are PENDING now, so a status filter no longer matches
+// them and the others count them as skipped.
+func (d *Dispatcher) stopBulkReplay(ctx context.Context, r BulkReplay, err error) error {
+	r.UpdatedAt = d.now().UTC()
+	if serr := d.store.SaveReplay(context.WithoutCancel(ctx), r); serr != nil {
+		return errors.Join(err, fmt.Errorf("save progress of %s: %w", r.ID, serr))
+	}
+	return err
 }
 
 // MarshalJSON adds the filter to a replay's JSON.
