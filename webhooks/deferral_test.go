@@ -184,38 +184,51 @@ func firstAttempts(t *testing.T, e *env, ds []webhooks.Delivery) {
 	wg.Wait()
 }
 
-// A first attempt to a healthy host at its cap waits up to 100 ms for a
-// slot: with a cap of 1 and a receiver that answers in 20 ms, five at once
-// all get theirs, one after the other, and none is deferred.
+// A first attempt to a healthy host at its cap waits for a slot: with a
+// cap of 1 and a receiver that answers in 20 ms, five at once all get
+// theirs, one after the other, and none is deferred.
+//
+// The fifth waits for four answers, about 80 ms plus overheads, against
+// the production budget of 100 ms: with eight -race runs of this package
+// at once on 2 cores that missed in 5 runs of 16. So the budget here is
+// long enough that only a lost wake-up defers; the time it took is logged.
 func TestFirstAttemptWaitsForASlot(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, withGate(1, 5, time.Minute))
-	var inFlight, most atomic.Int32
+	webhooks.SetBusyWaitForTest(e.d, 10*time.Second)
+	var mu sync.Mutex
+	inFlight, most := 0, 0
 	r := newReceiver(t, func(w http.ResponseWriter, _ *http.Request) {
-		n := inFlight.Add(1)
-		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
-		}
+		mu.Lock()
+		inFlight++
+		most = max(most, inFlight)
+		mu.Unlock()
 		time.Sleep(20 * time.Millisecond)
-		inFlight.Add(-1)
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	})
 	ds := newDeliveries(t, e, 5, r.URL+"/hook")
 	start := time.Now()
 	firstAttempts(t, e, ds)
-	t.Logf("5 first attempts through 1 slot, 20 ms each: %v (the wait for a slot is %v)", time.Since(start).Round(time.Millisecond), webhooks.BusyWaitForTest)
+	t.Logf("5 first attempts through 1 slot, 20 ms each: %v (the production wait for a slot is %v)", time.Since(start).Round(time.Millisecond), webhooks.BusyWaitForTest)
 	for _, created := range ds {
 		if d := e.get(t, created.ID); d.Status != webhooks.StatusDelivered || d.Attempts != 1 {
 			t.Errorf("%s: Status, Attempts = %s, %d, want DELIVERED, 1 (no deferral)", created.ID, d.Status, d.Attempts)
 		}
 	}
 	checkCalls(t, "five waits for one slot", e.sched.Calls(), nil)
-	if m := most.Load(); m != 1 {
-		t.Errorf("the receiver had %d requests in flight at once, want 1 (the host's cap)", m)
+	mu.Lock()
+	defer mu.Unlock()
+	if most != 1 {
+		t.Errorf("the receiver had %d requests in flight at once, want 1 (the host's cap)", most)
 	}
 }
 
-// When the slot is not freed within the wait, the others are deferred
-// (host-concurrency or endpoint-concurrency) and scheduled, uncounted.
+// When the slot is not freed within the wait (the production 100 ms), the
+// others are deferred (host-concurrency or endpoint-concurrency) and
+// scheduled, uncounted.
 func TestFirstAttemptDefersWhenNoSlotFrees(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, withGate(1, 5, time.Minute))

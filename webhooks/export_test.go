@@ -1,5 +1,7 @@
 package webhooks
 
+import "time"
+
 // What the external tests (package webhooks_test, which may import
 // redisstore and jobs) need of the package's internals.
 
@@ -14,3 +16,8 @@ const (
 	BusyWaitForTest         = busyWait
 	BusyRetryForTest        = busyRetry
 )
+
+// SetBusyWaitForTest sets how long d's attempts to a healthy host at its
+// cap wait for a slot (busyWait), so that a test of the wait does not
+// depend on how fast the machine is.
+func SetBusyWaitForTest(d *Dispatcher, wait time.Duration) { d.gate.wait = wait }

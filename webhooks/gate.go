@@ -83,6 +83,7 @@ type gate struct {
 	limit     int
 	threshold int // 0 disables the breakers
 	cooldown  time.Duration
+	wait      time.Duration // busyWait; tests set it
 	now       func() time.Time
 }
 
@@ -111,7 +112,7 @@ func newGate(limit, threshold int, cooldown time.Duration, now func() time.Time)
 		limit = 1 << 30
 	}
 	return &gate{hosts: newLRU[hostState](maxGateKeys), endpoints: newLRU[endpointState](maxGateKeys),
-		limit: limit, threshold: threshold, cooldown: cooldown, now: now, freed: make(chan struct{})}
+		limit: limit, threshold: threshold, cooldown: cooldown, wait: busyWait, now: now, freed: make(chan struct{})}
 }
 
 // endpointOf is the breaker key of a delivery: its client and its callback
@@ -234,7 +235,7 @@ const busyWait = 100 * time.Millisecond
 // acquireWait is acquire, waiting up to busyWait for a slot of a healthy
 // host or endpoint at its cap. Circuits and failing receivers defer at once.
 func (g *gate) acquireWait(ctx context.Context, host, endpoint string) (*ticket, *DeferError) {
-	deadline := time.NewTimer(busyWait)
+	deadline := time.NewTimer(g.wait)
 	defer deadline.Stop()
 	for {
 		g.mu.Lock()

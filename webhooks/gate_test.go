@@ -256,27 +256,28 @@ func TestKeys(t *testing.T) {
 }
 
 // acquireWait: an attempt to a healthy host at its cap gets the slot freed
-// while it waits; if none frees, or the endpoint has failed lately, or the
-// context ends, it is deferred.
+// while it waits; if none frees within the wait, it is deferred, and so it
+// is at once if the endpoint failed lately or the context ended.
 func TestGateAcquireWait(t *testing.T) {
 	const host, ep = "h:443", "c https://h:443/e"
-	ctx := context.Background()
 	tests := []struct {
 		name       string
+		wait       time.Duration
 		failures   int  // earlier 5xx of the endpoint
 		release    bool // the held slot is freed after acquireWait starts
 		cancelled  bool
 		wantTicket bool
 		wantReason string
 	}{
-		{"healthy, the slot frees", 0, true, false, true, ""},
-		{"healthy, the slot stays taken", 0, false, false, false, DeferHostBusy},
-		{"the endpoint failed: no wait", 1, false, false, false, DeferHostBusy},
-		{"context ended", 0, false, true, false, DeferHostBusy},
+		{"healthy, the slot frees", time.Hour, 0, true, false, true, ""},
+		{"healthy, the slot stays taken", busyWait, 0, false, false, false, DeferHostBusy},
+		{"the endpoint failed lately: no wait", time.Hour, 1, false, false, false, DeferHostBusy},
+		{"context ended", time.Hour, 0, false, true, false, DeferHostBusy},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g, _ := newTestGate(1, 5, time.Minute)
+			g.wait = tt.wait
 			for i := 0; i < tt.failures; i++ {
 				tk, _ := g.acquire(host, ep)
 				tk.done(ok500)
@@ -285,7 +286,7 @@ func TestGateAcquireWait(t *testing.T) {
 			if def != nil {
 				t.Fatalf("holding the host's only slot: %v", def)
 			}
-			wctx, cancel := context.WithCancel(ctx)
+			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			if tt.cancelled {
 				cancel()
@@ -296,13 +297,18 @@ func TestGateAcquireWait(t *testing.T) {
 			}
 			got := make(chan result, 1)
 			go func() {
-				tk, def := g.acquireWait(wctx, host, ep)
+				tk, def := g.acquireWait(ctx, host, ep)
 				got <- result{tk, def}
 			}()
 			if tt.release {
 				held.done(okReply)
 			}
-			r := <-got
+			var r result
+			select {
+			case r = <-got:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("acquireWait (wait %v) still waiting after 10s; want it to return", tt.wait)
+			}
 			if (r.t != nil) != tt.wantTicket || (r.def == nil) != (tt.wantReason == "") || (r.def != nil && r.def.Reason != tt.wantReason) {
 				t.Errorf("acquireWait = ticket %v, deferral %v; want ticket %v, reason %q", r.t != nil, r.def, tt.wantTicket, tt.wantReason)
 			}

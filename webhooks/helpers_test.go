@@ -343,7 +343,6 @@ func (f *fakeStarter) IDs() []string {
 // request is what a receiver saw.
 type request struct {
 	Header http.Header
-	Path   string
 	Body   []byte
 }
 
@@ -368,7 +367,7 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	body, _ := io.ReadAll(req.Body)
 	r.mu.Lock()
 	i := len(r.reqs)
-	r.reqs = append(r.reqs, request{Header: req.Header.Clone(), Path: req.URL.Path, Body: body})
+	r.reqs = append(r.reqs, request{Header: req.Header.Clone(), Body: body})
 	h := r.handlers[min(i, len(r.handlers)-1)]
 	r.mu.Unlock()
 	h(w, req)
