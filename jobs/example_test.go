@@ -34,3 +34,19 @@ func ExampleRegistry_Register() {
 	// permanent: true
 	// [echo upper] 10s
 }
+
+// The webhook of a finished job carries its result byte for byte, and its
+// delivery's id derives from the job's.
+func ExampleWebhookBody() {
+	created := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	done := created.Add(1500 * time.Millisecond)
+	j := jobs.Job{ID: "req_01JD3M4X2Z8QK3V9W7T5N6P4R2", Type: "echo", Status: jobs.StatusCompleted,
+		Result: json.RawMessage(`{"html": "<b>", "n": 1.50}`), Metadata: map[string]string{"order": "42"},
+		CreatedAt: created, UpdatedAt: done, CompletedAt: &done}
+	body, err := jobs.WebhookBody(j)
+	fmt.Println(string(body), err)
+	fmt.Println(jobs.DeliveryID(j.ID))
+	// Output:
+	// {"type":"job.completed","timestamp":"2026-03-01T12:00:01.5Z","data":{"requestId":"req_01JD3M4X2Z8QK3V9W7T5N6P4R2","type":"echo","status":"COMPLETED","result":{"html": "<b>", "n": 1.50},"metadata":{"order":"42"},"createdAt":"2026-03-01T12:00:00Z","completedAt":"2026-03-01T12:00:01.5Z"}} <nil>
+	// msg_01JD3M4X2Z8QK3V9W7T5N6P4R2
+}

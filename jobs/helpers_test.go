@@ -214,23 +214,24 @@ func (e *env) job(t testing.TB, id string) jobs.Job {
 	return j
 }
 
-// ready pops every job id waiting in a partition's ready list, in order.
+// ready lists the jobs waiting in a partition's ready list, in the order
+// the workers get them, without taking them (it reads the list: NextReady
+// waits at least a second when it is empty).
 func (e *env) ready(t testing.TB, partition int) []string {
 	t.Helper()
-	var out []string
-	for {
-		id, err := e.store.NextReady(context.Background(), partition, 10*time.Millisecond)
-		if err != nil {
-			t.Fatalf("NextReady(%d): %v", partition, err)
-		}
-		if id == "" {
-			return out
-		}
-		out = append(out, id)
+	key := "bmr:{" + redisstore.PartitionTags(e.store.Partitions())[partition] + "}:ready"
+	bodies, err := e.rdb.LRange(context.Background(), key, 0, -1).Result()
+	if err != nil {
+		t.Fatalf("LRANGE %s: %v", key, err)
 	}
+	var out []string
+	for _, b := range bodies {
+		out = append(out, ids.Request+b)
+	}
+	return out
 }
 
-// allReady pops every job id waiting in any partition's ready list.
+// allReady lists the jobs waiting in every partition's ready list.
 func (e *env) allReady(t testing.TB) []string {
 	t.Helper()
 	var out []string
@@ -238,6 +239,16 @@ func (e *env) allReady(t testing.TB) []string {
 		out = append(out, e.ready(t, p)...)
 	}
 	return out
+}
+
+// pop takes the next job of a partition's ready list, as a runner does.
+func (e *env) pop(t testing.TB, partition int) string {
+	t.Helper()
+	id, err := e.store.NextReady(context.Background(), partition, time.Second)
+	if err != nil {
+		t.Fatalf("NextReady(%d): %v", partition, err)
+	}
+	return id
 }
 
 // dataKeys lists the keys of partitioned data (records, indexes, queues,

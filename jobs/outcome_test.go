@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -40,7 +41,7 @@ func TestRunExactlyOneOutcome(t *testing.T) {
 				if in.Attempt == 1 && tc.staleErr != nil {
 					return nil, tc.staleErr
 				}
-				return json.RawMessage(`{"by":` + string(rune('0'+in.Attempt)) + `}`), nil
+				return json.RawMessage(fmt.Sprintf(`{"by":%d}`, in.Attempt)), nil
 			}}
 			// A lease of an hour: it is never renewed during the test, so
 			// moving the clock past it is a stalled process.

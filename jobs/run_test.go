@@ -364,6 +364,22 @@ func (w leaseWatcher) ExtendJobLease(ctx context.Context, j jobs.Job, until time
 	return err
 }
 
+// waitFor waits until the lease is renewed until at least until.
+func (w leaseWatcher) waitFor(t *testing.T, until time.Time) {
+	t.Helper()
+	timeout := time.After(guard)
+	for {
+		select {
+		case got := <-w.renewed:
+			if !got.Before(until) {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("the lease was not renewed until %v or later", until)
+		}
+	}
+}
+
 // The lease is renewed while a slow processor runs: long after the first
 // lease would have lapsed, another Run is still refused.
 func TestRunRenewsItsLease(t *testing.T) {
@@ -382,9 +398,7 @@ func TestRunRenewsItsLease(t *testing.T) {
 	for step := 1; step <= 3; step++ {
 		e.clock.Advance(time.Second)
 		now := e.clock.Now()
-		for until := now; until.Before(now.Add(lease)); {
-			until = receive(t, w.renewed, 1, "lease renewal")[0]
-		}
+		w.waitFor(t, now.Add(lease))
 		var leased *jobs.LeasedError
 		if err := e.svc.Run(ctx, j.ID); !errors.As(err, &leased) || leased.Until.Before(now.Add(lease)) {
 			t.Fatalf("Run %v after the claim, during the first Run = %v; want a *LeasedError until %v or later", now.Sub(t0), err, now.Add(lease))

@@ -3,6 +3,7 @@ package jobs_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"slices"
 	"sync"
@@ -26,7 +27,7 @@ func TestRunnerProcessesJobsAsTheyCome(t *testing.T) {
 	start := time.Now()
 	want := make([]string, 0, n)
 	for i := range n {
-		want = append(want, e.submit(t, "cli_a", echoSub(`{"i":`+string(rune('0'+i%10))+`}`)).ID)
+		want = append(want, e.submit(t, "cli_a", echoSub(fmt.Sprintf(`{"i":%d}`, i))).ID)
 	}
 	got := receive(t, e.del.delivered, n, "jobs finished")
 	t.Logf("%d jobs submitted and run in %v", n, time.Since(start))
@@ -68,7 +69,7 @@ func TestRunnerRespectsConcurrency(t *testing.T) {
 	})
 	e := newEnv(t, func(r *jobs.Registry) { r.Register("work", proc, time.Minute) }, withPartitions(2))
 	e.del.delivered = make(chan string, n)
-	r := e.svc.StartRunner(e.store, jobs.RunnerOptions{Partitions: []int{0, 1}, Concurrency: concurrency, Wait: 200 * time.Millisecond})
+	r := e.svc.StartRunner(e.store, jobs.RunnerOptions{Partitions: []int{0, 1}, Concurrency: concurrency, Wait: time.Second})
 	defer r.Stop()
 	for range n {
 		e.submitType(t, "work", `1`)

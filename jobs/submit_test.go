@@ -60,6 +60,9 @@ func TestSubmitStoresOneRecordAndMakesItReady(t *testing.T) {
 	if ready := e.allReady(t); !reflect.DeepEqual(ready, []string{j.ID}) {
 		t.Errorf("ready queue after one Submit = %v, want [%s]", ready, j.ID)
 	}
+	if got := e.pop(t, ids.Partition(j.ID)); got != j.ID {
+		t.Errorf("NextReady after one Submit = %q, want %s", got, j.ID)
+	}
 	if calls := e.enq.Calls(); len(calls) != 0 {
 		t.Errorf("Submit enqueued tasks %+v; want none (the ready queue hands the job over)", calls)
 	}
@@ -95,6 +98,11 @@ func TestSubmitSpreadsOverPartitions(t *testing.T) {
 		}
 		if got := e.ready(t, p); !slices.Equal(got, want[p]) {
 			t.Errorf("ready list of partition %d = %v, want %v", p, got, want[p])
+		}
+		for i, id := range want[p] {
+			if got := e.pop(t, p); got != id {
+				t.Fatalf("NextReady #%d of partition %d = %q, want %s", i+1, p, got, id)
+			}
 		}
 	}
 }
