@@ -67,28 +67,29 @@ func (s *Service) StartRunner(q ReadyQueue, o RunnerOptions) *Runner {
 	return r
 }
 
-// pop takes one job at a time from a partition, when a slot is free.
+// pop takes one job at a time from a partition and starts it when a slot
+// is free. An idle partition's blocked pop holds no slot, so jobs of busy
+// partitions never wait for it; a busy process holds at most one job per
+// partition while it waits for a slot.
 func (r *Runner) pop(ctx, runCtx context.Context, partition int, slots chan struct{}) {
 	defer r.wg.Done()
 	for {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
 		id, err := r.queue.NextReady(ctx, partition, r.wait)
 		if id != "" {
-			if r.start(runCtx, id, slots) {
-				continue // the job gives the slot back when it ends
+			select {
+			case slots <- struct{}{}:
+				if r.start(runCtx, id, slots) {
+					continue // the job gives the slot back when it ends
+				}
+				<-slots
+			case <-ctx.Done():
 			}
 			// Taken while stopping: leave it to another worker.
 			if err := r.queue.ReturnReady(context.WithoutCancel(ctx), id); err != nil {
 				r.log("could not put a job back; recovery will run it", "requestId", id, "error", err)
 			}
-			<-slots
 			return
 		}
-		<-slots
 		if ctx.Err() != nil {
 			return
 		}

@@ -443,7 +443,14 @@ func (s *Service) process(ctx context.Context, j Job, typ Type) (json.RawMessage
 			case <-pctx.Done():
 				return
 			case <-t.C:
-				if err := s.store.ExtendJobLease(pctx, j, s.now().Add(s.lease)); err != nil && pctx.Err() == nil {
+				err := s.store.ExtendJobLease(pctx, j, s.now().Add(s.lease))
+				if errors.Is(err, ErrFinished) || errors.Is(err, ErrNotFound) {
+					// Another run holds the job now: this one's work is wasted.
+					s.log.WarnContext(ctx, "job lease lost; processing stopped", "requestId", j.ID, "attempt", j.Attempts)
+					cancel()
+					return
+				}
+				if err != nil && pctx.Err() == nil {
 					s.log.WarnContext(ctx, "could not renew a job's lease", "requestId", j.ID, "error", err)
 				}
 			}
