@@ -242,6 +242,9 @@ func (s *Store) Changes(ctx context.Context) <-chan string {
 		defer close(out)
 		ps := s.rdb.Subscribe(ctx, changedChannel)
 		defer ps.Close()
+		// Receive does not return when ctx ends (go-redis reads ignore
+		// cancellation); closing the subscription makes it.
+		defer context.AfterFunc(ctx, func() { ps.Close() })()
 		for {
 			msg, err := ps.Receive(ctx)
 			if ctx.Err() != nil {
@@ -275,6 +278,9 @@ func (s *Store) Changes(ctx context.Context) <-chan string {
 
 // TakeTokens takes up to want tokens from a client's bucket.
 func (s *Store) TakeTokens(ctx context.Context, clientID string, rate float64, burst, want int, now time.Time) (int, time.Duration, error) {
+	if rate <= 0 || burst < 1 {
+		return 0, 0, fmt.Errorf("take tokens: a bucket needs a rate above 0 and a burst of 1 or more, not %v and %d", rate, burst)
+	}
 	res, err := takeTokensScript.Run(ctx, s.rdb, []string{"bmr:rl:{" + clientID + "}"}, rate, burst, now.UnixMilli(), want).Int64Slice()
 	if err != nil {
 		return 0, 0, err

@@ -26,6 +26,9 @@ func (s *Store) GetDelivery(ctx context.Context, id string, withAttempts bool) (
 	if !ok {
 		return webhooks.Delivery{}, webhooks.ErrNotFound
 	}
+	if d.Payload == nil { // never sign and send an empty body
+		return webhooks.Delivery{}, fmt.Errorf("get delivery %s: the webhook body cannot be rebuilt from the record", id)
+	}
 	return d, nil
 }
 
@@ -114,8 +117,13 @@ func (s *Store) RecordAttempt(ctx context.Context, d webhooks.Delivery, a webhoo
 	switch {
 	case status == webhooks.StatusFailed:
 		w.failedOp = "add"
-	case status == webhooks.StatusPending && a.NextAttemptAt != nil:
-		at := a.NextAttemptAt.Add(s.recoverAfter)
+	case status == webhooks.StatusPending:
+		// Recovery steps in if the next attempt has not happened by then
+		// (without a next attempt time, at once after RecoverAfter).
+		at := end.Add(s.recoverAfter)
+		if a.NextAttemptAt != nil {
+			at = a.NextAttemptAt.Add(s.recoverAfter)
+		}
 		w.due = &at
 	}
 	return s.writeDelivery(ctx, w)

@@ -19,11 +19,11 @@
 // 26 characters a job's ids share (req_<b>, msg_<b>).
 //
 //	bmr:{P}:r:<b>             hash    a job and its delivery: one record (see record.go)
-//	bmr:{P}:jobs              zset    every job, by creation (index member: 10-char time + <b>)
+//	bmr:{P}:jobs              zset    every job, by creation (member: <b>, which starts with its time)
 //	bmr:{P}:jobs:c:<client>   zset    a client's jobs
 //	bmr:{P}:jobs:f            zset    FAILED jobs
 //	bmr:{P}:jobs:f:<client>   zset    a client's FAILED jobs
-//	bmr:{P}:dlv               zset    every delivery, by its creation (the job's end)
+//	bmr:{P}:dlv               zset    every delivery, by its creation, the job's end (member: 10-char time + <b>)
 //	bmr:{P}:dlv:c:<client>    zset    a client's deliveries
 //	bmr:{P}:dlv:f             zset    FAILED deliveries
 //	bmr:{P}:dlv:f:<client>    zset    a client's FAILED deliveries
@@ -38,9 +38,20 @@
 //	bmr:{replays}:r:<rpl>     hash    a bulk replay's filter and progress
 //	bmr:{replays}:running     set     bulk replays not finished
 //	bmr:partitions            string  the partition count this Redis was set up with
+//	bmr:lock:trim             string  held by the process trimming indexes (Trim), for a minute at most
 //	bmr:clients:changed       channel client ids whose keys, status or secrets changed
 //
-// Records, index entries and claims expire with the retention (records are
-// touched on every change); index entries of expired records are trimmed by
-// the recovery sweep.
+// Records expire a retention after their last change (give or take 1 %: a
+// change within a minute of the job's creation keeps the TTL the creation
+// set, which spares a PEXPIRE at each step of a job that runs and delivers
+// at once; see Store.touch). Idempotency-Key claims last 24 h. Index
+// entries have no TTL: the recovery sweep trims those of expired records
+// (Trim), and the recovery schedule drops them as it meets them.
+//
+// # Commands
+//
+// A job that runs and whose webhook is delivered at the first attempt
+// costs 23 Redis commands here, scripts' commands included: CreateJob 7,
+// NextReady 1, ClaimJob 4, FinishJob 7, RecordAttempt 4 (measured by
+// TestMemoryAndCommandBudget); an Idempotency-Key adds 2.
 package redisstore

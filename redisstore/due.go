@@ -28,7 +28,7 @@ func (s *Store) Overdue(ctx context.Context, partition int, now time.Time, limit
 	}
 	var nextAt time.Time
 	if z := next.Val(); len(z) > 0 {
-		nextAt = time.UnixMilli(int64(z[0].Score))
+		nextAt = time.UnixMilli(int64(z[0].Score)).UTC()
 	}
 	bodies := overdue.Val()
 	if len(bodies) == 0 {

@@ -207,15 +207,36 @@ func snapshot(t testing.TB, rdb *redis.Client) map[string]string {
 	}
 	out := map[string]string{}
 	for _, k := range keys {
-		dump, err := rdb.Dump(ctx, k).Result()
+		typ, err := rdb.Type(ctx, k).Result()
 		if err != nil {
-			t.Fatalf("DUMP %s: %v", k, err)
+			t.Fatal(err)
+		}
+		var v any
+		switch typ {
+		case "string":
+			v, err = rdb.Get(ctx, k).Result()
+		case "hash":
+			v, err = rdb.HGetAll(ctx, k).Result()
+		case "zset":
+			v, err = rdb.ZRangeWithScores(ctx, k, 0, -1).Result()
+		case "list":
+			v, err = rdb.LRange(ctx, k, 0, -1).Result()
+		case "set":
+			var m []string
+			m, err = rdb.SMembers(ctx, k).Result()
+			slices.Sort(m)
+			v = m
+		default:
+			t.Fatalf("snapshot: key %s of type %s", k, typ)
+		}
+		if err != nil {
+			t.Fatalf("snapshot: read %s: %v", k, err)
 		}
 		exp, err := rdb.PExpireTime(ctx, k).Result()
 		if err != nil {
 			t.Fatalf("PEXPIRETIME %s: %v", k, err)
 		}
-		out[k] = fmt.Sprintf("%x expires %v", dump, exp)
+		out[k] = fmt.Sprintf("%s %v expires %v", typ, v, exp)
 	}
 	return out
 }

@@ -35,7 +35,7 @@ func listingFixture(t *testing.T, s *redisstore.Store, n int) []listed {
 	var out []listed
 	for i := range n {
 		created := t0.Add(time.Duration(i)*time.Second + time.Duration(i%5)*time.Microsecond)
-		j := create(t, s, newJob(clientIDs[(i/2+i/5)%3], created, (i+i/3)%4))
+		j := create(t, s, newJob(clientIDs[(i/2+i/5)%3], created, (i+i/3)%s.Partitions()))
 		l := listed{job: j, status: jobs.StatusAccepted}
 		k := i % 8
 		if k == 0 {

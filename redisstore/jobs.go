@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,6 +27,9 @@ var ErrNotReplicated = errors.New("not acknowledged by enough replicas")
 // schedules its recovery, in one script; unless idem's key holds a job,
 // whose id and fingerprint it returns.
 func (s *Store) CreateJob(ctx context.Context, j jobs.Job, idem *jobs.Idempotency) (string, string, error) {
+	if !ids.Valid(ids.Request, j.ID) || ids.Partition(j.ID) >= len(s.tags) {
+		return "", "", fmt.Errorf("create job: %q is not a job id of one of the %d partitions", j.ID, len(s.tags))
+	}
 	body, tag := ids.Body(j.ID), s.tagOf(j.ID)
 	rec := recordKey(tag, body)
 	idemKey, claim := rec, ""
@@ -124,9 +128,8 @@ func (s *Store) ClaimJob(ctx context.Context, id string, now, leaseUntil time.Ti
 	case -1:
 		return decodeJob(body, flatMap(res[1])), jobs.ErrFinished
 	case -2:
-		var until int64
-		fmt.Sscan(res[1].(string), &until)
-		return jobs.Job{}, &jobs.LeasedError{Until: time.UnixMilli(until)}
+		until, _ := strconv.ParseInt(fmt.Sprint(res[1]), 10, 64)
+		return jobs.Job{}, &jobs.LeasedError{Until: time.UnixMilli(until).UTC()}
 	}
 	return jobs.Job{}, jobs.ErrNotFound
 }
@@ -173,17 +176,33 @@ func (s *Store) ExtendJobLease(ctx context.Context, j jobs.Job, until time.Time)
 // may run from at, and recovery steps in if nothing has by at+RecoverAfter.
 func (s *Store) RetryJob(ctx context.Context, j jobs.Job, at time.Time) error {
 	st := jobState{status: jobs.StatusProcessing, attempts: j.Attempts, updated: nanos(j.UpdatedAt), notBefore: ms(at)}
-	le, _ := json.Marshal(j.LastError)
+	le := "" // none: the field goes
+	if j.LastError != nil {
+		b, _ := json.Marshal(j.LastError)
+		le = string(b)
+	}
 	return s.writeJob(ctx, j, at.Add(s.recoverAfter), nil, nil, "", "", fState, st.String(), fLastError, le)
 }
 
-// FinishJob records j's outcome and creates its delivery m, PENDING with
-// its first attempt due now, in one script (writeJobScript).
+// FinishJob records j's outcome (COMPLETED or FAILED) and creates its
+// delivery, PENDING with its first attempt due now, in one script
+// (writeJobScript). The delivery is returned as GetDelivery reads it, with
+// m.Body, the webhook body the job's record rebuilds byte for byte.
 func (s *Store) FinishJob(ctx context.Context, j jobs.Job, m webhooks.Message) (webhooks.Delivery, error) {
+	if j.Status != jobs.StatusCompleted && j.Status != jobs.StatusFailed {
+		return webhooks.Delivery{}, fmt.Errorf("finish job %s: status %s is not an end", j.ID, j.Status)
+	}
 	body, tag := ids.Body(j.ID), s.tagOf(j.ID)
-	done := j.CompletedAt.UTC()
+	done := j.UpdatedAt.UTC()
+	if j.CompletedAt != nil {
+		done = j.CompletedAt.UTC()
+	}
 	created := done.Truncate(time.Millisecond)
-	d := webhooks.Delivery{ID: m.ID, RequestID: j.ID, ClientID: j.ClientID, EventType: m.EventType, URL: m.URL,
+	event := jobs.EventCompleted
+	if j.Status == jobs.StatusFailed {
+		event = jobs.EventFailed
+	}
+	d := webhooks.Delivery{ID: ids.Delivery + body, RequestID: j.ID, ClientID: j.ClientID, EventType: event, URL: j.CallbackURL,
 		Status: webhooks.StatusPending, CreatedAt: created, UpdatedAt: created, NextAttemptAt: &created, Payload: m.Body}
 	st := jobState{status: j.Status, attempts: j.Attempts, updated: nanos(j.UpdatedAt), completed: nanos(done)}
 	fields := []any{fState, st.String(), fDelivery, stateOf(d).String(), fPayload, "", fLastError, ""}
@@ -207,16 +226,31 @@ func (s *Store) FinishJob(ctx context.Context, j jobs.Job, m webhooks.Message) (
 func dlvMember(d webhooks.Delivery) string { return ids.TimePrefix(d.CreatedAt) + ids.Body(d.ID) }
 
 // NextReady pops the id of a job submitted for processing now from a
-// partition's ready list, waiting up to wait; "" when none came.
+// partition's ready list, waiting up to wait; "" when none came. BLPOP
+// (through go-redis) counts in whole seconds, so wait is rounded up to one;
+// a wait of 0 or less does not wait (a BLPOP of 0 would wait forever).
+// go-redis does not interrupt a blocked read when ctx ends: the call
+// returns at the end of the wait.
 func (s *Store) NextReady(ctx context.Context, partition int, wait time.Duration) (string, error) {
-	res, err := s.rdb.BLPop(ctx, wait, key(s.tags[partition], "ready")).Result()
+	list := key(s.tags[partition], "ready")
+	var body string
+	var err error
+	if wait <= 0 {
+		body, err = s.rdb.LPop(ctx, list).Result()
+	} else {
+		var res []string
+		res, err = s.rdb.BLPop(ctx, (wait + time.Second - 1).Truncate(time.Second), list).Result()
+		if len(res) == 2 {
+			body = res[1]
+		}
+	}
 	if isNil(err) {
 		return "", nil
 	}
 	if err != nil {
 		return "", err
 	}
-	return ids.Request + res[1], nil
+	return ids.Request + body, nil
 }
 
 // ReturnReady puts a job back at the head of its ready list.

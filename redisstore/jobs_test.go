@@ -101,7 +101,15 @@ func TestReadyQueueIsFIFOWithReturnAtTheHead(t *testing.T) {
 	if id, err := s.NextReady(ctx, 1, 50*time.Millisecond); id != "" || err != nil {
 		t.Errorf("NextReady on an empty list = %q, %v; want \"\", nil", id, err)
 	}
-	t.Logf("an empty NextReady(50ms) returned after %v", time.Since(start))
+	t.Logf("an empty NextReady(50ms) returned after %v (BLPOP waits whole seconds)", time.Since(start))
+	// A wait of 0 does not block.
+	if id, err := s.NextReady(ctx, 1, 0); id != "" || err != nil {
+		t.Errorf("NextReady(wait 0) on an empty list = %q, %v; want \"\", nil", id, err)
+	}
+	j := create(t, s, newJob("cli_a", t0, 1))
+	if id, err := s.NextReady(ctx, 1, 0); id != j.ID || err != nil {
+		t.Errorf("NextReady(wait 0) = %q, %v; want %s", id, err, j.ID)
+	}
 
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
@@ -420,4 +428,55 @@ func TestUnknownAndMalformedIDsAreNotFound(t *testing.T) {
 		t.Errorf("ReopenDelivery(delivery of a job not finished) = %v, want ErrNotFound", err)
 	}
 	unchanged(t, rdb, before, "calls with unknown or malformed ids")
+}
+
+func TestMalformedWritesAreRefused(t *testing.T) {
+	t.Parallel()
+	s, rdb := newStore(t, redisstore.Options{Partitions: 2})
+	ctx := context.Background()
+	j := create(t, s, newJob("cli_a", t0, 1))
+	running := claim(t, s, j.ID, t0)
+	before := snapshot(t, rdb)
+	for _, id := range []string{"", "req_x", ids.NewIn(ids.Delivery, t0, 0), ids.NewIn(ids.Request, t0, 2)} {
+		bad := newJob("cli_a", t0, 0)
+		bad.ID = id
+		if prior, _, err := s.CreateJob(ctx, bad, nil); err == nil {
+			t.Errorf("CreateJob(id %q) = %q, nil; want an error", id, prior)
+		}
+	}
+	for _, st := range []jobs.Status{jobs.StatusAccepted, jobs.StatusProcessing, ""} {
+		f, m := completed(t, running, "1", t0.Add(time.Second))
+		f.Status = st
+		if _, err := s.FinishJob(ctx, f, m); err == nil {
+			t.Errorf("FinishJob(status %q) = nil, want an error", st)
+		}
+	}
+	if _, _, err := s.TakeTokens(ctx, "cli_a", 0, 5, 1, t0); err == nil {
+		t.Errorf("TakeTokens(rate 0) = nil, want an error")
+	}
+	unchanged(t, rdb, before, "malformed writes")
+
+	// A retry without a reason leaves none, rather than an empty one.
+	running.LastError = nil
+	if err := s.RetryJob(ctx, running, t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got := getJob(t, s, j.ID); got.LastError != nil {
+		t.Errorf("after RetryJob without LastError, the job shows %+v", got.LastError)
+	}
+}
+
+func TestPendingWithoutNextAttemptStaysScheduled(t *testing.T) {
+	t.Parallel()
+	s, rdb := newStore(t, redisstore.Options{})
+	d := delivery(t, s, "cli_a", t0, 0)
+	a := attempt(d, 1, d.CreatedAt, false)
+	a.NextAttemptAt = nil
+	if err := s.RecordAttempt(context.Background(), d, a, webhooks.StatusPending); err != nil {
+		t.Fatal(err)
+	}
+	end := d.CreatedAt.Add(12 * time.Millisecond)
+	if at, ok := dueAt(t, s, rdb, d.RequestID); !ok || !at.Equal(end.Add(recoverAfter)) {
+		t.Errorf("a PENDING delivery without a next attempt is due %v (scheduled %v), want recovery at %v", at, ok, end.Add(recoverAfter))
+	}
 }

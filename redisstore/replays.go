@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"time"
 
@@ -86,7 +87,7 @@ func (s *Store) RunningReplays(ctx context.Context) ([]webhooks.BulkReplay, erro
 	var out []webhooks.BulkReplay
 	for _, id := range idsRunning {
 		r, err := s.GetReplay(ctx, id)
-		if err == webhooks.ErrReplayNotFound {
+		if errors.Is(err, webhooks.ErrReplayNotFound) {
 			s.rdb.SRem(ctx, runningReplaysKey, id)
 			continue
 		}

@@ -31,7 +31,8 @@ type Options struct {
 	// means 1. A Redis keeps the count it was first used with: starting
 	// with another is an error, since ids carry their partition.
 	Partitions int
-	// Retention is how long records live after their last change.
+	// Retention is how long records live after their last change (at
+	// least 99 % of it: see touch); 0 means 7 days.
 	Retention time.Duration
 	// RecoverAfter is how long recovery lets a job or a delivery be late
 	// before it steps in (a lost hint, a crashed worker, a lost task).
@@ -40,7 +41,9 @@ type Options struct {
 	// replicas acknowledged it (WAIT), for at most WaitTimeout.
 	WaitReplicas int
 	WaitTimeout  time.Duration
-	Now          func() time.Time
+	// Now is the clock that decides whether a write renews a record's TTL
+	// (touch); nil means time.Now.
+	Now func() time.Time
 }
 
 // partitionsKey holds the partition count a Redis was set up with.
@@ -77,8 +80,7 @@ func New(ctx context.Context, rdb redis.UniversalClient, o Options) (*Store, err
 		return nil, fmt.Errorf("%w: this Redis holds %s partitions, not %s", ErrPartitions, got, want)
 	}
 	return &Store{rdb: rdb, tags: PartitionTags(o.Partitions), retention: o.Retention, touchSlack: min(o.Retention/100, time.Minute),
-		recoverAfter: o.RecoverAfter,
-		waitReplicas: o.WaitReplicas, waitTimeout: o.WaitTimeout, now: o.Now}, nil
+		recoverAfter: o.RecoverAfter, waitReplicas: o.WaitReplicas, waitTimeout: o.WaitTimeout, now: o.Now}, nil
 }
 
 // ErrPartitions is a partition count that differs from the one the Redis

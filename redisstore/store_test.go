@@ -12,6 +12,7 @@ import (
 	"github.com/boomerang-dev/boomerang/jobs"
 	"github.com/boomerang-dev/boomerang/redisstore"
 	"github.com/boomerang-dev/boomerang/redistest"
+	"github.com/boomerang-dev/boomerang/testkit"
 	"github.com/boomerang-dev/boomerang/webhooks"
 )
 
@@ -138,5 +139,65 @@ func TestCreateJobWaitsForReplicas(t *testing.T) {
 	}
 	if id, err := s.NextReady(ctx, 0, time.Second); id != j.ID || err != nil {
 		t.Errorf("NextReady = %q, %v; the job is ready too", id, err)
+	}
+}
+
+// TestWritesTouchTheRecord: every write gives the record a full retention
+// again, except within 1 % of the retention (at most a minute) of the
+// job's creation, whose TTL the creation set already.
+func TestWritesTouchTheRecord(t *testing.T) {
+	t.Parallel()
+	clock := testkit.NewClock(t0)
+	s, rdb := newStore(t, redisstore.Options{Retention: time.Hour, Now: clock.Now}) // slack: 36 s
+	ctx := context.Background()
+	const marker = 100 * time.Second // a TTL no write sets
+	for _, tc := range []struct {
+		age     time.Duration // of the job, at each write
+		touched bool
+	}{{0, false}, {35 * time.Second, false}, {36 * time.Second, true}, {time.Hour, true}, {-time.Second, true}} {
+		j := create(t, s, newJob("cli_a", t0, 0))
+		clock.Set(t0.Add(tc.age))
+		now := t0.Add(tc.age)
+		var running jobs.Job
+		var d webhooks.Delivery
+		steps := []struct {
+			name string
+			run  func() error
+		}{
+			{"ClaimJob", func() (err error) { running, err = s.ClaimJob(ctx, j.ID, now, now.Add(lease)); return err }},
+			{"ExtendJobLease", func() error { return s.ExtendJobLease(ctx, running, now.Add(2*lease)) }},
+			{"RetryJob", func() error {
+				running.LastError = &jobs.Error{Code: "x"}
+				return s.RetryJob(ctx, running, now)
+			}},
+			{"ClaimJob after a retry", func() (err error) { running, err = s.ClaimJob(ctx, j.ID, now, now.Add(lease)); return err }},
+			{"FinishJob", func() (err error) {
+				f, m := completed(t, running, "1", now)
+				d, err = s.FinishJob(ctx, f, m)
+				return err
+			}},
+			{"RecordAttempt", func() error { return s.RecordAttempt(ctx, d, attempt(d, 1, now, false), webhooks.StatusPending) }},
+			{"PostponeDelivery", func() (err error) {
+				d = getDelivery(t, s, d.ID, false)
+				return s.PostponeDelivery(ctx, d, 2, now.Add(time.Minute), webhooks.DeferHostBusy)
+			}},
+			{"RecordAttempt DELIVERED", func() error { return s.RecordAttempt(ctx, d, attempt(d, 2, now, true), webhooks.StatusDelivered) }},
+			{"ReopenDelivery", func() error { _, err := s.ReopenDelivery(ctx, d.ID, now); return err }},
+		}
+		for _, st := range steps {
+			if err := rdb.PExpire(ctx, recordKey(s, j.ID), marker).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.run(); err != nil {
+				t.Fatalf("%s at age %v: %v", st.name, tc.age, err)
+			}
+			ttl, err := rdb.PTTL(ctx, recordKey(s, j.ID)).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if touched := ttl > marker; touched != tc.touched {
+				t.Errorf("%s of a job aged %v: TTL %v, touched %v; want touched %v", st.name, tc.age, ttl, touched, tc.touched)
+			}
+		}
 	}
 }
