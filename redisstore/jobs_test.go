@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -161,6 +162,7 @@ func TestCreateJobRefusesATakenID(t *testing.T) {
 	before := snapshot(t, rdb)
 	again := j
 	again.ClientID, again.Payload = "cli_b", []byte(`{"other":1}`)
+	again.UpdatedAt = again.UpdatedAt.Add(time.Nanosecond) // another submission, not a repeat of the first
 	if prior, _, err := s.CreateJob(ctx, again, nil); err == nil {
 		t.Errorf("CreateJob of a taken id = %q, nil; want an error", prior)
 	}
@@ -288,7 +290,13 @@ func TestClaimLeaseRetryFinish(t *testing.T) {
 		name string
 		call func() error
 	}{
-		{"FinishJob again", func() error { _, err := s.FinishJob(ctx, fin, m); return err }},
+		{"FinishJob again, another run", func() error {
+			again := fin
+			later := done.Add(time.Second)
+			again.CompletedAt, again.UpdatedAt = &later, later
+			_, err := s.FinishJob(ctx, again, m)
+			return err
+		}},
 		{"FinishJob FAILED by attempt 3", func() error { f, fm := failed(t, a3, "late", done); _, err := s.FinishJob(ctx, f, fm); return err }},
 		{"FinishJob by stale attempt 2", func() error { f, fm := completed(t, a2, "1", done); _, err := s.FinishJob(ctx, f, fm); return err }},
 		{"RetryJob", func() error { return s.RetryJob(ctx, a3, done.Add(time.Minute)) }},
@@ -479,4 +487,66 @@ func TestPendingWithoutNextAttemptStaysScheduled(t *testing.T) {
 	if at, ok := dueAt(t, s, rdb, d.RequestID); !ok || !at.Equal(end.Add(recoverAfter)) {
 		t.Errorf("a PENDING delivery without a next attempt is due %v (scheduled %v), want recovery at %v", at, ok, end.Add(recoverAfter))
 	}
+}
+
+// Every write recognises its own repeat: go-redis sends a command again
+// when its answer times out, though the first may have run. A repeated
+// call answers as the first did and writes nothing more.
+func TestWritesRecogniseTheirRepeat(t *testing.T) {
+	t.Parallel()
+	s, rdb := newStore(t, redisstore.Options{})
+	ctx := context.Background()
+	j := newJob("cli_a", t0, 0)
+	idem := &jobs.Idempotency{KeyHash: "h", Fingerprint: "f"}
+	if _, _, err := s.CreateJob(ctx, j, idem); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name string
+		call func() error
+	}{
+		{"CreateJob", func() error {
+			prior, _, err := s.CreateJob(ctx, j, idem)
+			if prior != "" {
+				return fmt.Errorf("answered as a taken key (%s)", prior)
+			}
+			return err
+		}},
+		{"CreateJob without a key", func() error { _, _, err := s.CreateJob(ctx, j, nil); return err }},
+	}
+	for _, st := range steps {
+		before := snapshot(t, rdb)
+		if err := st.call(); err != nil {
+			t.Errorf("%s repeated = %v, want the first call's answer", st.name, err)
+		}
+		unchanged(t, rdb, before, st.name+" repeated")
+	}
+	lease := t0.Add(time.Minute)
+	claimed, err := s.ClaimJob(ctx, j.ID, t0.Add(time.Second), lease)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.ClaimJob(ctx, j.ID, t0.Add(time.Second), lease)
+	if err != nil || again.Attempts != claimed.Attempts {
+		t.Errorf("ClaimJob repeated = attempt %d, %v; want attempt %d again", again.Attempts, err, claimed.Attempts)
+	}
+	fin, m := completed(t, claimed, "42", t0.Add(2*time.Second))
+	d1, err := s.FinishJob(ctx, fin, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, rdb)
+	if _, err := s.FinishJob(ctx, fin, m); err != nil {
+		t.Errorf("FinishJob repeated = %v, want nil", err)
+	}
+	unchanged(t, rdb, before, "FinishJob repeated")
+	a := webhooks.Attempt{Number: 1, StartedAt: t0.Add(3 * time.Second), DurationMs: 5, StatusCode: 204, Outcome: webhooks.OutcomeDelivered}
+	if err := s.RecordAttempt(ctx, d1, a, webhooks.StatusDelivered); err != nil {
+		t.Fatal(err)
+	}
+	before = snapshot(t, rdb)
+	if err := s.RecordAttempt(ctx, d1, a, webhooks.StatusDelivered); err != nil {
+		t.Errorf("RecordAttempt repeated = %v, want nil", err)
+	}
+	unchanged(t, rdb, before, "RecordAttempt repeated")
 }

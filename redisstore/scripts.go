@@ -6,6 +6,10 @@ import "github.com/redis/go-redis/v9"
 // it touches is in KEYS, and each opens with what it takes and returns.
 // Where a script takes no optional key, the caller passes the record key
 // in its place (same slot, never written).
+//
+// Each also recognises its own repeat: go-redis sends a command again when
+// its answer times out, though the first may have run, so a script that
+// finds what it would write already written answers as if it wrote it.
 
 // createJobScript stores a new job, indexes it, schedules its recovery and
 // hands it to the workers, unless its Idempotency-Key is taken. The job
@@ -27,14 +31,20 @@ import "github.com/redis/go-redis/v9"
 // ARGV[5] -> idempotency claim TTL (ms)
 // ARGV[6..] -> record field, value pairs
 //
-// Returns {1} when stored, {0, claim} when the key is taken, {2} when a
-// job with this id exists.
+// Returns {1} when stored (or stored by this very call, repeated), {0,
+// claim} when the key is taken, {2} when another job with this id exists.
 var createJobScript = redis.NewScript(`
 if ARGV[4] ~= '' then
   local claim = redis.call('GET', KEYS[6])
+  if claim == ARGV[4] then return {1} end
   if claim then return {0, claim} end
 end
-if redis.call('ZADD', KEYS[2], 'NX', 0, ARGV[1]) == 0 then return {2} end
+if redis.call('ZADD', KEYS[2], 'NX', 0, ARGV[1]) == 0 then
+  for i = 6, #ARGV, 2 do
+    if ARGV[i] == 's' and redis.call('HGET', KEYS[1], 's') == ARGV[i+1] then return {1} end
+  end
+  return {2}
+end
 redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('ZADD', KEYS[3], 0, ARGV[1])
@@ -69,6 +79,7 @@ for i = 1, #f, 2 do if f[i] == 's' then si = i + 1 end end
 if not si then return {0} end
 local st, n, rest = string.match(f[si], '^(%S+) (%d+) (.*)$')
 if st ~= 'ACCEPTED' and st ~= 'PROCESSING' then return {-1, f} end
+if st == 'PROCESSING' and rest == ARGV[3] .. ' 0 ' .. ARGV[4] then return {1, f} end -- this claim, repeated
 local notBefore = tonumber(string.match(rest, '(%d+)$'))
 if st == 'PROCESSING' and notBefore > tonumber(ARGV[2]) then return {-2, tostring(notBefore)} end
 f[si] = 'PROCESSING ' .. (tonumber(n) + 1) .. ' ' .. ARGV[3] .. ' 0 ' .. ARGV[4]
@@ -100,6 +111,9 @@ return {1, f}
 var writeJobScript = redis.NewScript(`
 local s = redis.call('HGET', KEYS[1], 's')
 if not s then return 0 end
+for i = 7, #ARGV, 2 do
+  if ARGV[i] == 's' and ARGV[i+1] == s then return 1 end -- this write, repeated
+end
 local st, n = string.match(s, '^(%S+) (%d+) ')
 if st ~= 'PROCESSING' or n ~= ARGV[2] then return -1 end
 local set, del = {}, {}
@@ -138,6 +152,9 @@ return 1
 var writeDeliveryScript = redis.NewScript(`
 local d = redis.call('HGET', KEYS[1], 'd')
 if not d then return 0 end
+for i = 8, #ARGV, 2 do
+  if ARGV[i] == 'd' and ARGV[i+1] == d then return 1 end -- this write, repeated
+end
 local st, n = string.match(d, '^(%S+) (%d+) ')
 local allowed = false
 for a in string.gmatch(ARGV[2], '[^,]+') do if a == st then allowed = true end end
