@@ -134,10 +134,10 @@ func TestRunnerStopInterruptsJobsAfterGrace(t *testing.T) {
 	receive(t, p.started, 1, "job started")
 	r.Stop()
 	got := e.job(t, j.ID)
-	if got.Status != jobs.StatusProcessing || got.Attempts != 1 || errorCode(got.LastError) != "interrupted" {
-		t.Errorf("job after Stop = %s attempts %d last error %+v; want PROCESSING, 1 attempt, interrupted", got.Status, got.Attempts, got.LastError)
+	if got.Status != jobs.StatusProcessing || got.Attempts != 0 || errorCode(got.LastError) != "interrupted" {
+		t.Errorf("job after Stop = %s attempts %d last error %+v; want PROCESSING, 0 attempts (given back), interrupted", got.Status, got.Attempts, got.LastError)
 	}
-	if calls, want := e.enq.Calls(), []enqueueCall{{j.ID, 2, t0, time.Minute}}; !reflect.DeepEqual(calls, want) {
+	if calls, want := e.enq.Calls(), []enqueueCall{{j.ID, 1, t0, time.Minute}}; !reflect.DeepEqual(calls, want) {
 		t.Errorf("EnqueueJob calls = %+v, want %+v", calls, want)
 	}
 	if n := len(e.del.First()); n != 0 {

@@ -70,6 +70,9 @@ type Store interface {
 	// RetryJob records a failed attempt (j.LastError) and when the next may
 	// run (at); only the run of attempt j.Attempts can.
 	RetryJob(ctx context.Context, j Job, at time.Time) error
+	// ReleaseJob gives the job back, runnable from at, without counting
+	// attempt j.Attempts (its worker shut down); only that run can.
+	ReleaseJob(ctx context.Context, j Job, at time.Time) error
 	// FinishJob records j's outcome and creates its delivery m, if attempt
 	// j.Attempts still holds the job; else ErrFinished or ErrNotFound.
 	FinishJob(ctx context.Context, j Job, m webhooks.Message) (webhooks.Delivery, error)
@@ -473,15 +476,12 @@ func (s *Service) failed(ctx context.Context, j Job, typ Type, perr error, timed
 		e = asError(context.DeadlineExceeded)
 	}
 	if ctx.Err() != nil {
-		// Shutting down: free the job for another worker at once.
-		e = &Error{Code: "interrupted", Message: "the worker shut down during processing"}
-	} else if IsPermanent(perr) || j.Attempts >= s.maxAttempts {
+		return s.release(ctx, j, typ)
+	}
+	if IsPermanent(perr) || j.Attempts >= s.maxAttempts {
 		return s.fail(ctx, j, e)
 	}
-	at := s.now().UTC()
-	if ctx.Err() == nil {
-		at = at.Add(s.retryDelay(j.Attempts))
-	}
+	at := s.now().UTC().Add(s.retryDelay(j.Attempts))
 	j.LastError, j.UpdatedAt = e, s.now().UTC()
 	wctx := context.WithoutCancel(ctx)
 	if err := s.store.RetryJob(wctx, j, at); errors.Is(err, ErrFinished) || errors.Is(err, ErrNotFound) {
@@ -498,6 +498,23 @@ func (s *Service) failed(ctx context.Context, j Job, typ Type, perr error, timed
 	s.log.WarnContext(ctx, "job attempt failed, will retry", "requestId", j.ID, "attempt", j.Attempts,
 		"code", e.Code, "nextAttemptAt", at.Format(time.RFC3339Nano), "error", perr)
 	return nil
+}
+
+// release hands the job of a worker that is shutting down to another at
+// once, without counting the interrupted attempt. It returns the context's
+// error, so that a task running it is put back in its queue.
+func (s *Service) release(ctx context.Context, j Job, typ Type) error {
+	now := s.now().UTC()
+	j.LastError, j.UpdatedAt = &Error{Code: "interrupted", Message: "the worker shut down during processing"}, now
+	wctx := context.WithoutCancel(ctx)
+	if err := s.store.ReleaseJob(wctx, j, now); err != nil && !errors.Is(err, ErrFinished) && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("release %s: %w", j.ID, err)
+	}
+	if err := s.enqueuer.EnqueueJob(wctx, j.ID, j.Attempts, now, typ.Timeout); err != nil {
+		s.log.WarnContext(ctx, "could not hand an interrupted job over; recovery will", "requestId", j.ID, "error", err)
+	}
+	s.log.InfoContext(ctx, "job released at shutdown", "requestId", j.ID, "attempt", j.Attempts)
+	return ctx.Err()
 }
 
 func (s *Service) fail(ctx context.Context, j Job, e *Error) error {

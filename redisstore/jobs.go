@@ -184,6 +184,18 @@ func (s *Store) RetryJob(ctx context.Context, j jobs.Job, at time.Time) error {
 	return s.writeJob(ctx, j, at.Add(s.recoverAfter), nil, nil, "", "", fState, st.String(), fLastError, le)
 }
 
+// ReleaseJob gives a job back, runnable from at, without counting attempt
+// j.Attempts: its worker shut down. j.LastError says so.
+func (s *Store) ReleaseJob(ctx context.Context, j jobs.Job, at time.Time) error {
+	st := jobState{status: jobs.StatusProcessing, attempts: j.Attempts - 1, updated: nanos(j.UpdatedAt), notBefore: ms(at)}
+	le := ""
+	if j.LastError != nil {
+		b, _ := json.Marshal(j.LastError)
+		le = string(b)
+	}
+	return s.writeJob(ctx, j, at.Add(s.recoverAfter), nil, nil, "", "", fState, st.String(), fLastError, le)
+}
+
 // FinishJob records j's outcome (COMPLETED or FAILED) and creates its
 // delivery, PENDING with its first attempt due now, in one script
 // (writeJobScript). The delivery is returned as GetDelivery reads it, with

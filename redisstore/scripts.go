@@ -7,9 +7,12 @@ import "github.com/redis/go-redis/v9"
 // Where a script takes no optional key, the caller passes the record key
 // in its place (same slot, never written).
 //
-// Each also recognises its own repeat: go-redis sends a command again when
-// its answer times out, though the first may have run, so a script that
-// finds what it would write already written answers as if it wrote it.
+// Each write but the claim also recognises its own repeat: go-redis sends
+// a command again when its answer times out, though the first may have
+// run, so a script that finds what it would write already written answers
+// as if it wrote it. A repeated claim finds the job leased (by itself): the
+// run gives up and the job waits for its lease to lapse, since two workers
+// claiming at once must never both be told yes.
 
 // createJobScript stores a new job, indexes it, schedules its recovery and
 // hands it to the workers, unless its Idempotency-Key is taken. The job
@@ -79,7 +82,6 @@ for i = 1, #f, 2 do if f[i] == 's' then si = i + 1 end end
 if not si then return {0} end
 local st, n, rest = string.match(f[si], '^(%S+) (%d+) (.*)$')
 if st ~= 'ACCEPTED' and st ~= 'PROCESSING' then return {-1, f} end
-if st == 'PROCESSING' and rest == ARGV[3] .. ' 0 ' .. ARGV[4] then return {1, f} end -- this claim, repeated
 local notBefore = tonumber(string.match(rest, '(%d+)$'))
 if st == 'PROCESSING' and notBefore > tonumber(ARGV[2]) then return {-2, tostring(notBefore)} end
 f[si] = 'PROCESSING ' .. (tonumber(n) + 1) .. ' ' .. ARGV[3] .. ' 0 ' .. ARGV[4]
