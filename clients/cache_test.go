@@ -248,3 +248,51 @@ func TestUpdate(t *testing.T) {
 		t.Errorf("Update of unknown clients created some: List = %+v", list)
 	}
 }
+
+// TestChangeDuringARead: a change announced while a read of the client is
+// in flight must not let that read's older answer into the cache.
+func TestChangeDuringARead(t *testing.T) {
+	tests := []struct {
+		name  string
+		read  func(p *process, c clients.Client, key string) error
+		check func(p *process, c clients.Client, key string) error
+	}{
+		{"Authenticate", func(p *process, _ clients.Client, key string) error {
+			_, err := p.svc.Authenticate(context.Background(), key)
+			return err
+		}, func(p *process, c clients.Client, key string) error { return refused(key)(p.svc) }},
+		{"SigningSecrets", func(p *process, c clients.Client, _ string) error {
+			_, err := p.svc.SigningSecrets(context.Background(), c.ID)
+			return err
+		}, func(p *process, c clients.Client, _ string) error {
+			got, err := p.svc.SigningSecrets(context.Background(), c.ID)
+			if err != nil || len(got) != 2 {
+				return fmt.Errorf("SigningSecrets = %v, %v; want the rotated pair", short(got), err)
+			}
+			return nil
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			p := newProcess(t, redistest.URL(t), testkit.NewClock(t0))
+			c, key, _ := create(t, p.svc, "Acme")
+			p.store.afterGet = func() {
+				p.store.afterGet = nil
+				// The change lands between the read and the caching of its answer.
+				if err := p.svc.Disable(ctx, c.ID); err != nil {
+					t.Error(err)
+				}
+				if _, err := p.svc.RotateSecret(ctx, c.ID, time.Hour); err != nil {
+					t.Error(err)
+				}
+			}
+			if err := tc.read(p, c, key); err != nil {
+				t.Fatalf("the read during the change: %v", err)
+			}
+			if err := tc.check(p, c, key); err != nil {
+				t.Errorf("after a change made during a read (the clock has not moved): %v", err)
+			}
+		})
+	}
+}

@@ -110,6 +110,10 @@ type Service struct {
 	mu    sync.Mutex
 	byKey map[string]cached // key hash → client
 	byID  map[string]cached // client id → client with secrets
+	// gen counts the changes forgotten; an answer read from the store is
+	// cached only if no change came while it was read, since it may
+	// predate that change.
+	gen uint64
 }
 
 type cached struct {
@@ -147,8 +151,19 @@ func NewService(store Store, o Options) *Service {
 // Watch drops cached clients as their changes are announced, until ctx
 // ends. Run it in every process that serves the API or delivers.
 func (s *Service) Watch(ctx context.Context) {
-	for id := range s.store.Changes(ctx) {
-		s.forget(id)
+	changes := s.store.Changes(ctx)
+	for {
+		// ctx is checked here too: a feed blocked in a read may notice its
+		// end only with the next announcement.
+		select {
+		case <-ctx.Done():
+			return
+		case id, ok := <-changes:
+			if !ok {
+				return
+			}
+			s.forget(id)
+		}
 	}
 }
 
@@ -156,6 +171,7 @@ func (s *Service) Watch(ctx context.Context) {
 func (s *Service) forget(clientID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.gen++
 	if clientID == "" {
 		clear(s.byKey)
 		clear(s.byID)
@@ -305,6 +321,7 @@ func (s *Service) Authenticate(ctx context.Context, apiKey string) (Client, erro
 	now := s.now()
 	s.mu.Lock()
 	c, ok := s.byKey[h]
+	gen := s.gen
 	s.mu.Unlock()
 	if ok && now.Before(c.expires) {
 		return c.c, nil
@@ -321,7 +338,7 @@ func (s *Service) Authenticate(ctx context.Context, apiKey string) (Client, erro
 		return Client{}, fmt.Errorf("authenticate: %w", err)
 	}
 	cl.Secrets = Secrets{} // requests never need them
-	s.put(s.byKey, h, cl, now)
+	s.put(s.byKey, h, cl, now, gen)
 	return cl, nil
 }
 
@@ -330,6 +347,7 @@ func (s *Service) client(ctx context.Context, id string) (Client, error) {
 	now := s.now()
 	s.mu.Lock()
 	c, ok := s.byID[id]
+	gen := s.gen
 	s.mu.Unlock()
 	if ok && now.Before(c.expires) {
 		return c.c, nil
@@ -338,13 +356,18 @@ func (s *Service) client(ctx context.Context, id string) (Client, error) {
 	if err != nil {
 		return Client{}, err
 	}
-	s.put(s.byID, id, cl, now)
+	s.put(s.byID, id, cl, now, gen)
 	return cl, nil
 }
 
-func (s *Service) put(m map[string]cached, k string, c Client, now time.Time) {
+// put caches c under k, unless a change was forgotten since gen, when c
+// was read.
+func (s *Service) put(m map[string]cached, k string, c Client, now time.Time, gen uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.gen != gen {
+		return
+	}
 	if len(m) >= maxCached {
 		clear(m)
 	}

@@ -342,10 +342,18 @@ func TestRotateSecret(t *testing.T) {
 }
 
 func TestGetUnknown(t *testing.T) {
+	ctx := context.Background()
 	s, _, _ := newService(t)
-	for _, id := range []string{"cli_unknown", "", strings.Repeat("c", 65)} {
-		if _, err := s.Get(context.Background(), id); !errors.Is(err, clients.ErrNotFound) {
+	create(t, s, "Acme")
+	for _, id := range []string{"cli_unknown", "", strings.Repeat("c", 65), "cli_01JD3M4X2Z8QK3V9W7T5N6P4R2", "key_01JD3M4X2Z8QK3V9W7T5N6P4R2"} {
+		if _, err := s.Get(ctx, id); !errors.Is(err, clients.ErrNotFound) {
 			t.Errorf("Get(%q) = %v, want ErrNotFound", id, err)
+		}
+		if _, err := s.SigningSecrets(ctx, id); !errors.Is(err, clients.ErrNotFound) {
+			t.Errorf("SigningSecrets(%q) = %v, want ErrNotFound", id, err)
+		}
+		if _, _, err := s.AddKey(ctx, id); !errors.Is(err, clients.ErrNotFound) {
+			t.Errorf("AddKey(%q) = %v, want ErrNotFound", id, err)
 		}
 	}
 }

@@ -21,6 +21,9 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 type countingStore struct {
 	*redisstore.Store
 	clientOfKey, getClient atomic.Int64
+	// afterGet, when set, runs after a GetClient read, before its answer
+	// reaches the Service.
+	afterGet func()
 
 	subscribeOnce sync.Once
 	subscribed    chan struct{} // closed when Changes is first (re)subscribed
@@ -33,7 +36,11 @@ func (s *countingStore) ClientOfKey(ctx context.Context, keyHash string) (string
 
 func (s *countingStore) GetClient(ctx context.Context, id string, withKeys bool) (clients.Client, error) {
 	s.getClient.Add(1)
-	return s.Store.GetClient(ctx, id, withKeys)
+	c, err := s.Store.GetClient(ctx, id, withKeys)
+	if s.afterGet != nil {
+		s.afterGet()
+	}
+	return c, err
 }
 
 // Changes passes the real feed on; its first value ("" when the

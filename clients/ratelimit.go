@@ -69,6 +69,13 @@ func (l *RateLimiter) Allow(ctx context.Context, clientID string) (bool, time.Du
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if t := l.local[clientID]; t != nil && t.tokens > 0 && now.Before(t.expires) {
+		// Requests that missed at the same time took tokens too: keep
+		// theirs, under the earlier expiry, so that no token outlives its
+		// lease.
+		t.tokens += got - 1
+		return true, 0, nil
+	}
 	if len(l.local) >= maxCached {
 		clear(l.local)
 	}

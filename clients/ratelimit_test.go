@@ -148,28 +148,33 @@ func TestRateLimiterLeaseExpires(t *testing.T) {
 
 // TestRateLimitersShareTheBucket: two processes on one bucket together
 // never pass more requests than the bucket gave, nor more than rate×T +
-// burst over T; and at one instant they share the burst exactly.
+// burst over T (plus what their clocks' skew adds); at one instant with
+// agreeing clocks they share the burst exactly.
 func TestRateLimitersShareTheBucket(t *testing.T) {
 	ctx := context.Background()
 	const rate, burst = 100.0, 10
 	tests := []struct {
-		name string
-		step time.Duration // the clock's step between rounds
+		name       string
+		step, skew time.Duration // the clock's step between rounds; how far the second process's clock is ahead
+		rounds     int
 	}{
-		{"one instant", 0},
-		{"1 ms steps", time.Millisecond},
-		{"7 ms steps", 7 * time.Millisecond},
-		{"50 ms steps", 50 * time.Millisecond},
-		{"1.3 s steps", 1300 * time.Millisecond},
+		{"one instant", 0, 0, 50},
+		{"1 ms steps", time.Millisecond, 0, 200},
+		{"7 ms steps", 7 * time.Millisecond, 0, 200},
+		{"50 ms steps", 50 * time.Millisecond, 0, 200},
+		{"1.3 s steps", 1300 * time.Millisecond, 0, 200},
+		{"one instant, clocks 500 ms apart", 0, 500 * time.Millisecond, 50},
+		{"7 ms steps, clocks 500 ms apart", 7 * time.Millisecond, 500 * time.Millisecond, 200},
+		{"one instant, clocks 3 s apart", 0, 3 * time.Second, 50},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := testkit.NewClock(t0)
+			ahead := func() time.Time { return clk.Now().Add(tc.skew) }
 			b, _ := newBuckets(t)
-			ls := []*clients.RateLimiter{clients.NewRateLimiter(b, rate, burst, clk.Now), clients.NewRateLimiter(b, rate, burst, clk.Now)}
+			ls := []*clients.RateLimiter{clients.NewRateLimiter(b, rate, burst, clk.Now), clients.NewRateLimiter(b, rate, burst, ahead)}
 			allowed, last := 0, t0 // last: the time of the last request
-			const rounds = 200
-			for r := 0; r < rounds; r++ {
+			for r := 0; r < tc.rounds; r++ {
 				last = clk.Now()
 				// Each process asks until refused, in turn.
 				for i := 0; i < 2*burst; i++ {
@@ -181,23 +186,20 @@ func TestRateLimitersShareTheBucket(t *testing.T) {
 						allowed++
 					}
 				}
-				if tc.step == 0 {
-					break
-				}
 				clk.Advance(tc.step)
 			}
-			elapsed := last.Sub(t0)
-			limit := int(rate*float64(elapsed.Milliseconds())/1000+1e-9) + burst
+			window := last.Sub(t0) + tc.skew
+			limit := int(rate*float64(window.Milliseconds())/1000+1e-9) + burst
 			if given := int(b.given.Load()); allowed > given {
 				t.Errorf("the processes passed %d requests, the bucket gave %d tokens", allowed, given)
 			}
 			if allowed > limit {
-				t.Errorf("over %v the processes passed %d requests, want at most rate×T+burst = %d", elapsed, allowed, limit)
+				t.Errorf("over %v (skew included) the processes passed %d requests, want at most rate×T+burst = %d", window, allowed, limit)
 			}
-			if tc.step == 0 && allowed != burst {
+			if tc.step == 0 && tc.skew == 0 && allowed != burst {
 				t.Errorf("at one instant the processes passed %d requests, want the burst, %d", allowed, burst)
 			}
-			t.Logf("over %v: %d passed, %d given by the bucket, limit %d", elapsed, allowed, b.given.Load(), limit)
+			t.Logf("over %v: %d passed, %d given by the bucket, limit %d", window, allowed, b.given.Load(), limit)
 		})
 	}
 }
@@ -277,5 +279,58 @@ func TestRateLimiterClosedRedis(t *testing.T) {
 	rdb.Close()
 	if ok, _, err := l.Allow(context.Background(), "a"); err == nil || ok {
 		t.Errorf("Allow over a closed Redis = %v, %v; want false and an error", ok, err)
+	}
+}
+
+// barrierBuckets holds its first n calls until all n have come, so that
+// they overlap for certain.
+type barrierBuckets struct {
+	clients.Buckets
+	mu      sync.Mutex
+	n       int
+	arrived chan struct{} // closed when the n-th call comes
+}
+
+func (b *barrierBuckets) TakeTokens(ctx context.Context, clientID string, rate float64, burst, want int, now time.Time) (int, time.Duration, error) {
+	b.mu.Lock()
+	b.n--
+	if b.n == 0 {
+		close(b.arrived)
+	}
+	b.mu.Unlock()
+	<-b.arrived
+	return b.Buckets.TakeTokens(ctx, clientID, rate, burst, want, now)
+}
+
+// TestRateLimiterKeepsConcurrentLeases: requests of one client that miss
+// the process's lease at once each take a batch; none of those tokens is
+// lost, so they serve the process's next requests.
+func TestRateLimiterKeepsConcurrentLeases(t *testing.T) {
+	ctx := context.Background()
+	clk := testkit.NewClock(t0)
+	counted, _ := newBuckets(t)
+	const misses, batch = 4, 5
+	b := &barrierBuckets{Buckets: counted, n: misses, arrived: make(chan struct{})}
+	l := clients.NewRateLimiter(b, 20*batch, misses*batch, clk.Now) // the burst is what the concurrent misses take
+	var wg sync.WaitGroup
+	for g := 0; g < misses; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if ok, _, err := l.Allow(ctx, "a"); !ok || err != nil {
+				t.Errorf("a concurrent first request: %v, %v; want allowed", ok, err)
+			}
+		}()
+	}
+	wg.Wait()
+	passed := 0
+	for i := 0; i < misses*(batch-1)+1; i++ {
+		if ok, _, err := l.Allow(ctx, "a"); ok && err == nil {
+			passed++
+		}
+	}
+	if want := misses * (batch - 1); passed != want || counted.calls.Load() != misses+1 {
+		t.Errorf("after %d concurrent misses took %d tokens, %d requests passed (%d bucket reads); want the %d tokens left, then a refusal by the bucket",
+			misses, counted.given.Load(), passed, counted.calls.Load(), want)
 	}
 }

@@ -20,8 +20,10 @@ import (
 	"github.com/boomerang-dev/boomerang/egress"
 	"github.com/boomerang-dev/boomerang/handlers"
 	"github.com/boomerang-dev/boomerang/jobs"
+	"github.com/boomerang-dev/boomerang/page"
+	"github.com/boomerang-dev/boomerang/redisstore"
 	"github.com/boomerang-dev/boomerang/redistest"
-	"github.com/boomerang-dev/boomerang/timeindex"
+	"github.com/boomerang-dev/boomerang/testkit"
 	"github.com/boomerang-dev/boomerang/webhooks"
 )
 
@@ -125,7 +127,7 @@ func pageOf[T any](all []T, limit int, cursor string) ([]T, string, error) {
 	start := 0
 	if cursor != "" {
 		if _, err := fmt.Sscanf(cursor, "c%d", &start); err != nil || start > len(all) {
-			return nil, "", timeindex.ErrBadCursor
+			return nil, "", page.ErrBadCursor
 		}
 	}
 	end, next := start+limit, ""
@@ -221,7 +223,7 @@ func (f *fakeClients) Get(_ context.Context, id string) (clients.Client, error) 
 	return c, nil
 }
 
-func (f *fakeClients) List(_ context.Context, q timeindex.Query) ([]clients.Client, string, error) {
+func (f *fakeClients) List(_ context.Context, limit int, cursor string) ([]clients.Client, string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
@@ -233,7 +235,7 @@ func (f *fakeClients) List(_ context.Context, q timeindex.Query) ([]clients.Clie
 		c.Keys = nil
 		all = append(all, c)
 	}
-	return pageOf(all, q.Limit, q.Cursor)
+	return pageOf(all, limit, cursor)
 }
 
 func (f *fakeClients) AddKey(_ context.Context, clientID string) (clients.Key, string, error) {
@@ -338,13 +340,7 @@ func (f *fakeDeliveries) put(d webhooks.Delivery) {
 	f.order = append(f.order, d.ID)
 }
 
-func (f *fakeDeliveries) Get(ctx context.Context, id string) (webhooks.Delivery, error) {
-	d, err := f.GetWithAttempts(ctx, id)
-	d.AttemptLog = nil
-	return d, err
-}
-
-func (f *fakeDeliveries) GetWithAttempts(_ context.Context, id string) (webhooks.Delivery, error) {
+func (f *fakeDeliveries) GetDelivery(_ context.Context, id string, withAttempts bool) (webhooks.Delivery, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
@@ -354,10 +350,13 @@ func (f *fakeDeliveries) GetWithAttempts(_ context.Context, id string) (webhooks
 	if !ok {
 		return webhooks.Delivery{}, webhooks.ErrNotFound
 	}
+	if !withAttempts {
+		d.AttemptLog = nil
+	}
 	return d, nil
 }
 
-func (f *fakeDeliveries) List(_ context.Context, flt webhooks.Filter, limit int, cursor string) ([]webhooks.Delivery, string, error) {
+func (f *fakeDeliveries) ListDeliveries(_ context.Context, flt webhooks.Filter, limit int, cursor string) ([]webhooks.Delivery, string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.gotFilter = flt
@@ -437,30 +436,13 @@ type env struct {
 	deliveries *fakeDeliveries
 	real       *jobs.Service // set by useRealJobs
 	readyErr   error
-	logs       *syncBuffer
+	logs       *testkit.SyncBuffer
 	deps       handlers.Deps
 	serve      int
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func newEnv() *env {
-	e := &env{jobs: newFakeJobs(), clients: newFakeClients(), deliveries: newFakeDeliveries(), logs: &syncBuffer{},
+	e := &env{jobs: newFakeJobs(), clients: newFakeClients(), deliveries: newFakeDeliveries(), logs: &testkit.SyncBuffer{},
 		serve: handlers.ServePublic | handlers.ServeAdmin}
 	e.deps = handlers.Deps{Jobs: e.jobs, Clients: e.clients, Deliveries: e.deliveries, Replays: e.deliveries,
 		Ready:      func(context.Context) error { return e.readyErr },
@@ -475,22 +457,33 @@ type fakeEnqueuer struct {
 	err error
 }
 
-func (q *fakeEnqueuer) EnqueueJob(_ context.Context, id string, _ time.Duration) error {
+func (q *fakeEnqueuer) EnqueueJob(_ context.Context, id string, _ int, _ time.Time, _ time.Duration) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.ids = append(q.ids, id)
 	return q.err
 }
 
+// newStore is a real redisstore.Store on this test's own Redis database.
+func newStore(t testing.TB) *redisstore.Store {
+	t.Helper()
+	st, err := redisstore.New(context.Background(), redistest.Client(t), redisstore.Options{Retention: time.Hour})
+	if err != nil {
+		t.Fatalf("redisstore.New: %v", err)
+	}
+	return st
+}
+
 // useRealJobs swaps the JobService for a real jobs.Service over a real
-// jobs.Store on this test's own Redis database, with the zero egress policy.
+// redisstore.Store on this test's own Redis database, with the zero egress
+// policy.
 func (e *env) useRealJobs(t testing.TB) {
 	t.Helper()
 	reg := jobs.NewRegistry()
 	reg.Register("echo", jobs.Echo, time.Minute)
 	reg.Register("report.render", jobs.Echo, time.Minute)
-	e.real = jobs.NewService(jobs.ServiceOptions{Store: jobs.NewStore(redistest.Client(t), time.Hour), Registry: reg,
-		URLs: egress.Policy{}, Enqueuer: &fakeEnqueuer{}})
+	st := newStore(t)
+	e.real = jobs.NewService(jobs.ServiceOptions{Store: st, Registry: reg, URLs: egress.Policy{}, Enqueuer: &fakeEnqueuer{}})
 	e.deps.Jobs = e.real
 }
 

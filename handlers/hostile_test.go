@@ -16,8 +16,6 @@ import (
 	"github.com/boomerang-dev/boomerang/egress"
 	"github.com/boomerang-dev/boomerang/handlers"
 	"github.com/boomerang-dev/boomerang/jobs"
-	"github.com/boomerang-dev/boomerang/redistest"
-	"github.com/boomerang-dev/boomerang/webhooks"
 )
 
 // hostileResolver answers for a few names; everything else does not exist.
@@ -37,8 +35,8 @@ func (r hostileResolver) LookupNetIP(_ context.Context, _, host string) ([]netip
 // problem type.
 func TestHostileInputs(t *testing.T) {
 	ctx := context.Background()
-	rdb := redistest.Client(t)
-	cl := clients.NewStore(rdb, time.Now)
+	store := newStore(t)
+	cl := clients.NewService(store, clients.Options{})
 	a, keyOfA, _, err := cl.Create(ctx, "tenant a")
 	if err != nil {
 		t.Fatal(err)
@@ -57,14 +55,14 @@ func TestHostileInputs(t *testing.T) {
 	reg := jobs.NewRegistry()
 	reg.Register("echo", jobs.Echo, time.Minute)
 	svc := jobs.NewService(jobs.ServiceOptions{
-		Store: jobs.NewStore(rdb, time.Hour), Registry: reg, Enqueuer: &fakeEnqueuer{},
+		Store: store, Registry: reg, Enqueuer: &fakeEnqueuer{},
 		URLs: egress.Checker{Resolver: hostileResolver{
 			"rebind.example": "127.0.0.1", "meta.example": "169.254.169.254", "intranet.example": "10.1.2.3",
 			"v6loop.example": "::1", "public.example": "93.184.215.14",
 		}},
 		Limits: jobs.Limits{MaxPayloadBytes: 2048},
 	})
-	deps := handlers.Deps{Jobs: svc, Clients: cl, Deliveries: webhooks.NewStore(rdb, time.Hour), Replays: newFakeDeliveries(),
+	deps := handlers.Deps{Jobs: svc, Clients: cl, Deliveries: store, Replays: newFakeDeliveries(),
 		Ready: func(context.Context) error { return nil }, AdminToken: adminToken, MaxBody: 4096}
 	h := handlers.New(deps, handlers.ServePublic|handlers.ServeAdmin)
 

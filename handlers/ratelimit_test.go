@@ -1,6 +1,7 @@
 package handlers_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -10,16 +11,29 @@ import (
 
 	"github.com/boomerang-dev/boomerang/clients"
 	"github.com/boomerang-dev/boomerang/handlers"
-	"github.com/boomerang-dev/boomerang/redistest"
+	"github.com/boomerang-dev/boomerang/testkit"
 )
 
-// TestRateLimitPerClient drives the real Redis token bucket through the
-// router: a client over its burst gets 429 with Retry-After, another client
-// is unaffected, and time refills the bucket.
+// TestRateLimitPerClient drives the real token buckets of the real store,
+// with real clients, through the router: a client over its burst gets 429
+// with Retry-After, another client is unaffected, and time refills the
+// bucket.
 func TestRateLimitPerClient(t *testing.T) {
-	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	ctx := context.Background()
+	clk := testkit.NewClock(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC))
+	store := newStore(t)
+	cl := clients.NewService(store, clients.Options{Now: clk.Now})
+	_, keyOfA, _, err := cl.Create(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, keyOfB, _, err := cl.Create(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
 	e := newEnv()
-	e.deps.Limiter = clients.NewRateLimiter(redistest.Client(t), 2, 3, func() time.Time { return now })
+	e.deps.Clients = cl
+	e.deps.Limiter = clients.NewRateLimiter(store, 2, 3, clk.Now) // 2 per second, bursts of 3
 	h := handlers.New(e.deps, e.serve)
 	get := func(key string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(http.MethodGet, "/v1/jobs/req_0M1SS1NG000000000000000000", nil)
@@ -28,28 +42,36 @@ func TestRateLimitPerClient(t *testing.T) {
 		h.ServeHTTP(rec, req)
 		return rec
 	}
-	for i := 0; i < 3; i++ {
-		if rec := get(keyA); rec.Code != http.StatusNotFound {
-			t.Fatalf("request %d within the burst: status %d, want 404 (passed the limiter)", i+1, rec.Code)
+	steps := []struct {
+		name       string
+		advance    time.Duration
+		key        string
+		wantStatus int
+	}{
+		{"a, 1st of its burst", 0, keyOfA, http.StatusNotFound}, // passed the limiter
+		{"a, 2nd", 0, keyOfA, http.StatusNotFound},
+		{"a, 3rd", 0, keyOfA, http.StatusNotFound},
+		{"a, over its burst", 0, keyOfA, http.StatusTooManyRequests},
+		{"b, its own bucket", 0, keyOfB, http.StatusNotFound},
+		{"a, after a refill of one token", 600 * time.Millisecond, keyOfA, http.StatusNotFound},
+		{"a, the refill spent", 0, keyOfA, http.StatusTooManyRequests},
+	}
+	for _, s := range steps {
+		clk.Advance(s.advance)
+		rec := get(s.key)
+		if rec.Code != s.wantStatus {
+			t.Fatalf("%s: status %d, want %d; body %s", s.name, rec.Code, s.wantStatus, rec.Body)
 		}
-	}
-	rec := get(keyA)
-	var p handlers.Problem
-	_ = json.Unmarshal(rec.Body.Bytes(), &p)
-	if rec.Code != http.StatusTooManyRequests || p.Type != handlers.ProblemBase+"rate-limited" {
-		t.Fatalf("4th request: status %d type %q, want 429 rate-limited", rec.Code, p.Type)
-	}
-	if ra, err := strconv.Atoi(rec.Header().Get("Retry-After")); err != nil || ra < 1 {
-		t.Errorf("Retry-After = %q, want whole seconds ≥ 1", rec.Header().Get("Retry-After"))
-	}
-	if rec := get(keyB); rec.Code != http.StatusNotFound {
-		t.Errorf("another client is limited too: status %d", rec.Code)
-	}
-	now = now.Add(600 * time.Millisecond) // 2 tokens/s refills one token
-	if rec := get(keyA); rec.Code != http.StatusNotFound {
-		t.Errorf("after a refill: status %d, want 404", rec.Code)
-	}
-	if rec := get(keyA); rec.Code != http.StatusTooManyRequests {
-		t.Errorf("the refill gave more than one token: status %d", rec.Code)
+		if rec.Code != http.StatusTooManyRequests {
+			continue
+		}
+		var p handlers.Problem
+		_ = json.Unmarshal(rec.Body.Bytes(), &p)
+		if p.Type != handlers.ProblemBase+"rate-limited" {
+			t.Errorf("%s: problem type %q, want rate-limited", s.name, p.Type)
+		}
+		if ra, err := strconv.Atoi(rec.Header().Get("Retry-After")); err != nil || ra < 1 {
+			t.Errorf("%s: Retry-After = %q, want whole seconds ≥ 1", s.name, rec.Header().Get("Retry-After"))
+		}
 	}
 }

@@ -93,6 +93,7 @@ func (s *Sweeper) Repair(ctx context.Context, partition int) (Report, time.Time,
 	if err != nil {
 		return r, time.Time{}, err
 	}
+	again := now.Add(s.RecoverAfter) // when a repaired record is looked at again
 	for _, d := range due {
 		var err error
 		switch {
@@ -103,11 +104,11 @@ func (s *Sweeper) Repair(ctx context.Context, partition int) (Report, time.Time,
 			// the task runs it (a live lease makes the task wait).
 			r.JobsRequeued++
 			err = errors.Join(s.Queue.EnqueueJob(ctx, d.RequestID, d.JobAttempts+1, now, s.JobTimeout),
-				s.Store.Reschedule(ctx, d.RequestID, now.Add(s.RecoverAfter)))
+				s.Store.Reschedule(ctx, d.RequestID, again))
 		case d.Delivery == webhooks.StatusPending:
 			r.DeliveriesRescheduled++
 			err = errors.Join(s.Queue.ScheduleAttempt(ctx, jobs.DeliveryID(d.RequestID), d.DeliveryAttempts+1, now),
-				s.Store.Reschedule(ctx, d.RequestID, now.Add(s.RecoverAfter)))
+				s.Store.Reschedule(ctx, d.RequestID, again))
 		default:
 			err = s.Store.Reschedule(ctx, d.RequestID, time.Time{}) // nothing left to do
 		}
@@ -115,8 +116,11 @@ func (s *Sweeper) Repair(ctx context.Context, partition int) (Report, time.Time,
 			return r, time.Time{}, err
 		}
 	}
-	if len(due) == batch {
+	switch {
+	case len(due) == batch:
 		next = now // more are overdue
+	case r.JobsRequeued+r.DeliveriesRescheduled > 0 && (next.IsZero() || again.Before(next)):
+		next = again // the records just rescheduled
 	}
 	return r, next, nil
 }
@@ -199,4 +203,3 @@ func (s *Sweeper) Start(ctx context.Context, tick, maintainEvery time.Duration) 
 	}()
 	return func() { cancel(); wg.Wait() }
 }
-

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/boomerang-dev/boomerang/ids"
 	"github.com/boomerang-dev/boomerang/redistest"
 	"github.com/hibiken/asynq"
 )
@@ -121,13 +122,19 @@ func TestAsynqLogger(t *testing.T) {
 
 // A time that is not after the queue's now needs no ProcessAt: the attempt
 // is due at once.
-func TestScheduleAttemptBoundary(t *testing.T) {
+func TestDueTimeBoundary(t *testing.T) {
 	rdb := redistest.Client(t)
-	q := NewQueue(rdb, time.Second)
+	q := NewQueue(rdb, []string{"p0.x", "p1.y"}, time.Second)
 	defer q.Close()
 	now := time.Now().Add(time.Hour) // the queue's clock runs an hour ahead
 	q.now = func() time.Time { return now }
 	insp := asynq.NewInspectorFromRedisClient(rdb)
+	req := ids.NewIn(ids.Request, now, 1)
+	msg := ids.Delivery + ids.Body(req)
+	enqueue := map[string]func(n int, at time.Time) error{
+		req: func(n int, at time.Time) error { return q.EnqueueJob(context.Background(), req, n, at, time.Second) },
+		msg: func(n int, at time.Time) error { return q.ScheduleAttempt(context.Background(), msg, n, at) },
+	}
 	tests := []struct {
 		n     int
 		at    time.Time
@@ -136,17 +143,20 @@ func TestScheduleAttemptBoundary(t *testing.T) {
 		{1, now, asynq.TaskStatePending},
 		{2, now.Add(-time.Minute), asynq.TaskStatePending},
 		{3, now.Add(time.Second), asynq.TaskStateScheduled},
+		{4, time.Time{}, asynq.TaskStatePending},
 	}
-	for _, tc := range tests {
-		if err := q.ScheduleAttempt(context.Background(), "msg_b", tc.n, tc.at); err != nil {
-			t.Fatal(err)
-		}
-		info, err := insp.GetTaskInfo(QueueRetries, "msg_b:"+strconv.Itoa(tc.n))
-		if err != nil {
-			t.Fatalf("attempt %d: %v", tc.n, err)
-		}
-		if info.State != tc.state {
-			t.Errorf("attempt at now%+v is %v, want %v", tc.at.Sub(now), info.State, tc.state)
+	for id, enq := range enqueue {
+		for _, tc := range tests {
+			if err := enq(tc.n, tc.at); err != nil {
+				t.Fatal(err)
+			}
+			info, err := insp.GetTaskInfo("p1.y", id+":"+strconv.Itoa(tc.n))
+			if err != nil {
+				t.Fatalf("%s attempt %d: %v", id, tc.n, err)
+			}
+			if info.State != tc.state {
+				t.Errorf("%s attempt %d at now%+v is %v, want %v", id, tc.n, tc.at.Sub(now), info.State, tc.state)
+			}
 		}
 	}
 }

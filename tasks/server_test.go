@@ -1,18 +1,19 @@
 package tasks_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/boomerang-dev/boomerang/tasks"
+	"github.com/boomerang-dev/boomerang/testkit"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )
@@ -54,31 +55,13 @@ func (r *recorder) snapshot() (jobs, attempts, replays []string) {
 	return append([]string(nil), r.jobs...), append([]string(nil), r.attempts...), append([]string(nil), r.replays...)
 }
 
-// syncBuffer is a log destination safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func startServer(t *testing.T, rdb *redis.Client, o tasks.ServerOptions, h tasks.Handlers) *tasks.Server {
 	t.Helper()
 	o.Concurrency = 4
 	o.TaskCheckInterval = 10 * time.Millisecond
 	o.DelayedTaskCheckInterval = 50 * time.Millisecond
 	o.ShutdownTimeout = 5 * time.Second
-	srv := tasks.NewServer(rdb, o, h)
+	srv := tasks.NewServer(rdb, partitions, o, h)
 	if err := srv.Start(); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -98,7 +81,9 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func TestServerRunsEveryTaskType(t *testing.T) {
+// TestServerServesEveryQueue: tasks of each partition's queue and of the
+// maintenance queue reach their handlers, and leave their queues.
+func TestServerServesEveryQueue(t *testing.T) {
 	ctx := context.Background()
 	q, insp, rdb := newQueue(t, time.Second)
 	rec := &recorder{}
@@ -109,27 +94,43 @@ func TestServerRunsEveryTaskType(t *testing.T) {
 	if err := srv.Start(); err == nil {
 		t.Error("a second Start of a running server succeeded")
 	}
+	eventually(t, "the server to announce itself", func() bool {
+		s, err := insp.Servers()
+		return err == nil && len(s) == 1
+	})
+	servers, _ := insp.Servers()
+	if want := map[string]int{"p0.x": 4, "p1.y": 4, tasks.QueueMaintenance: 1}; !reflect.DeepEqual(servers[0].Queues, want) {
+		t.Errorf("the server serves queues %v, want %v (each partition's, weighted above maintenance)", servers[0].Queues, want)
+	}
 
-	if err := q.EnqueueJob(ctx, "req_1", time.Second); err != nil {
-		t.Fatal(err)
+	job0, job1 := reqIn(0), reqIn(1)
+	msg0, msg1 := msgOf(reqIn(0)), msgOf(reqIn(1))
+	for _, err := range []error{
+		q.EnqueueJob(ctx, job0, 1, time.Now(), time.Second),
+		q.EnqueueJob(ctx, job1, 3, time.Now(), time.Second),
+		q.ScheduleAttempt(ctx, msg0, 1, time.Now()),
+		q.ScheduleAttempt(ctx, msg1, 2, time.Now()),
+		q.StartReplay(ctx, "rpl_1"),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := q.ScheduleAttempt(ctx, "msg_1", 2, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	if err := q.StartReplay(ctx, "rpl_1"); err != nil {
-		t.Fatal(err)
-	}
-	want := [3][]string{{"req_1"}, {"msg_1/2"}, {"rpl_1"}}
-	eventually(t, "every handler to see its task", func() bool {
+	eventually(t, "every handler to see its tasks", func() bool {
 		j, a, r := rec.snapshot()
-		return len(j) > 0 && len(a) > 0 && len(r) > 0
+		return len(j) == 2 && len(a) == 2 && len(r) == 1
 	})
 	// Done tasks leave the queues (no retention).
-	for _, queue := range []string{tasks.QueueJobs, tasks.QueueRetries, tasks.QueueMaintenance} {
+	for _, queue := range []string{"p0.x", "p1.y", tasks.QueueMaintenance} {
 		eventually(t, "queue "+queue+" to empty", func() bool { return queueSize(t, insp, queue) == 0 })
 	}
 	j, a, r := rec.snapshot()
-	if got := [3][]string{j, a, r}; !reflect.DeepEqual(got, want) {
+	sort.Strings(j)
+	sort.Strings(a)
+	wantJobs, wantAttempts := []string{job0, job1}, []string{msg0 + "/1", msg1 + "/2"}
+	sort.Strings(wantJobs)
+	sort.Strings(wantAttempts)
+	if got, want := [3][]string{j, a, r}, [3][]string{wantJobs, wantAttempts, {"rpl_1"}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("handlers saw jobs %v, attempts %v, replays %v; want %v", j, a, r, want)
 	}
 
@@ -137,7 +138,7 @@ func TestServerRunsEveryTaskType(t *testing.T) {
 	go func() { srv.Shutdown(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(30 * time.Second):
+	case <-time.After(30 * time.Second): // bounds a hang only
 		t.Fatal("Shutdown did not return")
 	}
 	if err := srv.Ping(); err != nil {
@@ -155,7 +156,7 @@ func TestServerArchivesMalformedDeliveryWithoutRetry(t *testing.T) {
 	defer client.Close()
 	for i, payload := range []string{`garbage`, `{"d":"msg_1","n":0}`} {
 		_, err := client.EnqueueContext(ctx, asynq.NewTask(tasks.TypeDelivery, []byte(payload)),
-			asynq.Queue(tasks.QueueRetries), asynq.MaxRetry(25), asynq.TaskID(fmt.Sprintf("bad%d", i)))
+			asynq.Queue("p1.y"), asynq.MaxRetry(25), asynq.TaskID(fmt.Sprintf("bad%d", i)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -163,7 +164,7 @@ func TestServerArchivesMalformedDeliveryWithoutRetry(t *testing.T) {
 	var archived []*asynq.TaskInfo
 	eventually(t, "the malformed tasks to be archived", func() bool {
 		var err error
-		archived, err = insp.ListArchivedTasks(tasks.QueueRetries)
+		archived, err = insp.ListArchivedTasks("p1.y")
 		return err == nil && len(archived) == 2
 	})
 	for _, info := range archived {
@@ -171,7 +172,7 @@ func TestServerArchivesMalformedDeliveryWithoutRetry(t *testing.T) {
 			t.Errorf("archived task %s: retried %d, last error %q; want 0 retries and a malformed-task error", info.ID, info.Retried, info.LastErr)
 		}
 	}
-	if retry, err := insp.ListRetryTasks(tasks.QueueRetries); err != nil || len(retry) != 0 {
+	if retry, err := insp.ListRetryTasks("p1.y"); err != nil || len(retry) != 0 {
 		t.Errorf("retry set = %v, %v; want empty", taskIDs(retry), err)
 	}
 	if _, a, _ := rec.snapshot(); len(a) != 0 {
@@ -179,133 +180,93 @@ func TestServerArchivesMalformedDeliveryWithoutRetry(t *testing.T) {
 	}
 }
 
-func TestServerRetriesFailedJobWithJobRetryDelay(t *testing.T) {
+// TestServerRetriesFailedTasks: a task whose handler fails (Redis blip,
+// crash) waits a second and runs again, counted as a retry and logged.
+func TestServerRetriesFailedTasks(t *testing.T) {
 	ctx := context.Background()
 	q, insp, rdb := newQueue(t, time.Second)
-	var mu sync.Mutex
-	var delays []int
-	const jobDelay = time.Hour
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	rec := &recorder{fail: func(kind, id string, call int) error {
 		if call == 1 {
 			return errors.New(kind + " failed")
 		}
 		return nil
 	}}
-	startServer(t, rdb, tasks.ServerOptions{
-		JobRetryDelay: func(failed int) time.Duration {
-			mu.Lock()
-			defer mu.Unlock()
-			delays = append(delays, failed)
-			return jobDelay
-		},
-		Logger: slog.New(slog.NewTextHandler(logs, nil)),
-	}, rec.handlers())
-
-	before := time.Now()
-	if err := q.EnqueueJob(ctx, "req_r", time.Second); err != nil {
-		t.Fatal(err)
+	startServer(t, rdb, tasks.ServerOptions{Logger: slog.New(slog.NewTextHandler(logs, nil))}, rec.handlers())
+	job, msg := reqIn(1), msgOf(reqIn(0))
+	tests := []struct {
+		kind, queue, taskID string
+		enqueue             func(at time.Time) error
+	}{
+		{"job", "p1.y", job + ":2", func(at time.Time) error { return q.EnqueueJob(ctx, job, 2, at, time.Second) }},
+		{"attempt", "p0.x", msg + ":1", func(at time.Time) error { return q.ScheduleAttempt(ctx, msg, 1, at) }},
 	}
-	var info *asynq.TaskInfo
-	eventually(t, "the failed job task to wait for its retry", func() bool {
-		var err error
-		info, err = insp.GetTaskInfo(tasks.QueueJobs, "req_r")
-		return err == nil && info.State == asynq.TaskStateRetry
-	})
-	after := time.Now()
-	// asynq keeps the due time in whole seconds.
-	if lo, hi := before.Add(jobDelay).Truncate(time.Second), after.Add(jobDelay); info.NextProcessAt.Before(lo) || info.NextProcessAt.After(hi) {
-		t.Errorf("failed job is due %v, want %v after the failure (between %v and %v)", info.NextProcessAt, jobDelay, lo, hi)
+	for _, tc := range tests {
+		before := time.Now()
+		if err := tc.enqueue(before); err != nil {
+			t.Fatal(err)
+		}
+		var info *asynq.TaskInfo
+		eventually(t, "the failed "+tc.kind+" task to wait for its retry", func() bool {
+			var err error
+			info, err = insp.GetTaskInfo(tc.queue, tc.taskID)
+			return err == nil && info.State == asynq.TaskStateRetry
+		})
+		after := time.Now()
+		// The first retry waits a second; asynq keeps due times in whole seconds.
+		if lo, hi := before.Truncate(time.Second), after.Add(2*time.Second); info.NextProcessAt.Before(lo) || info.NextProcessAt.After(hi) {
+			t.Errorf("failed %s task is due %v, want about a second after the failure (between %v and %v)", tc.kind, info.NextProcessAt, lo, hi)
+		}
+		if info.Retried != 1 || info.LastErr != tc.kind+" failed" {
+			t.Errorf("failed %s task: retried %d, last error %q; want 1, %q", tc.kind, info.Retried, info.LastErr, tc.kind+" failed")
+		}
+		if l := logs.String(); !strings.Contains(l, "task failed") || !strings.Contains(l, "taskId="+tc.taskID) {
+			t.Errorf("log %q does not report the failed task %s", l, tc.taskID)
+		}
+		// Run the retry now: the handler succeeds this time.
+		if err := insp.RunTask(tc.queue, tc.taskID); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the retried "+tc.kind+" task to finish", func() bool { return queueSize(t, insp, tc.queue) == 0 })
 	}
-	if info.Retried != 1 || info.LastErr != "job failed" {
-		t.Errorf("failed job: retried %d, last error %q; want 1, %q", info.Retried, info.LastErr, "job failed")
+	j, a, _ := rec.snapshot()
+	if want := []string{job, job}; !reflect.DeepEqual(j, want) {
+		t.Errorf("RunJob calls = %v, want %v", j, want)
 	}
-	mu.Lock()
-	if !reflect.DeepEqual(delays, []int{1}) {
-		t.Errorf("JobRetryDelay called with %v, want [1] (the first failure)", delays)
-	}
-	mu.Unlock()
-	if l := logs.String(); !strings.Contains(l, "task failed") || !strings.Contains(l, "taskType=job:run") || !strings.Contains(l, "taskId=req_r") {
-		t.Errorf("log %q does not report the failed job task", l)
-	}
-
-	// Run the retry now instead of in an hour: the job succeeds this time.
-	if err := insp.RunTask(tasks.QueueJobs, "req_r"); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the retried job to finish", func() bool {
-		j, _, _ := rec.snapshot()
-		return len(j) == 2 && queueSize(t, insp, tasks.QueueJobs) == 0
-	})
-	if j, _, _ := rec.snapshot(); !reflect.DeepEqual(j, []string{"req_r", "req_r"}) {
-		t.Errorf("RunJob calls = %v, want req_r twice", j)
-	}
-}
-
-func TestServerRetriesOtherTasksWithItsOwnBackoff(t *testing.T) {
-	ctx := context.Background()
-	q, insp, rdb := newQueue(t, time.Second)
-	var mu sync.Mutex
-	jobDelayCalls := 0
-	rec := &recorder{fail: func(kind, id string, call int) error { return errors.New(kind + " failed") }}
-	startServer(t, rdb, tasks.ServerOptions{JobRetryDelay: func(int) time.Duration {
-		mu.Lock()
-		defer mu.Unlock()
-		jobDelayCalls++
-		return time.Hour
-	}}, rec.handlers())
-	before := time.Now()
-	if err := q.ScheduleAttempt(ctx, "msg_x", 1, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	var info *asynq.TaskInfo
-	eventually(t, "the failed attempt to wait for its retry", func() bool {
-		var err error
-		info, err = insp.GetTaskInfo(tasks.QueueRetries, "msg_x:1")
-		return err == nil && info.State == asynq.TaskStateRetry
-	})
-	after := time.Now()
-	// The first retry of a non-job task waits about a second, never the
-	// job delay.
-	if lo, hi := before.Truncate(time.Second), after.Add(2*time.Second); info.NextProcessAt.Before(lo) || info.NextProcessAt.After(hi) {
-		t.Errorf("failed attempt is due %v, want about a second after the failure (between %v and %v)", info.NextProcessAt, lo, hi)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if jobDelayCalls != 0 {
-		t.Errorf("JobRetryDelay was used for a delivery task (%d calls)", jobDelayCalls)
+	if want := []string{msg + "/1", msg + "/1"}; !reflect.DeepEqual(a, want) {
+		t.Errorf("Attempt calls = %v, want %v", a, want)
 	}
 }
 
 // deferErr asks to run again after a delay without counting as a failure,
-// like webhooks.DeferError.
+// like webhooks.DeferError and jobs.LeasedError.
 type deferErr struct{ after time.Duration }
 
 func (d deferErr) Error() string             { return "deferred" }
 func (d deferErr) RetryAfter() time.Duration { return d.after }
 
 // TestDeferralIsNotAFailure: a task deferred three times runs a fourth time
-// with its retry counter untouched, and sooner than any failure backoff.
+// with its retry counter untouched.
 func TestDeferralIsNotAFailure(t *testing.T) {
 	ctx := context.Background()
 	q, _, rdb := newQueue(t, time.Second)
 	var mu sync.Mutex
 	var retries []int
-	startServer(t, rdb, tasks.ServerOptions{JobRetryDelay: func(int) time.Duration { return time.Hour }}, tasks.Handlers{
+	startServer(t, rdb, tasks.ServerOptions{}, tasks.Handlers{
 		RunJob: func(ctx context.Context, id string) error {
 			n, _ := asynq.GetRetryCount(ctx)
 			mu.Lock()
 			defer mu.Unlock()
 			retries = append(retries, n)
 			if len(retries) <= 3 {
-				return deferErr{after: 0}
+				return fmt.Errorf("wrapped: %w", deferErr{after: 0})
 			}
 			return nil
 		},
 		Attempt:       func(context.Context, string, int) error { return nil },
 		RunBulkReplay: func(context.Context, string) error { return nil },
 	})
-	if err := q.EnqueueJob(ctx, "req_deferred", time.Second); err != nil {
+	if err := q.EnqueueJob(ctx, reqIn(0), 1, time.Now(), time.Second); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "four runs of the deferred job", func() bool {
@@ -319,5 +280,38 @@ func TestDeferralIsNotAFailure(t *testing.T) {
 		if n != 0 {
 			t.Errorf("run %d saw retry count %d, want 0 (deferrals are not failures)", i+1, n)
 		}
+	}
+}
+
+// TestDeferralWaitsItsRetryAfter: a deferred task is due when its error
+// says, whatever the failure backoff, and is logged at debug level only.
+func TestDeferralWaitsItsRetryAfter(t *testing.T) {
+	ctx := context.Background()
+	q, insp, rdb := newQueue(t, time.Second)
+	logs := &testkit.SyncBuffer{}
+	rec := &recorder{fail: func(string, string, int) error { return deferErr{after: time.Hour} }}
+	startServer(t, rdb, tasks.ServerOptions{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))},
+		rec.handlers())
+	msg := msgOf(reqIn(1))
+	before := time.Now()
+	if err := q.ScheduleAttempt(ctx, msg, 4, before); err != nil {
+		t.Fatal(err)
+	}
+	var info *asynq.TaskInfo
+	eventually(t, "the deferred task to wait", func() bool {
+		var err error
+		info, err = insp.GetTaskInfo("p1.y", msg+":4")
+		return err == nil && info.State == asynq.TaskStateRetry
+	})
+	after := time.Now()
+	if lo, hi := before.Add(time.Hour).Truncate(time.Second), after.Add(time.Hour+time.Second); info.NextProcessAt.Before(lo) || info.NextProcessAt.After(hi) {
+		t.Errorf("deferred task is due %v, want an hour after the deferral (between %v and %v)", info.NextProcessAt, lo, hi)
+	}
+	if info.Retried != 0 {
+		t.Errorf("deferred task: retried %d, want 0", info.Retried)
+	}
+	l := logs.String()
+	if !strings.Contains(l, "level=DEBUG msg=\"task deferred\"") || strings.Contains(l, "task failed") {
+		t.Errorf("log %q: want a debug line \"task deferred\" and no failure", l)
 	}
 }
