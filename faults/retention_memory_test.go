@@ -33,7 +33,9 @@ type (
 	answer204    struct{}
 )
 
-func (noEnqueuer) EnqueueJob(context.Context, string, int, time.Time, time.Duration) error { return nil }
+func (noEnqueuer) EnqueueJob(context.Context, string, int, time.Time, time.Duration) error {
+	return nil
+}
 func (noScheduler) ScheduleAttempt(context.Context, string, int, time.Time) error {
 	return fmt.Errorf("no retry expected: every attempt answers 204")
 }

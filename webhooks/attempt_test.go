@@ -224,6 +224,7 @@ func TestAttemptRaceLoserRecordsNothing(t *testing.T) {
 	r := newReceiver(t, status(500))
 	created := e.newDelivery(t, "cli_a", r.URL)
 	e.first(t, created)
+	e.clock.Advance(time.Second) // the second run at another time: not a repeat of the first's write
 	e.first(t, created)
 	d := e.get(t, created.ID)
 	if d.Attempts != 1 || len(d.AttemptLog) != 1 {
