@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -241,12 +242,13 @@ func (s *Store) Changes(ctx context.Context) <-chan string {
 	go func() {
 		defer close(out)
 		ps := s.rdb.Subscribe(ctx, changedChannel)
-		defer ps.Close()
 		// Receive does not return when ctx ends (go-redis reads ignore
 		// cancellation); closing the subscription makes it.
-		defer context.AfterFunc(ctx, func() { ps.Close() })()
+		stop := context.AfterFunc(ctx, func() { ps.Close() })
+		defer func() { stop(); ps.Close() }()
+		pinged := false
 		for {
-			msg, err := ps.Receive(ctx)
+			msg, err := ps.ReceiveTimeout(ctx, changesIdle)
 			if ctx.Err() != nil {
 				return
 			}
@@ -256,8 +258,25 @@ func (s *Store) Changes(ctx context.Context) <-chan string {
 				id = "" // (re)subscribed: anything may have changed meanwhile
 			case *redis.Message:
 				id = m.Payload
+			case *redis.Pong:
+				pinged = false
+				continue
 			default:
-				if err != nil {
+				var ne net.Error
+				switch {
+				case errors.As(err, &ne) && ne.Timeout() && !pinged:
+					// Quiet for a while: make sure the connection still
+					// answers, or a half-open one would keep us deaf.
+					_ = ps.Ping(ctx)
+					pinged = true
+				case errors.As(err, &ne) && ne.Timeout():
+					// No answer to the ping: start a new subscription.
+					stop()
+					ps.Close()
+					ps = s.rdb.Subscribe(ctx, changedChannel)
+					stop = context.AfterFunc(ctx, func() { ps.Close() })
+					pinged = false
+				case err != nil:
 					select { // Receive reconnects on the next call
 					case <-time.After(time.Second):
 					case <-ctx.Done():
@@ -266,6 +285,7 @@ func (s *Store) Changes(ctx context.Context) <-chan string {
 				}
 				continue
 			}
+			pinged = false
 			select {
 			case out <- id:
 			case <-ctx.Done():
@@ -275,6 +295,10 @@ func (s *Store) Changes(ctx context.Context) <-chan string {
 	}()
 	return out
 }
+
+// changesIdle is how long the change subscription may stay silent before
+// it checks its connection with a ping.
+const changesIdle = 30 * time.Second
 
 // TakeTokens takes up to want tokens from a client's bucket.
 func (s *Store) TakeTokens(ctx context.Context, clientID string, rate float64, burst, want int, now time.Time) (int, time.Duration, error) {

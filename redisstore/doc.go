@@ -38,6 +38,7 @@
 //	bmr:{replays}:r:<rpl>     hash    a bulk replay's filter and progress
 //	bmr:{replays}:running     set     bulk replays not finished
 //	bmr:partitions            string  the partition count this Redis was set up with
+//	bmr:lock:trim             string  held (1 min) by the one process trimming indexes
 //	bmr:lock:trim             string  held by the process trimming indexes (Trim), for a minute at most
 //	bmr:clients:changed       channel client ids whose keys, status or secrets changed
 //

@@ -108,8 +108,12 @@ func TestEnqueueJob(t *testing.T) {
 				tasks.TypeJob, tc.id, tc.wantState, tc.wantTimeout)
 		}
 		if tc.wantState == asynq.TaskStateScheduled {
-			if want := time.Unix(tc.at.Unix(), 0); !info.NextProcessAt.Equal(want) {
-				t.Errorf("task %s is due %v, want %v (the time asked for, in whole seconds)", taskID, info.NextProcessAt, want)
+			want := time.Unix(tc.at.Unix(), 0)
+			if !want.Equal(tc.at) {
+				want = want.Add(time.Second)
+			}
+			if !info.NextProcessAt.Equal(want) {
+				t.Errorf("task %s is due %v, want %v (the time asked for, rounded up to a whole second: never early)", taskID, info.NextProcessAt, want)
 			}
 		}
 	}
@@ -158,8 +162,12 @@ func TestScheduleAttempt(t *testing.T) {
 				id, info.Type, info.State, info.Timeout, info.MaxRetry, tasks.TypeDelivery, tc.wantState)
 		}
 		if tc.wantState == asynq.TaskStateScheduled {
-			if want := time.Unix(tc.at.Unix(), 0); !info.NextProcessAt.Equal(want) {
-				t.Errorf("task %s is due %v, want %v (the time asked for, in whole seconds)", id, info.NextProcessAt, want)
+			want := time.Unix(tc.at.Unix(), 0)
+			if !want.Equal(tc.at) {
+				want = want.Add(time.Second)
+			}
+			if !info.NextProcessAt.Equal(want) {
+				t.Errorf("task %s is due %v, want %v (the time asked for, rounded up to a whole second: never early)", id, info.NextProcessAt, want)
 			}
 		}
 	}

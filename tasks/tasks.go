@@ -70,6 +70,15 @@ func (q *Queue) queueOf(id string) string {
 	return q.partitions[p]
 }
 
+// ceilSecond rounds a time up to a whole second: asynq keeps whole Unix
+// seconds and would otherwise run a task up to a second before it is due.
+func ceilSecond(t time.Time) time.Time {
+	if r := t.Truncate(time.Second); !r.Equal(t) {
+		return r.Add(time.Second)
+	}
+	return t
+}
+
 // wholeSeconds rounds up: asynq truncates timeouts to whole seconds, and a
 // timeout under one second would mean none at all.
 func wholeSeconds(d time.Duration) time.Duration {
@@ -107,7 +116,7 @@ func (q *Queue) EnqueueJob(ctx context.Context, requestID string, n int, at time
 	t := asynq.NewTask(TypeJob, []byte(requestID))
 	opts := []asynq.Option{asynq.MaxRetry(infraRetries), asynq.Timeout(wholeSeconds(timeout + q.deliveryTimeout + 10*time.Second))}
 	if at.After(q.now()) {
-		opts = append(opts, asynq.ProcessAt(at))
+		opts = append(opts, asynq.ProcessAt(ceilSecond(at)))
 	}
 	return q.enqueue(ctx, q.queueOf(requestID), requestID+":"+strconv.Itoa(n), t, opts...)
 }
@@ -122,7 +131,7 @@ func (q *Queue) ScheduleAttempt(ctx context.Context, deliveryID string, n int, a
 	payload, _ := json.Marshal(attemptPayload{deliveryID, n})
 	opts := []asynq.Option{asynq.MaxRetry(infraRetries), asynq.Timeout(wholeSeconds(q.deliveryTimeout + 10*time.Second))}
 	if at.After(q.now()) {
-		opts = append(opts, asynq.ProcessAt(at))
+		opts = append(opts, asynq.ProcessAt(ceilSecond(at)))
 	}
 	return q.enqueue(ctx, q.queueOf(deliveryID), deliveryID+":"+strconv.Itoa(n), asynq.NewTask(TypeDelivery, payload), opts...)
 }
