@@ -394,18 +394,26 @@ func (s *Service) Get(ctx context.Context, clientID, id string) (Job, error) {
 func (s *Service) Run(ctx context.Context, id string) error {
 	now := s.now().UTC()
 	j, err := s.store.ClaimJob(ctx, id, now, now.Add(s.lease))
-	var leased *LeasedError
+	if err != nil {
+		return s.notClaimed(ctx, id, err)
+	}
+	return s.runClaimed(ctx, j)
+}
+
+// notClaimed handles a claim that did not give this run the job.
+func (s *Service) notClaimed(ctx context.Context, id string, err error) error {
 	switch {
 	case errors.Is(err, ErrNotFound):
 		s.log.WarnContext(ctx, "job gone (expired or never stored), nothing to run", "requestId", id)
 		return nil
 	case errors.Is(err, ErrFinished):
 		return s.deliverer.Attempt(ctx, DeliveryID(id), 1) // ran again after a crash: make sure the webhook goes out
-	case errors.As(err, &leased):
-		return err
-	case err != nil:
-		return err
 	}
+	return err // *LeasedError, or the store failed
+}
+
+// runClaimed processes a job this run has claimed.
+func (s *Service) runClaimed(ctx context.Context, j Job) error {
 	if j.Attempts > s.maxAttempts { // crashed or interrupted runs used them all up
 		// This claim counts in j.Attempts although it does not process: the
 		// store only lets the claim's own attempt number write the outcome.

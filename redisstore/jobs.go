@@ -117,11 +117,20 @@ func (s *Store) ClaimJob(ctx context.Context, id string, now, leaseUntil time.Ti
 		return jobs.Job{}, jobs.ErrNotFound
 	}
 	body, tag := ids.Body(id), s.tagOf(id)
-	res, err := claimJobScript.Run(ctx, s.rdb, []string{recordKey(tag, body), key(tag, "due")},
-		body, ms(now), now.UnixNano(), ms(leaseUntil), s.touch(id)).Slice()
+	res, err := claimJobScript.Run(ctx, s.rdb, []string{recordKey(tag, body), key(tag, "due")}, s.claimArgs(body, now, leaseUntil)...).Slice()
 	if err != nil {
 		return jobs.Job{}, fmt.Errorf("claim job %s: %w", id, err)
 	}
+	return s.claimResult(body, res)
+}
+
+// claimArgs are claimJobScript's ARGV.
+func (s *Store) claimArgs(body string, now, leaseUntil time.Time) []any {
+	return []any{body, ms(now), now.UnixNano(), ms(leaseUntil), s.touch(ids.Request + body)}
+}
+
+// claimResult reads claimJobScript's answer.
+func (s *Store) claimResult(body string, res []any) (jobs.Job, error) {
 	switch code, _ := res[0].(int64); code {
 	case 1:
 		return decodeJob(body, flatMap(res[1])), nil
@@ -263,6 +272,45 @@ func (s *Store) NextReady(ctx context.Context, partition int, wait time.Duration
 		return "", err
 	}
 	return ids.Request + body, nil
+}
+
+// ClaimAndNext claims a job (as ClaimJob) and, pipelined in the same round
+// trip, pops the next job of its partition's ready list without waiting.
+func (s *Store) ClaimAndNext(ctx context.Context, id string, now, leaseUntil time.Time) (jobs.Job, error, string, error) {
+	if !ids.Valid(ids.Request, id) || ids.Partition(id) >= len(s.tags) {
+		return jobs.Job{}, jobs.ErrNotFound, "", nil
+	}
+	body, tag := ids.Body(id), s.tagOf(id)
+	var claim *redis.Cmd
+	var pop *redis.StringCmd
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		claim = claimJobScript.EvalSha(ctx, p, []string{recordKey(tag, body), key(tag, "due")}, s.claimArgs(body, now, leaseUntil)...)
+		pop = p.LPop(ctx, key(tag, "ready"))
+		return nil
+	}) // each command's own error is read below
+	next := ""
+	if b, perr := pop.Result(); perr == nil {
+		next = ids.Request + b
+	} else if !isNil(perr) {
+		return jobs.Job{}, nil, "", fmt.Errorf("pop the next job: %w", perr)
+	}
+	res, cerr := claim.Slice()
+	if isNoScript(cerr) {
+		// Not loaded on this node yet: the claim alone loads it.
+		j, claimErr := s.ClaimJob(ctx, id, now, leaseUntil)
+		if claimErr != nil && !errors.Is(claimErr, jobs.ErrFinished) && !errors.Is(claimErr, jobs.ErrNotFound) {
+			var leased *jobs.LeasedError
+			if !errors.As(claimErr, &leased) {
+				return jobs.Job{}, nil, next, claimErr
+			}
+		}
+		return j, claimErr, next, nil
+	}
+	if cerr != nil {
+		return jobs.Job{}, nil, next, fmt.Errorf("claim job %s: %w", id, cerr)
+	}
+	j, claimErr := s.claimResult(body, res)
+	return j, claimErr, next, nil
 }
 
 // ReturnReady puts a job back at the head of its ready list.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/boomerang-dev/boomerang/ids"
@@ -126,3 +127,7 @@ func ms(t time.Time) int64 { return t.UnixMilli() }
 
 // isNil reports a missing key.
 func isNil(err error) bool { return errors.Is(err, redis.Nil) }
+
+// isNoScript reports a script that the server has not loaded (EVALSHA of
+// a pipeline cannot fall back to EVAL by itself).
+func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }

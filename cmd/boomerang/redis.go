@@ -42,13 +42,16 @@ func openRedis(ctx context.Context, cfg *config.Config, stdout io.Writer, log *s
 // a connection per concurrent task and per partition's blocking pop.
 func newRedisClient(cfg config.Config) (redis.UniversalClient, error) {
 	pool := cfg.Concurrency + cfg.Partitions + 20
+	// RESP2: Boomerang uses no RESP3 feature, and go-redis checks every
+	// RESP3 connection for pending push messages before each command.
+	const protocol = 2
 	switch {
 	case cfg.RedisCluster:
 		opt, err := redis.ParseClusterURL(cfg.RedisURL)
 		if err != nil {
 			return nil, err
 		}
-		opt.PoolSize = max(opt.PoolSize, pool)
+		opt.PoolSize, opt.Protocol = max(opt.PoolSize, pool), protocol
 		// go-redis keeps sending a failed master's slots to it until its
 		// slot map reloads (default: every 60 s); reload every second, so a
 		// failover costs seconds, not a minute.
@@ -60,14 +63,14 @@ func newRedisClient(cfg config.Config) (redis.UniversalClient, error) {
 			return nil, err
 		}
 		opt.MasterName = cfg.RedisSentinelMaster
-		opt.PoolSize = max(opt.PoolSize, pool)
+		opt.PoolSize, opt.Protocol = max(opt.PoolSize, pool), protocol
 		return redis.NewFailoverClient(opt), nil
 	}
 	opt, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
 		return nil, err
 	}
-	opt.PoolSize = max(opt.PoolSize, pool)
+	opt.PoolSize, opt.Protocol = max(opt.PoolSize, pool), protocol
 	return redis.NewClient(opt), nil
 }
 
@@ -85,6 +88,6 @@ func openEmbedded(cfg *config.Config, stdout io.Writer, log *slog.Logger) (redis
 		cfg.AdminToken = randomToken()
 		fmt.Fprintln(stdout, "boomerang: BOOMERANG_ADMIN_TOKEN is not set: generated one (embedded mode only), shown below")
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), PoolSize: cfg.Concurrency + cfg.Partitions + 20})
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), PoolSize: cfg.Concurrency + cfg.Partitions + 20, Protocol: 2})
 	return rdb, func() { rdb.Close(); mr.Close() }, nil
 }
