@@ -107,7 +107,7 @@ var Vars = []Var{
 	{"BOOMERANG_ADMIN_TOKEN", "(generated in embedded mode)", "bearer token of the admin API, at least 32 characters; required with a real Redis"},
 	{"BOOMERANG_ROLE", "all", "all, api or worker"},
 	{"BOOMERANG_CONCURRENCY", "50", "tasks (jobs and delivery attempts) run at once per worker process"},
-	{"BOOMERANG_TASK_CHECK_INTERVAL", "1s", "how often an idle worker polls its task queues (retries, recoveries, replays); new jobs do not wait for it, they come through a blocking pop"},
+	{"BOOMERANG_TASK_CHECK_INTERVAL", "1s", "how often an idle worker polls its task queues (retries, recoveries, replays), times a quarter of the partitions past four, so that idle polling does not grow with them; new jobs do not wait for it, they come through a blocking pop"},
 	{"BOOMERANG_RETRY_INITIAL", "5s", "wait before the first delivery retry"},
 	{"BOOMERANG_RETRY_MAX_INTERVAL", "10h", "longest wait between delivery attempts (also caps Retry-After)"},
 	{"BOOMERANG_RETRY_MAX_ATTEMPTS", "12", "delivery attempts in all, the first included"},

@@ -71,11 +71,16 @@ func wire(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, log
 // task server (retries, recoveries, replays) and the recovery sweep; stop
 // ends them, letting running work finish within the shutdown timeout.
 func startWorkers(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, a app, log *slog.Logger) (stop func(), err error) {
+	// asynq polls every partition's queue at each check: past four
+	// partitions, checks space out so that idle polling stays at four
+	// queues' worth whatever the partition count (retries and recoveries
+	// may start that much later; new jobs never wait for it).
+	check := cfg.TaskCheckInterval * time.Duration(max(1, (a.store.Partitions()+3)/4))
 	srv := tasks.NewServer(rdb, a.store.Tags(), tasks.ServerOptions{
 		Concurrency:              cfg.Concurrency,
 		ShutdownTimeout:          cfg.ShutdownTimeout,
-		TaskCheckInterval:        cfg.TaskCheckInterval,
-		DelayedTaskCheckInterval: cfg.TaskCheckInterval,
+		TaskCheckInterval:        check,
+		DelayedTaskCheckInterval: check,
 		Logger:                   log,
 	}, tasks.Handlers{RunJob: a.jobs.Run, Attempt: a.dispatcher.Attempt, RunBulkReplay: a.dispatcher.RunBulkReplay})
 	if err := srv.Start(); err != nil {
