@@ -77,7 +77,7 @@ func (e *DeferError) Unwrap() error {
 // failing), at most maxKeys of each, the least recently used evicted first.
 type gate struct {
 	mu        sync.Mutex
-	freed     chan struct{} // closed (and replaced) whenever a slot frees
+	waiters   map[string][]chan struct{} // by host: attempts waiting for a slot, oldest first
 	hosts     *lru[hostState]
 	endpoints *lru[endpointState]
 	limit     int
@@ -112,7 +112,7 @@ func newGate(limit, threshold int, cooldown time.Duration, now func() time.Time)
 		limit = 1 << 30
 	}
 	return &gate{hosts: newLRU[hostState](maxGateKeys), endpoints: newLRU[endpointState](maxGateKeys),
-		limit: limit, threshold: threshold, cooldown: cooldown, wait: busyWait, now: now, freed: make(chan struct{})}
+		limit: limit, threshold: threshold, cooldown: cooldown, wait: busyWait, now: now, waiters: map[string][]chan struct{}{}}
 }
 
 // endpointOf is the breaker key of a delivery: its client and its callback
@@ -178,6 +178,10 @@ type ticket struct {
 func (g *gate) acquire(host, endpoint string) (*ticket, *DeferError) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	return g.acquireLocked(host, endpoint)
+}
+
+func (g *gate) acquireLocked(host, endpoint string) (*ticket, *DeferError) {
 	now := g.now()
 	e := g.endpoints.get(endpoint)
 	h := g.hosts.get(host)
@@ -239,26 +243,60 @@ func (g *gate) acquireWait(ctx context.Context, host, endpoint string) (*ticket,
 	defer deadline.Stop()
 	for {
 		g.mu.Lock()
-		freed := g.freed
-		g.mu.Unlock()
-		t, def := g.acquire(host, endpoint)
-		if def == nil || (def.Reason != DeferHostBusy && def.Reason != DeferEndpointBusy) || !g.healthy(host, endpoint) {
+		t, def := g.acquireLocked(host, endpoint)
+		if def == nil || (def.Reason != DeferHostBusy && def.Reason != DeferEndpointBusy) || !g.healthyLocked(host, endpoint) {
+			g.mu.Unlock()
 			return t, def
 		}
+		// Wait in line: a freed slot of the host wakes one waiter, not all.
+		turn := make(chan struct{})
+		g.waiters[host] = append(g.waiters[host], turn)
+		g.mu.Unlock()
 		select {
-		case <-freed:
+		case <-turn:
+			continue
 		case <-deadline.C:
-			return nil, def
 		case <-ctx.Done():
-			return nil, def
 		}
+		g.leaveLine(host, turn)
+		return nil, def
+	}
+}
+
+// leaveLine takes a waiter out of its host's line; if a freed slot had
+// just woken it, the slot goes to the next in line.
+func (g *gate) leaveLine(host string, turn chan struct{}) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	line := g.waiters[host]
+	for i, c := range line {
+		if c == turn {
+			g.waiters[host] = append(line[:i:i], line[i+1:]...)
+			if len(g.waiters[host]) == 0 {
+				delete(g.waiters, host)
+			}
+			return
+		}
+	}
+	g.wakeLocked(host) // woken but leaving: pass the turn on
+}
+
+// wakeLocked wakes the next attempt waiting for a slot of host.
+func (g *gate) wakeLocked(host string) {
+	line := g.waiters[host]
+	if len(line) == 0 {
+		return
+	}
+	close(line[0])
+	if len(line) == 1 {
+		delete(g.waiters, host)
+	} else {
+		g.waiters[host] = line[1:]
 	}
 }
 
 // healthy says whether neither the host nor the endpoint has failed lately.
-func (g *gate) healthy(host, endpoint string) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
+func (g *gate) healthyLocked(host, endpoint string) bool {
 	return g.hosts.get(host).failures == 0 && g.endpoints.get(endpoint).failures == 0
 }
 
@@ -285,8 +323,7 @@ func (t *ticket) done(o outcome) {
 	h := g.hosts.get(t.host)
 	e.inFlight = max(0, e.inFlight-1)
 	h.inFlight = max(0, h.inFlight-1)
-	close(g.freed)
-	g.freed = make(chan struct{})
+	g.wakeLocked(t.host)
 	if t.endProbe {
 		e.probing = false
 	}
