@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -60,6 +61,14 @@ type Config struct {
 	JobTimeout     time.Duration            // default per type
 	JobTimeouts    map[string]time.Duration // per type overrides
 	JobHTTP        map[string]string        // type → upstream URL
+	JobHTTPAsync   map[string]string        // type → upstream URL that finishes later
+	JobExternal    []string                 // types done by external workers
+	JobMaxDeadline time.Duration            // cap of a submission's deadline
+	PublicURL      string                   // the API's address as upstreams reach it
+
+	WorkerWaitMax  time.Duration // longest claim long-poll
+	WorkerLeaseMin time.Duration
+	WorkerLeaseMax time.Duration
 
 	Retention       time.Duration
 	SecretGrace     time.Duration
@@ -120,6 +129,13 @@ var Vars = []Var{
 	{"BOOMERANG_JOB_TIMEOUT", "10m", "processing timeout of a job type without its own"},
 	{"BOOMERANG_JOB_TIMEOUTS", "", "per-type timeouts, e.g. report=30m,echo=5s"},
 	{"BOOMERANG_JOB_HTTP", "", "HTTP-forwarding job types, e.g. report=http://reports.internal/generate"},
+	{"BOOMERANG_JOB_HTTP_ASYNC", "", "job types whose upstream accepts the work and finishes it later through a completion URL, e.g. approve=https://approvals.internal/start"},
+	{"BOOMERANG_JOB_EXTERNAL", "", "job types done by external workers, which claim them over HTTP with a worker key, e.g. transcode,thumbnail"},
+	{"BOOMERANG_JOB_MAX_DEADLINE", "720h", "latest deadline a submission may set; also the deadline of an async job submitted without one"},
+	{"BOOMERANG_PUBLIC_URL", "(the API's own address)", "base URL of the API as upstreams reach it, e.g. https://boomerang.example.com; completion URLs start with it"},
+	{"BOOMERANG_WORKER_WAIT_MAX", "60s", "longest waitSeconds of an external worker's claim"},
+	{"BOOMERANG_WORKER_LEASE_MIN", "5s", "shortest leaseSeconds of an external worker's claim"},
+	{"BOOMERANG_WORKER_LEASE_MAX", "1h", "longest leaseSeconds of an external worker's claim"},
 	{"BOOMERANG_RETENTION", "168h", "how long jobs, deliveries and attempts are kept"},
 	{"BOOMERANG_SECRET_GRACE", "24h", "how long a rotated-out signing secret still signs"},
 	{"BOOMERANG_MAX_BODY_BYTES", "1048576", "largest accepted request body"},
@@ -168,6 +184,13 @@ func Load(getenv func(string) string) (Config, error) {
 		JobTimeout:          p.dur("BOOMERANG_JOB_TIMEOUT", 10*time.Minute, time.Second),
 		JobTimeouts:         p.timeouts("BOOMERANG_JOB_TIMEOUTS"),
 		JobHTTP:             p.upstreams("BOOMERANG_JOB_HTTP"),
+		JobHTTPAsync:        p.upstreams("BOOMERANG_JOB_HTTP_ASYNC"),
+		JobExternal:         p.list("BOOMERANG_JOB_EXTERNAL"),
+		JobMaxDeadline:      p.dur("BOOMERANG_JOB_MAX_DEADLINE", 30*24*time.Hour, time.Second),
+		PublicURL:           p.str("BOOMERANG_PUBLIC_URL", ""),
+		WorkerWaitMax:       p.dur("BOOMERANG_WORKER_WAIT_MAX", time.Minute, 0),
+		WorkerLeaseMin:      p.dur("BOOMERANG_WORKER_LEASE_MIN", 5*time.Second, time.Second),
+		WorkerLeaseMax:      p.dur("BOOMERANG_WORKER_LEASE_MAX", time.Hour, time.Second),
 		Retention:           p.dur("BOOMERANG_RETENTION", 7*24*time.Hour, time.Minute),
 		SecretGrace:         p.dur("BOOMERANG_SECRET_GRACE", 24*time.Hour, 0),
 		MaxBodyBytes:        int64(p.int("BOOMERANG_MAX_BODY_BYTES", 1<<20, 1024, 1<<30)),
@@ -236,9 +259,33 @@ func Load(getenv func(string) string) (Config, error) {
 	for name := range c.JobTimeouts {
 		checkName("BOOMERANG_JOB_TIMEOUTS", name)
 	}
-	for name := range c.JobHTTP {
-		if name == "echo" {
-			p.fail("BOOMERANG_JOB_HTTP", "type %q is built in and cannot be redefined", name)
+	// Each type is defined once: built in, forwarded, async or external.
+	defined := map[string]string{"echo": "built in"}
+	define := func(env, name string) {
+		if by, ok := defined[name]; ok {
+			p.fail(env, "type %q is defined already (%s)", name, by)
+			return
+		}
+		defined[name] = env
+	}
+	for _, name := range sortedKeys(c.JobHTTP) {
+		define("BOOMERANG_JOB_HTTP", name)
+	}
+	for _, name := range sortedKeys(c.JobHTTPAsync) {
+		checkName("BOOMERANG_JOB_HTTP_ASYNC", name)
+		define("BOOMERANG_JOB_HTTP_ASYNC", name)
+	}
+	for _, name := range c.JobExternal {
+		checkName("BOOMERANG_JOB_EXTERNAL", name)
+		define("BOOMERANG_JOB_EXTERNAL", name)
+	}
+	if c.WorkerLeaseMax < c.WorkerLeaseMin {
+		p.fail("BOOMERANG_WORKER_LEASE_MAX", "(%s) must not be less than BOOMERANG_WORKER_LEASE_MIN (%s)", c.WorkerLeaseMax, c.WorkerLeaseMin)
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			p.fail("BOOMERANG_PUBLIC_URL", "must be an http(s) URL without query or fragment, not %q", c.PublicURL)
 		}
 	}
 	if len(p.errs) > 0 {
@@ -371,6 +418,26 @@ func (p *parser) upstreams(name string) map[string]string {
 		}
 	}
 	return out
+}
+
+// list splits "a,b" into its non-empty, trimmed items.
+func (p *parser) list(name string) []string {
+	var out []string
+	for _, item := range strings.Split(p.getenv(name), ",") {
+		if item = strings.TrimSpace(item); item != "" && !slices.Contains(out, item) {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func (p *parser) cidrs(name string) []netip.Prefix {

@@ -36,6 +36,10 @@ type (
 func (noEnqueuer) EnqueueJob(context.Context, string, int, time.Time, time.Duration) error {
 	return nil
 }
+func (noEnqueuer) EnqueueExpiry(context.Context, string, time.Time) error { return nil }
+func (noEnqueuer) ScheduleAttempt(context.Context, string, int, time.Time) error {
+	return nil
+}
 func (noScheduler) ScheduleAttempt(context.Context, string, int, time.Time) error {
 	return fmt.Errorf("no retry expected: every attempt answers 204")
 }

@@ -64,6 +64,37 @@ func (f *fakeJobs) put(j jobs.Job) {
 	f.order = append(f.order, j.ID)
 }
 
+// Cancel cancels a job that has not ended, as jobs.Service does.
+func (f *fakeJobs) Cancel(_ context.Context, clientID, id string) (jobs.Job, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	j, ok := f.jobs[id]
+	switch {
+	case f.err != nil:
+		return jobs.Job{}, f.err
+	case !ok || (clientID != "" && j.ClientID != clientID):
+		return jobs.Job{}, jobs.ErrNotFound
+	case j.Status.Final():
+		return jobs.Job{}, jobs.ErrFinished
+	}
+	j.Status, j.Error = jobs.StatusCanceled, &jobs.Error{Code: "canceled", Message: "the job was canceled"}
+	f.jobs[id] = j
+	return j, nil
+}
+
+// Watch streams nothing here: event streams are tested with useRealJobs.
+func (f *fakeJobs) Watch(ctx context.Context, clientID, id string, _ int, _ bool) (*jobs.Stream, error) {
+	if _, err := f.Get(ctx, clientID, id); err != nil {
+		return nil, err
+	}
+	return nil, jobs.ErrUnavailable
+}
+
+// WaitFinal answers at once, as if the wait ran out.
+func (f *fakeJobs) WaitFinal(ctx context.Context, clientID, id string, _ time.Duration) (jobs.Job, error) {
+	return f.Get(ctx, clientID, id)
+}
+
 func (f *fakeJobs) Submit(_ context.Context, clientID string, sub jobs.Submission) (jobs.Job, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -455,6 +486,11 @@ type fakeEnqueuer struct {
 	mu  sync.Mutex
 	ids []string
 	err error
+}
+
+func (q *fakeEnqueuer) EnqueueExpiry(context.Context, string, time.Time) error { return nil }
+func (q *fakeEnqueuer) ScheduleAttempt(context.Context, string, int, time.Time) error {
+	return nil
 }
 
 func (q *fakeEnqueuer) EnqueueJob(_ context.Context, id string, _ int, _ time.Time, _ time.Duration) error {

@@ -130,7 +130,7 @@ func TestGetJob(t *testing.T) {
 		Result: json.RawMessage(`"x"`), CallbackURL: okCallback, CreatedAt: t0, UpdatedAt: t0, CompletedAt: at(0), DeliveryID: "msg_0EXP1RED000000000000000000"})
 
 	m := object(t, e.do(t, get("/v1/jobs/req_0D0NE000000000000000000000")), http.StatusOK)
-	wantKeys(t, "job", m, "requestId", "type", "status", "result", "callbackUrl", "metadata", "createdAt", "updatedAt", "completedAt", "delivery")
+	wantKeys(t, "job", m, "requestId", "type", "status", "attempt", "result", "callbackUrl", "metadata", "createdAt", "updatedAt", "completedAt", "delivery")
 	if got := wantTime(t, "createdAt", m["createdAt"]); !got.Equal(t0) {
 		t.Errorf("createdAt %v", got)
 	}

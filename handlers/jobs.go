@@ -16,6 +16,9 @@ type JobService interface {
 	Submit(ctx context.Context, clientID string, sub jobs.Submission) (jobs.Job, bool, error)
 	Get(ctx context.Context, clientID, id string) (jobs.Job, error)
 	List(ctx context.Context, f jobs.Filter, limit int, cursor string) ([]jobs.Job, string, error)
+	Cancel(ctx context.Context, clientID, id string) (jobs.Job, error)
+	Watch(ctx context.Context, clientID, id string, lastEventID int, resume bool) (*jobs.Stream, error)
+	WaitFinal(ctx context.Context, clientID, id string, wait time.Duration) (jobs.Job, error)
 }
 
 type submitRequest struct {
@@ -23,6 +26,7 @@ type submitRequest struct {
 	Payload     json.RawMessage   `json:"payload"`
 	CallbackURL string            `json:"callbackUrl"`
 	Metadata    map[string]string `json:"metadata"`
+	Deadline    *time.Time        `json:"deadline"`
 }
 
 type submitResponse struct {
@@ -45,7 +49,8 @@ func submitJob(svc JobService, maxBody int64) http.Handler {
 		}
 		client := clientFrom(r.Context())
 		sub := jobs.Submission{Type: req.Type, Payload: req.Payload, CallbackURL: req.CallbackURL,
-			Metadata: req.Metadata, IdempotencyKey: r.Header.Get("Idempotency-Key"), AllowedTypes: client.JobTypes}
+			Metadata: req.Metadata, IdempotencyKey: r.Header.Get("Idempotency-Key"), AllowedTypes: client.JobTypes,
+			Deadline: req.Deadline}
 		job, created, err := svc.Submit(r.Context(), client.ID, sub)
 		if err != nil {
 			writeError(w, r, err)
@@ -77,6 +82,10 @@ type jobView struct {
 	ClientID    string            `json:"clientId,omitempty"`
 	Type        string            `json:"type"`
 	Status      jobs.Status       `json:"status"`
+	Attempt     int               `json:"attempt,omitempty"`
+	LastError   *jobs.Error       `json:"lastError,omitempty"`
+	Progress    *jobs.Progress    `json:"progress,omitempty"`
+	Deadline    *time.Time        `json:"deadline,omitempty"`
 	Result      json.RawMessage   `json:"result,omitempty"`
 	Error       *jobs.Error       `json:"error,omitempty"`
 	CallbackURL string            `json:"callbackUrl"`
@@ -88,7 +97,8 @@ type jobView struct {
 }
 
 func viewJob(j jobs.Job) jobView {
-	return jobView{RequestID: j.ID, Type: j.Type, Status: j.Status, Result: j.Result, Error: j.Error,
+	return jobView{RequestID: j.ID, Type: j.Type, Status: j.Status, Attempt: j.Attempts, LastError: j.LastError,
+		Progress: j.Progress, Deadline: j.Deadline, Result: j.Result, Error: j.Error,
 		CallbackURL: j.CallbackURL, Metadata: j.Metadata, CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt,
 		CompletedAt: j.CompletedAt}
 }
@@ -100,7 +110,18 @@ func getJob(svc JobService, deliveries DeliveryReader) http.Handler {
 			writeError(w, r, err)
 			return
 		}
-		job, err := svc.Get(r.Context(), clientFrom(r.Context()).ID, id)
+		wait, err := waitParam(r)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		var job jobs.Job
+		if wait > 0 {
+			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + 30*time.Second))
+			job, err = svc.WaitFinal(r.Context(), clientFrom(r.Context()).ID, id, wait)
+		} else {
+			job, err = svc.Get(r.Context(), clientFrom(r.Context()).ID, id)
+		}
 		if err != nil {
 			writeError(w, r, err)
 			return

@@ -157,6 +157,18 @@ type statusRecorder struct {
 	status int
 }
 
+// Unwrap lets http.ResponseController reach Flush and the deadlines.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// logPath is a request's path as logs and problems may show it: a
+// completion URL's token is a credential, so it is never shown.
+func logPath(r *http.Request) string {
+	if rest, ok := strings.CutPrefix(r.URL.Path, completionsPrefix); ok && rest != "" {
+		return completionsPrefix + "{token}"
+	}
+	return r.URL.Path
+}
+
 func (s *statusRecorder) WriteHeader(code int) {
 	s.status = code
 	s.ResponseWriter.WriteHeader(code)
@@ -174,7 +186,7 @@ func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
 			return
 		}
-		attrs := []any{"method", r.Method, "path", r.URL.Path, "status", rec.status,
+		attrs := []any{"method", r.Method, "path", logPath(r), "status", rec.status,
 			"durationMs", time.Since(start).Milliseconds()}
 		if id := rec.Header().Get("X-Request-Id"); id != "" {
 			attrs = append(attrs, "requestId", id)

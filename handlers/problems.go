@@ -9,6 +9,7 @@ import (
 	"github.com/boomerang-dev/boomerang/jobs"
 	"github.com/boomerang-dev/boomerang/page"
 	"github.com/boomerang-dev/boomerang/webhooks"
+	"github.com/boomerang-dev/boomerang/workers"
 	"github.com/gorilla/mux"
 )
 
@@ -75,6 +76,17 @@ var (
 	probRateLimited  = problemKind{"rate-limited", "Too many requests", http.StatusTooManyRequests}
 	probUnavailable  = problemKind{"service-unavailable", "Storage is unavailable; retry, with the same Idempotency-Key", http.StatusServiceUnavailable}
 	probInternal     = problemKind{"internal-error", "Internal error", http.StatusInternalServerError}
+	probJobFinal     = problemKind{"job-final", "The job has ended already", http.StatusConflict}
+	probLeaseLost    = problemKind{"lease-lost", "The worker's lease on the job is gone; drop the job", http.StatusConflict}
+	probJobCanceled  = problemKind{"job-canceled", "The job was canceled; drop it", http.StatusConflict}
+	probJobExpired   = problemKind{"job-expired", "The job's deadline passed; drop it", http.StatusConflict}
+	probTokenInvalid = problemKind{"token-invalid", "No job waits for this completion token", http.StatusNotFound}
+	probTokenUsed    = problemKind{"token-used", "This completion token was used already", http.StatusConflict}
+	probWorkerType   = problemKind{"worker-type-forbidden", "This worker key does not cover the job type", http.StatusForbidden}
+	probLease        = problemKind{"invalid-lease", "leaseSeconds is out of bounds", http.StatusUnprocessableEntity}
+	probWait         = problemKind{"invalid-wait", "waitSeconds is out of bounds", http.StatusUnprocessableEntity}
+	probProgress     = problemKind{"invalid-progress", "The progress report is not well-formed or too large", http.StatusUnprocessableEntity}
+	probDeadline     = problemKind{"invalid-deadline", "The deadline has passed or is too far away", http.StatusUnprocessableEntity}
 )
 
 // requestError is a fault of the request found while decoding it.
@@ -96,8 +108,9 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var (
 		reqErr *requestError
 		valErr *jobs.ValidationError
+		wkErr  *workers.ValidationError
 	)
-	p := Problem{Instance: r.URL.Path}
+	p := Problem{Instance: logPath(r)}
 	kind := probInternal
 	switch {
 	case errors.As(err, &reqErr):
@@ -107,7 +120,28 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 			p.Errors = append(p.Errors, FieldError(f))
 		}
 		kind, p.Detail = validationKind(p.Errors), valErr.Error()
-	case errors.Is(err, jobs.ErrNotFound), errors.Is(err, webhooks.ErrNotFound), errors.Is(err, clients.ErrNotFound),
+	case errors.As(err, &wkErr):
+		for _, f := range wkErr.Fields {
+			p.Errors = append(p.Errors, FieldError{f.Field, f.Code, f.Message})
+		}
+		kind, p.Detail = probValidation, wkErr.Error()
+	case errors.Is(err, jobs.ErrCanceled):
+		kind, p.Detail = probJobCanceled, "the job was canceled; stop working on it"
+	case errors.Is(err, jobs.ErrExpired):
+		kind, p.Detail = probJobExpired, "the job's deadline passed; stop working on it"
+	case errors.Is(err, jobs.ErrLeaseLost):
+		kind, p.Detail = probLeaseLost, "this lease lapsed or was never this job's; another claim may hold the job"
+	case errors.Is(err, jobs.ErrTokenInvalid):
+		kind = probTokenInvalid
+	case errors.Is(err, jobs.ErrTokenUsed):
+		kind, p.Detail = probTokenUsed, "the job this token completes has its outcome already"
+	case errors.Is(err, jobs.ErrTypeForbidden):
+		kind, p.Detail = probWorkerType, "this worker key does not cover the job's type"
+	case errors.Is(err, jobs.ErrFinished):
+		kind, p.Detail = probJobFinal, "the job has ended; it cannot be canceled"
+	case errors.Is(err, workers.ErrUnauthorized):
+		kind = probUnauthorized
+	case errors.Is(err, jobs.ErrNotFound), errors.Is(err, webhooks.ErrNotFound), errors.Is(err, clients.ErrNotFound), errors.Is(err, workers.ErrNotFound),
 		errors.Is(err, clients.ErrKeyNotFound), errors.Is(err, webhooks.ErrReplayNotFound), errors.Is(err, errMalformedID):
 		kind = probNotFound
 	case errors.Is(err, clients.ErrUnauthorized):
@@ -122,9 +156,9 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, jobs.ErrUnavailable), isUnavailable(err):
 		kind = probUnavailable
 		w.Header().Set("Retry-After", "5")
-		log.WarnContext(r.Context(), "storage unavailable", "path", r.URL.Path, "error", err)
+		log.WarnContext(r.Context(), "storage unavailable", "path", logPath(r), "error", err)
 	default:
-		log.ErrorContext(r.Context(), "internal error", "path", r.URL.Path, "error", err)
+		log.ErrorContext(r.Context(), "internal error", "path", logPath(r), "error", err)
 	}
 	if kind == probUnauthorized { // RFC 9110 §11.6.1: every 401 names its scheme
 		w.Header().Set("WWW-Authenticate", `Bearer realm="boomerang"`)
@@ -161,18 +195,26 @@ func unrouted(router *mux.Router) http.Handler {
 // fieldKinds gives a validation failure of one field and code its own
 // problem type, so clients can tell limits apart without parsing text.
 var fieldKinds = map[[2]string]problemKind{
-	{"type", "required"}:            probJobType,
-	{"type", "too-long"}:            probJobType,
-	{"type", "invalid"}:             probJobType,
-	{"type", "unknown"}:             probUnknownType,
-	{"callbackUrl", "required"}:     probCallbackURL,
-	{"callbackUrl", "invalid"}:      probCallbackURL,
-	{"payload", "too-large"}:        probPayloadSize,
-	{"metadata", "too-many"}:        probMetadataSize,
-	{"metadata", "too-large"}:       probMetadataSize,
-	{"metadata", "invalid"}:         probMetadata,
-	{"Idempotency-Key", "too-long"}: probIdemKey,
-	{"Idempotency-Key", "invalid"}:  probIdemKey,
+	{"type", "required"}:                 probJobType,
+	{"type", "too-long"}:                 probJobType,
+	{"type", "invalid"}:                  probJobType,
+	{"type", "unknown"}:                  probUnknownType,
+	{"callbackUrl", "required"}:          probCallbackURL,
+	{"callbackUrl", "invalid"}:           probCallbackURL,
+	{"payload", "too-large"}:             probPayloadSize,
+	{"metadata", "too-many"}:             probMetadataSize,
+	{"metadata", "too-large"}:            probMetadataSize,
+	{"metadata", "invalid"}:              probMetadata,
+	{"Idempotency-Key", "too-long"}:      probIdemKey,
+	{"Idempotency-Key", "invalid"}:       probIdemKey,
+	{"deadline", "in-past"}:              probDeadline,
+	{"deadline", "too-far"}:              probDeadline,
+	{"leaseSeconds", "out-of-range"}:     probLease,
+	{"waitSeconds", "out-of-range"}:      probWait,
+	{"progress.percent", "required"}:     probProgress,
+	{"progress.percent", "out-of-range"}: probProgress,
+	{"progress.message", "too-long"}:     probProgress,
+	{"progress.message", "invalid"}:      probProgress,
 }
 
 // validationKind is the one specific kind all field errors share, or the

@@ -15,17 +15,24 @@ import (
 
 // Deps is everything the handlers need.
 type Deps struct {
-	Jobs       JobService
-	Clients    ClientStore
-	Deliveries DeliveryReader
-	Replays    Replayer
-	Limiter    RateLimiter // nil: no rate limit
-	Ready      func(ctx context.Context) error
-	AdminToken string
-	MaxBody    int64
-	Grace      time.Duration // signing-secret rotation grace period
-	Logger     *slog.Logger
+	Jobs         JobService
+	Work         ExternalWork // jobs.Service: external workers and completion URLs
+	Workers      Workers
+	WorkerLimits WorkerLimits
+	KeepAlive    time.Duration // event streams' keep-alive comment; 0 means 15 s
+	Clients      ClientStore
+	Deliveries   DeliveryReader
+	Replays      Replayer
+	Limiter      RateLimiter // nil: no rate limit
+	Ready        func(ctx context.Context) error
+	AdminToken   string
+	MaxBody      int64
+	Grace        time.Duration // signing-secret rotation grace period
+	Logger       *slog.Logger
 }
+
+// completionsPrefix starts completion URLs: the token follows.
+const completionsPrefix = "/v1/completions/"
 
 // Which parts of the API a listener serves.
 const (
@@ -49,10 +56,21 @@ func Router(d Deps, serve int) *mux.Router {
 	r.Handle("/readyz", readyz(d.Ready)).Methods(http.MethodGet)
 
 	if serve&ServePublic != 0 {
+		r.Handle(completionsPrefix+"{token}", completeByToken(d.Work, d.MaxBody)).Methods(http.MethodPost)
+
+		wk := r.PathPrefix("/v1/worker").Subrouter()
+		wk.Use(workerAuth(d.Workers))
+		wk.Handle("/claim", claimJob(d.Work, d.WorkerLimits, d.MaxBody)).Methods(http.MethodPost)
+		wk.Handle("/jobs/{requestId}/heartbeat", heartbeat(d.Work, d.MaxBody)).Methods(http.MethodPost)
+		wk.Handle("/jobs/{requestId}/complete", completeWork(d.Work, d.MaxBody)).Methods(http.MethodPost)
+		wk.Handle("/jobs/{requestId}/fail", failWork(d.Work, d.MaxBody)).Methods(http.MethodPost)
+
 		v1 := r.PathPrefix("/v1").Subrouter()
 		v1.Use(clientAuth(d.Clients, d.AdminToken), rateLimit(d.Limiter))
 		v1.Handle("/jobs", submitJob(d.Jobs, d.MaxBody)).Methods(http.MethodPost)
 		v1.Handle("/jobs/{requestId}", getJob(d.Jobs, d.Deliveries)).Methods(http.MethodGet)
+		v1.Handle("/jobs/{requestId}/events", jobEvents(d.Jobs, d.KeepAlive)).Methods(http.MethodGet)
+		v1.Handle("/jobs/{requestId}/cancel", cancelJob(d.Jobs, false)).Methods(http.MethodPost)
 	}
 
 	if serve&ServeAdmin != 0 {
@@ -67,6 +85,10 @@ func Router(d Deps, serve int) *mux.Router {
 		a.Handle("/clients/{id}/keys/{keyId}", revokeKey(d.Clients)).Methods(http.MethodDelete)
 		a.Handle("/clients/{id}/secret/rotate", rotateSecret(d.Clients, d.Grace)).Methods(http.MethodPost)
 		a.Handle("/jobs", listJobs(d.Jobs)).Methods(http.MethodGet)
+		a.Handle("/jobs/{requestId}/cancel", cancelJob(d.Jobs, true)).Methods(http.MethodPost)
+		a.Handle("/workers", createWorker(d.Workers, d.MaxBody)).Methods(http.MethodPost)
+		a.Handle("/workers", listWorkers(d.Workers)).Methods(http.MethodGet)
+		a.Handle("/workers/{id}", deleteWorker(d.Workers)).Methods(http.MethodDelete)
 		a.Handle("/deliveries", listDeliveries(d.Deliveries)).Methods(http.MethodGet)
 		a.Handle("/deliveries/replay", bulkReplay(d.Replays, d.MaxBody)).Methods(http.MethodPost)
 		a.Handle("/deliveries/{id}", getDelivery(d.Deliveries)).Methods(http.MethodGet)

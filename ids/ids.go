@@ -22,6 +22,7 @@ const (
 	Client   = "cli_"
 	Key      = "key_"
 	Replay   = "rpl_"
+	Worker   = "wrk_"
 )
 
 // Crockford is the alphabet: no I, L, O or U.

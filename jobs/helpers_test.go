@@ -40,15 +40,33 @@ type enqueueCall struct {
 
 // fakeEnqueuer records EnqueueJob calls and fails with err when set.
 type fakeEnqueuer struct {
-	mu    sync.Mutex
-	calls []enqueueCall
-	err   error
+	mu        sync.Mutex
+	calls     []enqueueCall
+	expiries  []enqueueCall
+	scheduled []attemptCall
+	err       error
 }
 
 func (f *fakeEnqueuer) EnqueueJob(_ context.Context, requestID string, attempt int, at time.Time, timeout time.Duration) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, enqueueCall{requestID, attempt, at, timeout})
+	return f.err
+}
+
+// EnqueueExpiry records an expiry as attempt 0 due at the deadline.
+func (f *fakeEnqueuer) EnqueueExpiry(_ context.Context, requestID string, deadline time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.expiries = append(f.expiries, enqueueCall{requestID, 0, deadline, 0})
+	return f.err
+}
+
+// ScheduleAttempt records a delivery attempt scheduled by the service.
+func (f *fakeEnqueuer) ScheduleAttempt(_ context.Context, deliveryID string, n int, at time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.scheduled = append(f.scheduled, attemptCall{deliveryID, n})
 	return f.err
 }
 

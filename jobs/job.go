@@ -22,7 +22,9 @@ import (
 	"github.com/boomerang-dev/boomerang/strictjson"
 )
 
-// Status is where a job stands: ACCEPTED → PROCESSING → COMPLETED | FAILED.
+// Status is where a job stands: ACCEPTED → PROCESSING → COMPLETED |
+// FAILED, or CANCELED (by its client or an operator) or EXPIRED (its
+// deadline passed) from either of the first two.
 type Status string
 
 // Job statuses.
@@ -31,9 +33,12 @@ const (
 	StatusProcessing Status = "PROCESSING"
 	StatusCompleted  Status = "COMPLETED"
 	StatusFailed     Status = "FAILED"
+	StatusCanceled   Status = "CANCELED"
+	StatusExpired    Status = "EXPIRED"
 )
 
-var statuses = []string{string(StatusAccepted), string(StatusProcessing), string(StatusCompleted), string(StatusFailed)}
+var statuses = []string{string(StatusAccepted), string(StatusProcessing), string(StatusCompleted), string(StatusFailed),
+	string(StatusCanceled), string(StatusExpired)}
 
 // ValidStatus reports whether s names a job status.
 func ValidStatus(s string) bool {
@@ -42,6 +47,19 @@ func ValidStatus(s string) bool {
 
 // Statuses lists the job statuses.
 func Statuses() []string { return slices.Clone(statuses) }
+
+// Final reports whether a job in this status has ended: it has an outcome
+// and a delivery, and nothing changes it any more.
+func (s Status) Final() bool {
+	return s == StatusCompleted || s == StatusFailed || s == StatusCanceled || s == StatusExpired
+}
+
+// Progress is what a running job last said of itself.
+type Progress struct {
+	Percent   float64   `json:"percent"`
+	Message   string    `json:"message,omitempty"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
 
 // Job is one piece of asynchronous work and its outcome.
 type Job struct {
@@ -62,6 +80,16 @@ type Job struct {
 	// LastError is why the latest processing attempt failed, while the job
 	// waits for its next one.
 	LastError *Error `json:"lastError,omitempty"`
+	// Deadline, if set, is when the job expires if it has not ended.
+	Deadline *time.Time `json:"deadline,omitempty"`
+	Progress *Progress  `json:"progress,omitempty"`
+	// External jobs are done by workers outside Boomerang, which claim them
+	// over HTTP; LeaseID is the current claim's (stored, not shown).
+	External bool   `json:"-"`
+	LeaseID  string `json:"-"`
+	// TokenHash, set by a completion through a token, makes the store
+	// accept the write only if the record holds this token's hash.
+	TokenHash string `json:"-"`
 }
 
 // Error is why a job failed, as clients see it.
@@ -74,7 +102,22 @@ type Error struct {
 const (
 	EventCompleted = "job.completed"
 	EventFailed    = "job.failed"
+	EventCanceled  = "job.canceled"
+	EventExpired   = "job.expired"
 )
+
+// EventType is the webhook event of a job that has ended.
+func EventType(s Status) string {
+	switch s {
+	case StatusFailed:
+		return EventFailed
+	case StatusCanceled:
+		return EventCanceled
+	case StatusExpired:
+		return EventExpired
+	}
+	return EventCompleted
+}
 
 // WebhookBody builds the body of the webhook for a finished job:
 //
@@ -84,10 +127,7 @@ const (
 // The result is embedded exactly as the processor produced it, byte for
 // byte: never re-encoded, never HTML-escaped.
 func WebhookBody(j Job) ([]byte, error) {
-	event := EventCompleted
-	if j.Status == StatusFailed {
-		event = EventFailed
-	}
+	event := EventType(j.Status)
 	ts := j.UpdatedAt
 	if j.CompletedAt != nil {
 		ts = *j.CompletedAt

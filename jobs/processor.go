@@ -22,6 +22,12 @@ type Input struct {
 	Payload   json.RawMessage // exactly as submitted
 	Metadata  map[string]string
 	Attempt   int // 1 for the first processing attempt
+	// Deadline, if not nil, is when the job expires if it has not ended.
+	Deadline *time.Time
+	// CompletionURL, for the types whose upstream finishes the work later
+	// (Type.Async), is where it posts the outcome; it holds the job's
+	// completion token, the only credential needed.
+	CompletionURL string
 }
 
 // Processor runs jobs of one type: it gets the job and returns a JSON
@@ -81,8 +87,15 @@ func asError(err error) *Error {
 // Type is a registered job type.
 type Type struct {
 	Name      string
-	Processor Processor
+	Processor Processor // nil for an External type
 	Timeout   time.Duration
+	// External types are done by workers outside Boomerang, which claim
+	// their jobs over HTTP (Service.Claim).
+	External bool
+	// Async types' processors only hand the work over: a nil error means
+	// accepted, and the outcome comes later through the job's completion
+	// URL (Service.CompleteByToken).
+	Async bool
 }
 
 // Registry maps job type names to processors. It is filled at start-up and
@@ -95,6 +108,28 @@ func NewRegistry() *Registry { return &Registry{types: map[string]Type{}} }
 // Register adds a job type.
 func (r *Registry) Register(name string, p Processor, timeout time.Duration) {
 	r.types[name] = Type{Name: name, Processor: p, Timeout: timeout}
+}
+
+// RegisterExternal adds a job type done by external workers.
+func (r *Registry) RegisterExternal(name string) {
+	r.types[name] = Type{Name: name, External: true}
+}
+
+// RegisterAsync adds a job type whose processor hands the work to an
+// upstream that finishes it later, through the completion URL.
+func (r *Registry) RegisterAsync(name string, p Processor, timeout time.Duration) {
+	r.types[name] = Type{Name: name, Processor: p, Timeout: timeout, Async: true}
+}
+
+// External lists the types done by external workers, sorted.
+func (r *Registry) External() []string {
+	var out []string
+	for _, n := range r.Names() {
+		if r.types[n].External {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // Lookup finds a job type.

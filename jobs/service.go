@@ -77,6 +77,29 @@ type Store interface {
 	// j.Attempts still holds the job; else ErrFinished or ErrNotFound.
 	FinishJob(ctx context.Context, j Job, m webhooks.Message) (webhooks.Delivery, error)
 	ListJobs(ctx context.Context, f Filter, limit int, cursor string) ([]Job, string, error)
+
+	// ClaimExternal takes the next ready job of type typ for an external
+	// worker under a lease until leaseUntil, whose id is "<attempt>." +
+	// lease; ok is false when none is ready.
+	ClaimExternal(ctx context.Context, typ string, now, leaseUntil time.Time, lease string) (j Job, ok bool, err error)
+	// RequeueExternal hands an external job back to its type's workers,
+	// unless it is held or ended.
+	RequeueExternal(ctx context.Context, id, typ string, now time.Time) (bool, error)
+	// SaveProgress records j.Progress, if attempt j.Attempts holds the job.
+	SaveProgress(ctx context.Context, j Job) error
+	// SaveToken records j.TokenHash as attempt j.Attempts's completion token.
+	SaveToken(ctx context.Context, j Job) error
+	// AwaitJob leaves attempt j.Attempts's job PROCESSING, and unclaimable,
+	// until until: its upstream completes it through the token.
+	AwaitJob(ctx context.Context, j Job, until time.Time) error
+	// WatchJob makes the job's changes events from now on and returns the
+	// job (no payload, no result) and the number of its last event.
+	WatchJob(ctx context.Context, id string) (Job, int, error)
+	// JobEvents returns the kept events after after, up to upTo.
+	JobEvents(ctx context.Context, id string, after, upTo int) ([]Event, error)
+	// AnnounceStop tells the worker processes that a job has ended while
+	// it may run (Service.Stop).
+	AnnounceStop(ctx context.Context, id string) error
 }
 
 // Filter selects jobs for the admin list.
@@ -85,10 +108,15 @@ type Filter struct {
 	ClientID string
 }
 
-// Enqueuer makes a later processing attempt durable (a task), due at at;
-// it must be idempotent per (requestID, attempt).
+// Enqueuer makes later work durable (tasks): a processing attempt due at
+// at, idempotent per (requestID, attempt); a job's expiry at its deadline,
+// idempotent per job; a delivery attempt, idempotent per (delivery,
+// attempt), for outcomes recorded outside the workers (a cancel, an
+// external worker's result).
 type Enqueuer interface {
 	EnqueueJob(ctx context.Context, requestID string, attempt int, at time.Time, timeout time.Duration) error
+	EnqueueExpiry(ctx context.Context, requestID string, deadline time.Time) error
+	ScheduleAttempt(ctx context.Context, deliveryID string, attempt int, at time.Time) error
 }
 
 // Deliverer sends a finished job's webhook: FirstAttempt right after the
@@ -165,8 +193,15 @@ type Service struct {
 	lease       time.Duration
 	partitions  int
 	limits      Limits
+	maxDeadline time.Duration
+	publicURL   string
 	now         func() time.Time
 	log         *slog.Logger
+
+	running *runningSet // processors running here, by job id (Stop)
+	board   *board      // external claims waiting for work here
+	beats   *beats      // external heartbeats' last writes (coalescing)
+	hub     *hub        // watchers of job events here
 }
 
 // ServiceOptions wires a Service.
@@ -188,8 +223,15 @@ type ServiceOptions struct {
 	// theirs); 0 means 1.
 	Partitions int
 	Limits     Limits
-	Now        func() time.Time
-	Logger     *slog.Logger
+	// MaxDeadline bounds a submission's deadline, and is the deadline of
+	// an async job (its completion token) submitted without one; 0 means
+	// 30 days.
+	MaxDeadline time.Duration
+	// PublicURL is the API's address as upstreams reach it: completion
+	// URLs start with it.
+	PublicURL string
+	Now       func() time.Time
+	Logger    *slog.Logger
 }
 
 // NewService returns a Service.
@@ -211,9 +253,13 @@ func NewService(o ServiceOptions) *Service {
 		o.Lease = 30 * time.Second
 	}
 	o.Partitions = max(1, o.Partitions)
+	if o.MaxDeadline <= 0 {
+		o.MaxDeadline = 30 * 24 * time.Hour
+	}
 	return &Service{store: o.Store, registry: o.Registry, urls: o.URLs, enqueuer: o.Enqueuer, deliverer: o.Deliverer,
 		maxAttempts: o.MaxAttempts, retryDelay: o.RetryDelay, lease: o.Lease, partitions: o.Partitions,
-		limits: o.Limits, now: o.Now, log: o.Logger}
+		limits: o.Limits, maxDeadline: o.MaxDeadline, publicURL: strings.TrimRight(o.PublicURL, "/"), now: o.Now, log: o.Logger,
+		running: newRunningSet(), board: newBoard(), beats: newBeats(), hub: newHub()}
 }
 
 // Submission is what a client asks for.
@@ -223,6 +269,8 @@ type Submission struct {
 	CallbackURL    string
 	Metadata       map[string]string
 	IdempotencyKey string
+	// Deadline, if not nil, is when the job expires if it has not ended.
+	Deadline *time.Time
 	// AllowedTypes, when not empty, are the only types this client may
 	// submit (clients.Client.JobTypes).
 	AllowedTypes []string
@@ -278,6 +326,15 @@ func (s *Service) validate(sub Submission) (Submission, error) {
 		add("Idempotency-Key", "too-long", fmt.Sprintf("Idempotency-Key is %d bytes, at most %d allowed", len(sub.IdempotencyKey), s.limits.MaxKeyLength))
 	} else if !utf8.ValidString(sub.IdempotencyKey) {
 		add("Idempotency-Key", "invalid", "Idempotency-Key must be valid UTF-8")
+	}
+	if sub.Deadline != nil {
+		now := s.now()
+		switch {
+		case !sub.Deadline.After(now):
+			add("deadline", "in-past", "deadline "+sub.Deadline.UTC().Format(time.RFC3339)+" has passed")
+		case sub.Deadline.Sub(now) > s.maxDeadline:
+			add("deadline", "too-far", fmt.Sprintf("deadline is more than %v away (BOOMERANG_JOB_MAX_DEADLINE)", s.maxDeadline))
+		}
 	}
 	if len(fe) > 0 {
 		return sub, &ValidationError{Fields: fe}
@@ -350,12 +407,28 @@ func (s *Service) Submit(ctx context.Context, clientID string, sub Submission) (
 		h.Write([]byte(clientID + "\x00" + idem.KeyHash))
 		partition = int(h.Sum32() % uint32(s.partitions))
 	}
+	typ, _ := s.registry.Lookup(sub.Type)
 	j := Job{ID: ids.NewIn(ids.Request, now, partition), ClientID: clientID, Type: sub.Type, Status: StatusAccepted,
 		Payload: sub.Payload, CallbackURL: sub.CallbackURL, Metadata: sub.Metadata,
-		CreatedAt: now.Truncate(time.Millisecond), UpdatedAt: now}
+		CreatedAt: now.Truncate(time.Millisecond), UpdatedAt: now, External: typ.External}
+	if sub.Deadline != nil {
+		d := sub.Deadline.UTC().Truncate(time.Millisecond)
+		j.Deadline = &d
+	} else if typ.Async {
+		// Its completion token must die some day, and the job with it.
+		d := now.Add(s.maxDeadline).Truncate(time.Millisecond)
+		j.Deadline = &d
+	}
 	existing, existingPrint, err := s.store.CreateJob(ctx, j, idem)
 	if err != nil {
 		return Job{}, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if existing == "" && j.Deadline != nil {
+		if err := s.enqueuer.EnqueueExpiry(ctx, j.ID, *j.Deadline); err != nil {
+			// The job stands; a run that claims it after its deadline
+			// expires it instead (runClaimed, claimNext).
+			s.log.ErrorContext(ctx, "could not schedule a job's expiry", "requestId", j.ID, "error", err)
+		}
 	}
 	if existing != "" {
 		if existingPrint != idem.Fingerprint {
@@ -408,6 +481,10 @@ func (s *Service) notClaimed(ctx context.Context, id string, err error) error {
 		return nil
 	case errors.Is(err, ErrFinished):
 		return s.deliverer.Attempt(ctx, DeliveryID(id), 1) // ran again after a crash: make sure the webhook goes out
+	case errors.Is(err, ErrExternal):
+		j, _ := s.store.GetJob(ctx, id)
+		_, err := s.store.RequeueExternal(ctx, id, j.Type, s.now())
+		return err
 	}
 	return err // *LeasedError, or the store failed
 }
@@ -419,11 +496,20 @@ func (s *Service) runClaimed(ctx context.Context, j Job) error {
 		// store only lets the claim's own attempt number write the outcome.
 		return s.fail(ctx, j, &Error{Code: "attempts_exhausted", Message: fmt.Sprintf("processing did not succeed in %d attempts", j.Attempts-1)})
 	}
+	if j.Deadline != nil && !s.now().Before(*j.Deadline) {
+		return s.expire(ctx, j) // its expiry task was lost or late
+	}
 	typ, ok := s.registry.Lookup(j.Type)
-	if !ok {
+	if !ok || typ.Processor == nil {
 		return s.fail(ctx, j, &Error{Code: "unknown_type", Message: "no processor for job type " + j.Type + " on this worker"})
 	}
+	if typ.Async {
+		return s.runAsync(ctx, j, typ)
+	}
 	result, perr, timedOut := s.process(ctx, j, typ)
+	if errors.Is(perr, errStopped) {
+		return nil // canceled or expired meanwhile: that write delivers
+	}
 	if perr != nil {
 		return s.failed(ctx, j, typ, perr, timedOut)
 	}
@@ -440,35 +526,56 @@ func (s *Service) runClaimed(ctx context.Context, j Job) error {
 }
 
 // process runs the processor within the type's timeout, renewing the job's
-// lease every third of it meanwhile.
+// lease every third of it meanwhile and saving its progress at most once a
+// second. A job canceled or expired meanwhile stops it (errStopped).
 func (s *Service) process(ctx context.Context, j Job, typ Type) (json.RawMessage, error, bool) {
 	pctx, cancel := context.WithTimeout(ctx, typ.Timeout)
 	defer cancel()
+	stopped := s.running.add(j.ID, pctx)
+	defer s.running.remove(j.ID, stopped)
+	pctx = stopped.ctx
+	rep := &reporter{}
+	pctx = context.WithValue(pctx, reporterKey{}, rep)
 	renewed := make(chan struct{})
 	go func() {
 		defer close(renewed)
-		t := time.NewTicker(s.lease / 3)
-		defer t.Stop()
+		lease := time.NewTicker(s.lease / 3)
+		defer lease.Stop()
+		flush := time.NewTicker(time.Second)
+		defer flush.Stop()
 		for {
+			var err error
 			select {
 			case <-pctx.Done():
 				return
-			case <-t.C:
-				err := s.store.ExtendJobLease(pctx, j, s.now().Add(s.lease))
-				if errors.Is(err, ErrFinished) || errors.Is(err, ErrNotFound) {
-					// Another run holds the job now: this one's work is wasted.
-					s.log.WarnContext(ctx, "job lease lost; processing stopped", "requestId", j.ID, "attempt", j.Attempts)
-					cancel()
-					return
+			case <-flush.C:
+				if p := rep.take(); p != nil {
+					pj := j
+					pj.Progress = p
+					err = s.store.SaveProgress(pctx, pj)
 				}
-				if err != nil && pctx.Err() == nil {
-					s.log.WarnContext(ctx, "could not renew a job's lease", "requestId", j.ID, "error", err)
-				}
+			case <-lease.C:
+				err = s.store.ExtendJobLease(pctx, j, s.now().Add(s.lease))
+			}
+			if errors.Is(err, ErrFinished) || errors.Is(err, ErrNotFound) {
+				// Another run holds the job now, or it was canceled or it
+				// expired: this run's work is wasted.
+				s.log.WarnContext(ctx, "job lease lost; processing stopped", "requestId", j.ID, "attempt", j.Attempts, "error", err)
+				stopped.stop(err)
+				return
+			}
+			if err != nil && pctx.Err() == nil {
+				s.log.WarnContext(ctx, "could not renew a job's lease or save its progress", "requestId", j.ID, "error", err)
 			}
 		}
 	}()
-	result, err := typ.Processor.Process(pctx, Input{RequestID: j.ID, Type: j.Type, Payload: j.Payload, Metadata: j.Metadata, Attempt: j.Attempts})
+	result, err := typ.Processor.Process(pctx, Input{RequestID: j.ID, Type: j.Type, Payload: j.Payload, Metadata: j.Metadata,
+		Attempt: j.Attempts, Deadline: j.Deadline})
 	timedOut := errors.Is(pctx.Err(), context.DeadlineExceeded)
+	if cause := stopped.cause(); cause != nil {
+		s.log.InfoContext(ctx, "processing stopped", "requestId", j.ID, "attempt", j.Attempts, "reason", cause)
+		err = errStopped
+	}
 	cancel()
 	<-renewed
 	return result, err, timedOut
@@ -538,10 +645,7 @@ func (s *Service) finish(ctx context.Context, j Job) error {
 	if err != nil {
 		return err
 	}
-	event := EventCompleted
-	if j.Status == StatusFailed {
-		event = EventFailed
-	}
+	event := EventType(j.Status)
 	m := webhooks.Message{ID: j.DeliveryID, RequestID: j.ID, ClientID: j.ClientID, EventType: event, URL: j.CallbackURL, Body: body}
 	d, err := s.store.FinishJob(context.WithoutCancel(ctx), j, m)
 	if errors.Is(err, ErrFinished) || errors.Is(err, ErrNotFound) {

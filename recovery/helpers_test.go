@@ -71,6 +71,10 @@ func (q *fakeQueue) ScheduleAttempt(_ context.Context, id string, n int, at time
 	return q.add(call{Kind: "attempt", ID: id, N: n, At: at})
 }
 
+func (q *fakeQueue) EnqueueExpiry(_ context.Context, id string, deadline time.Time) error {
+	return q.add(call{Kind: "expire", ID: id, At: deadline})
+}
+
 func (q *fakeQueue) StartReplay(_ context.Context, id string) error {
 	return q.add(call{Kind: "replay", ID: id})
 }

@@ -29,6 +29,9 @@ type Due struct {
 	JobAttempts      int
 	Delivery         webhooks.Status // "" before the job ends
 	DeliveryAttempts int
+	// ExternalType is the type of a job done by external workers ("" for
+	// others): its lapsed lease or lost list entry hands it back to them.
+	ExternalType string
 }
 
 // Store is what the sweep needs of redisstore.Store.
@@ -41,6 +44,9 @@ type Store interface {
 	// Reschedule moves a record's recovery time to at; a zero at takes it
 	// off the schedule.
 	Reschedule(ctx context.Context, requestID string, at time.Time) error
+	// RequeueExternal hands an external job back to its type's workers,
+	// unless it is held or ended.
+	RequeueExternal(ctx context.Context, id, typ string, now time.Time) (bool, error)
 	RunningReplays(ctx context.Context) ([]webhooks.BulkReplay, error)
 	// Trim drops index entries, created before cutoff, of records that
 	// expired; lock keeps two processes from trimming at once.
@@ -99,6 +105,13 @@ func (s *Sweeper) Repair(ctx context.Context, partition int) (Report, time.Time,
 		switch {
 		case !d.Exists:
 			err = s.Store.Reschedule(ctx, d.RequestID, time.Time{})
+		case (d.Job == jobs.StatusAccepted || d.Job == jobs.StatusProcessing) && d.ExternalType != "":
+			// A worker's lease lapsed (within a tick of it: leases are
+			// this record's recovery time), its retry came, or its list
+			// entry was lost: straight back to the workers.
+			r.JobsRequeued++
+			_, err1 := s.Store.RequeueExternal(ctx, d.RequestID, d.ExternalType, now)
+			err = errors.Join(err1, s.Store.Reschedule(ctx, d.RequestID, again))
 		case d.Job == jobs.StatusAccepted || d.Job == jobs.StatusProcessing:
 			// The hint was lost, the worker died, or its retry task was:
 			// the task runs it (a live lease makes the task wait).

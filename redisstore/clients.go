@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"time"
 
@@ -238,67 +237,8 @@ func (s *Store) Announce(ctx context.Context, clientID string) error {
 // time the subscription (re)starts, when announcements may have been
 // missed. The channel closes when ctx ends.
 func (s *Store) Changes(ctx context.Context) <-chan string {
-	out := make(chan string, 64)
-	go func() {
-		defer close(out)
-		ps := s.rdb.Subscribe(ctx, changedChannel)
-		// Receive does not return when ctx ends (go-redis reads ignore
-		// cancellation); closing the subscription makes it.
-		stop := context.AfterFunc(ctx, func() { ps.Close() })
-		defer func() { stop(); ps.Close() }()
-		pinged := false
-		for {
-			msg, err := ps.ReceiveTimeout(ctx, changesIdle)
-			if ctx.Err() != nil {
-				return
-			}
-			var id string
-			switch m := msg.(type) {
-			case *redis.Subscription:
-				id = "" // (re)subscribed: anything may have changed meanwhile
-			case *redis.Message:
-				id = m.Payload
-			case *redis.Pong:
-				pinged = false
-				continue
-			default:
-				var ne net.Error
-				switch {
-				case errors.As(err, &ne) && ne.Timeout() && !pinged:
-					// Quiet for a while: make sure the connection still
-					// answers, or a half-open one would keep us deaf.
-					_ = ps.Ping(ctx)
-					pinged = true
-				case errors.As(err, &ne) && ne.Timeout():
-					// No answer to the ping: start a new subscription.
-					stop()
-					ps.Close()
-					ps = s.rdb.Subscribe(ctx, changedChannel)
-					stop = context.AfterFunc(ctx, func() { ps.Close() })
-					pinged = false
-				case err != nil:
-					select { // Receive reconnects on the next call
-					case <-time.After(time.Second):
-					case <-ctx.Done():
-						return
-					}
-				}
-				continue
-			}
-			pinged = false
-			select {
-			case out <- id:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return out
+	return s.subscribe(ctx, changedChannel)
 }
-
-// changesIdle is how long the change subscription may stay silent before
-// it checks its connection with a ping.
-const changesIdle = 30 * time.Second
 
 // TakeTokens takes up to want tokens from a client's bucket.
 func (s *Store) TakeTokens(ctx context.Context, clientID string, rate float64, burst, want int, now time.Time) (int, time.Duration, error) {

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
@@ -37,7 +38,7 @@ func (s *Store) Overdue(ctx context.Context, partition int, now time.Time, limit
 	cmds := make([]*redis.SliceCmd, len(bodies))
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, b := range bodies {
-			cmds[i] = p.HMGet(ctx, recordKey(tag, b), fState, fDelivery)
+			cmds[i] = p.HMGet(ctx, recordKey(tag, b), fState, fDelivery, fExternal, fStatic)
 		}
 		return nil
 	})
@@ -51,6 +52,12 @@ func (s *Store) Overdue(ctx context.Context, partition int, now time.Time, limit
 		if st, ok := v[0].(string); ok {
 			js := parseJobState(st)
 			d.Exists, d.Job, d.JobAttempts = true, js.status, js.attempts
+		}
+		if x, _ := v[2].(string); x != "" {
+			st, _ := v[3].(string)
+			var sj static
+			_ = json.Unmarshal([]byte(st), &sj)
+			d.ExternalType = sj.Type
 		}
 		if dv, ok := v[1].(string); ok {
 			if ds, ok := parseDeliveryState(dv); ok {

@@ -37,15 +37,22 @@ func (s *Store) CreateJob(ctx context.Context, j jobs.Job, idem *jobs.Idempotenc
 		idemKey = key(tag, "idem:"+j.ClientID+":"+idem.KeyHash)
 		claim = body + " " + idem.Fingerprint
 	}
-	st, _ := json.Marshal(static{Type: j.Type, URL: j.CallbackURL, Metadata: j.Metadata})
+	st, _ := json.Marshal(static{Type: j.Type, URL: j.CallbackURL, Metadata: j.Metadata, Deadline: millis(j.Deadline)})
 	payload := string(j.Payload)
 	if payload == "" {
 		payload = "null"
 	}
 	state := jobState{status: jobs.StatusAccepted, updated: nanos(j.UpdatedAt)}
-	keys := []string{rec, key(tag, "jobs"), key(tag, "jobs:c:"+j.ClientID), key(tag, "due"), key(tag, "ready"), idemKey}
-	args := []any{body, ms(j.CreatedAt.Add(s.recoverAfter)), s.retention.Milliseconds(), claim, idempotencyTTL.Milliseconds(),
+	ready, announce := key(tag, "ready"), ""
+	if j.External {
+		ready, announce = key(tag, "xready:"+j.Type), j.Type
+	}
+	keys := []string{rec, key(tag, "jobs"), key(tag, "jobs:c:"+j.ClientID), key(tag, "due"), ready, idemKey}
+	args := []any{body, ms(j.CreatedAt.Add(s.recoverAfter)), s.retention.Milliseconds(), claim, idempotencyTTL.Milliseconds(), announce,
 		fClient, j.ClientID, fStatic, st, fPayload, payload, fState, state.String()}
+	if j.External {
+		args = append(args, fExternal, "1")
+	}
 	res, err := s.runReplicated(ctx, createJobScript, keys, args)
 	if err != nil {
 		return "", "", fmt.Errorf("create job: %w", err)
@@ -116,8 +123,12 @@ func (s *Store) ClaimJob(ctx context.Context, id string, now, leaseUntil time.Ti
 	if !ids.Valid(ids.Request, id) {
 		return jobs.Job{}, jobs.ErrNotFound
 	}
+	return s.claim(ctx, id, now, leaseUntil, "")
+}
+
+func (s *Store) claim(ctx context.Context, id string, now, leaseUntil time.Time, leaseID string) (jobs.Job, error) {
 	body, tag := ids.Body(id), s.tagOf(id)
-	res, err := claimJobScript.Run(ctx, s.rdb, []string{recordKey(tag, body), key(tag, "due")}, s.claimArgs(body, now, leaseUntil)...).Slice()
+	res, err := claimJobScript.Run(ctx, s.rdb, []string{recordKey(tag, body), key(tag, "due")}, s.claimArgs(body, now, leaseUntil, leaseID)...).Slice()
 	if err != nil {
 		return jobs.Job{}, fmt.Errorf("claim job %s: %w", id, err)
 	}
@@ -125,8 +136,12 @@ func (s *Store) ClaimJob(ctx context.Context, id string, now, leaseUntil time.Ti
 }
 
 // claimArgs are claimJobScript's ARGV.
-func (s *Store) claimArgs(body string, now, leaseUntil time.Time) []any {
-	return []any{body, ms(now), now.UnixNano(), ms(leaseUntil), s.touch(ids.Request + body)}
+func (s *Store) claimArgs(body string, now, leaseUntil time.Time, leaseID string) []any {
+	// The status event, but for the attempt and the closing brace, which
+	// the script adds: only it knows the attempt.
+	ev := `status {"requestId":"` + ids.Request + body + `","status":"PROCESSING","updatedAt":"` +
+		now.UTC().Format(time.RFC3339Nano) + `","attempt":`
+	return []any{body, ms(now), now.UnixNano(), ms(leaseUntil), s.touch(ids.Request + body), leaseID, ev}
 }
 
 // claimResult reads claimJobScript's answer.
@@ -139,6 +154,8 @@ func (s *Store) claimResult(body string, res []any) (jobs.Job, error) {
 	case -2:
 		until, _ := strconv.ParseInt(fmt.Sprint(res[1]), 10, 64)
 		return jobs.Job{}, &jobs.LeasedError{Until: time.UnixMilli(until).UTC()}
+	case -3:
+		return decodeJob(body, flatMap(res[1])), jobs.ErrExternal
 	}
 	return jobs.Job{}, jobs.ErrNotFound
 }
@@ -155,34 +172,121 @@ func flatMap(v any) map[string]string {
 	return m
 }
 
-// writeJob runs writeJobScript for a job held by attempt j.Attempts.
-func (s *Store) writeJob(ctx context.Context, j jobs.Job, due time.Time, idxA, idxB []string, memberA, memberB string, fields ...any) error {
+// write is one writeJobScript call: who must hold the job (the run of
+// j.Attempts, or any while anyAttempt, and the record's lid or th when j
+// carries a lease id or a token hash), and what changes.
+type write struct {
+	anyAttempt bool
+	due        time.Time // the new recovery time; zero leaves it
+	idxA, idxB []string
+	memA, memB string
+	event      string // for watchers (eventLua)
+	fields     []any
+}
+
+// writeJob runs writeJobScript.
+func (s *Store) writeJob(ctx context.Context, j jobs.Job, w write) error {
 	body, tag := ids.Body(j.ID), s.tagOf(j.ID)
 	rec := recordKey(tag, body)
 	keys := []string{rec, key(tag, "due"), rec, rec, rec, rec}
-	copy(keys[2:4], idxA)
-	copy(keys[4:6], idxB)
-	args := append([]any{body, j.Attempts, s.touch(j.ID), ms(due), memberA, memberB}, fields...)
-	code, err := writeJobScript.Run(ctx, s.rdb, keys, args...).Int()
-	switch {
-	case err != nil:
-		return fmt.Errorf("write job %s: %w", j.ID, err)
-	case code == 0:
-		return jobs.ErrNotFound
-	case code < 0:
-		return jobs.ErrFinished
+	copy(keys[2:4], w.idxA)
+	copy(keys[4:6], w.idxB)
+	var attempt any = j.Attempts
+	if w.anyAttempt {
+		attempt = "*"
 	}
-	return nil
+	guard := ""
+	switch {
+	case j.LeaseID != "":
+		guard = fLease + "=" + j.LeaseID
+	case j.TokenHash != "":
+		guard = fToken + "=" + j.TokenHash
+	}
+	due := ""
+	if !w.due.IsZero() {
+		due = strconv.FormatInt(ms(w.due), 10)
+	}
+	args := append([]any{body, attempt, guard, s.touch(j.ID), due, w.memA, w.memB, w.event}, w.fields...)
+	res, err := writeJobScript.Run(ctx, s.rdb, keys, args...).Slice()
+	if err != nil {
+		return fmt.Errorf("write job %s: %w", j.ID, err)
+	}
+	switch code, _ := res[0].(int64); code {
+	case 1:
+		return nil
+	case 0:
+		return jobs.ErrNotFound
+	}
+	st, _ := res[1].(string)
+	matched, _ := res[2].(int64)
+	field := ""
+	if guard != "" {
+		field, _, _ = strings.Cut(guard, "=")
+	}
+	return &jobs.RefusedError{Status: parseJobState(st).status, Attempt: parseJobState(st).attempts,
+		Field: field, Matched: matched == 1}
 }
 
-// ExtendJobLease keeps the lease of attempt j.Attempts until until.
+// statusEvent is the watchers' event of a job's new state.
+func statusEvent(j jobs.Job) string {
+	type status struct {
+		RequestID string         `json:"requestId"`
+		Status    jobs.Status    `json:"status"`
+		Attempt   int            `json:"attempt,omitempty"`
+		UpdatedAt time.Time      `json:"updatedAt"`
+		LastError *jobs.Error    `json:"lastError,omitempty"`
+		Progress  *jobs.Progress `json:"progress,omitempty"`
+	}
+	b, _ := json.Marshal(status{j.ID, j.Status, j.Attempts, j.UpdatedAt.UTC(), j.LastError, j.Progress})
+	return "status " + string(b)
+}
+
+// ExtendJobLease keeps the lease of attempt j.Attempts until until, with
+// the progress j.Progress if not nil.
 func (s *Store) ExtendJobLease(ctx context.Context, j jobs.Job, until time.Time) error {
 	st := jobState{status: jobs.StatusProcessing, attempts: j.Attempts, updated: nanos(j.UpdatedAt), notBefore: ms(until)}
-	return s.writeJob(ctx, j, until, nil, nil, "", "", fState, st.String())
+	w := write{due: until, fields: []any{fState, st.String()}}
+	if j.Progress != nil {
+		p, ev := progressFields(j)
+		w.fields, w.event = append(w.fields, fProgress, p), ev
+	}
+	return s.writeJob(ctx, j, w)
+}
+
+// SaveProgress records j.Progress, if attempt j.Attempts holds the job.
+func (s *Store) SaveProgress(ctx context.Context, j jobs.Job) error {
+	p, ev := progressFields(j)
+	return s.writeJob(ctx, j, write{event: ev, fields: []any{fProgress, p}})
+}
+
+func progressFields(j jobs.Job) (string, string) {
+	b, _ := json.Marshal(j.Progress)
+	type event struct {
+		RequestID string `json:"requestId"`
+		jobs.Progress
+	}
+	e, _ := json.Marshal(event{j.ID, *j.Progress})
+	return string(b), "progress " + string(e)
+}
+
+// SaveToken records the hash of attempt j.Attempts's completion token
+// (j.TokenHash), replacing an earlier attempt's.
+func (s *Store) SaveToken(ctx context.Context, j jobs.Job) error {
+	h := j.TokenHash
+	j.TokenHash = ""
+	return s.writeJob(ctx, j, write{fields: []any{fToken, h}})
+}
+
+// AwaitJob leaves attempt j.Attempts's job PROCESSING until until (its
+// upstream accepted it and finishes it later): nothing reruns it before.
+func (s *Store) AwaitJob(ctx context.Context, j jobs.Job, until time.Time) error {
+	st := jobState{status: jobs.StatusProcessing, attempts: j.Attempts, updated: nanos(j.UpdatedAt), notBefore: ms(until)}
+	return s.writeJob(ctx, j, write{due: until.Add(s.recoverAfter), fields: []any{fState, st.String()}})
 }
 
 // RetryJob records attempt j.Attempts as failed (j.LastError); the next
-// may run from at, and recovery steps in if nothing has by at+RecoverAfter.
+// may run from at, and recovery steps in if nothing has by at+RecoverAfter
+// (an external job's retry is recovery's own: at).
 func (s *Store) RetryJob(ctx context.Context, j jobs.Job, at time.Time) error {
 	st := jobState{status: jobs.StatusProcessing, attempts: j.Attempts, updated: nanos(j.UpdatedAt), notBefore: ms(at)}
 	le := "" // none: the field goes
@@ -190,7 +294,11 @@ func (s *Store) RetryJob(ctx context.Context, j jobs.Job, at time.Time) error {
 		b, _ := json.Marshal(j.LastError)
 		le = string(b)
 	}
-	return s.writeJob(ctx, j, at.Add(s.recoverAfter), nil, nil, "", "", fState, st.String(), fLastError, le)
+	due := at.Add(s.recoverAfter)
+	if j.External {
+		due = at
+	}
+	return s.writeJob(ctx, j, write{due: due, event: statusEvent(j), fields: []any{fState, st.String(), fLastError, le}})
 }
 
 // ReleaseJob gives a job back, runnable from at, without counting attempt
@@ -202,15 +310,17 @@ func (s *Store) ReleaseJob(ctx context.Context, j jobs.Job, at time.Time) error 
 		b, _ := json.Marshal(j.LastError)
 		le = string(b)
 	}
-	return s.writeJob(ctx, j, at.Add(s.recoverAfter), nil, nil, "", "", fState, st.String(), fLastError, le)
+	return s.writeJob(ctx, j, write{due: at.Add(s.recoverAfter), fields: []any{fState, st.String(), fLastError, le}})
 }
 
-// FinishJob records j's outcome (COMPLETED or FAILED) and creates its
-// delivery, PENDING with its first attempt due now, in one script
-// (writeJobScript). The delivery is returned as GetDelivery reads it, with
-// m.Body, the webhook body the job's record rebuilds byte for byte.
+// FinishJob records j's outcome and creates its delivery, PENDING with its
+// first attempt due now, in one script (writeJobScript). COMPLETED and
+// FAILED need the run of attempt j.Attempts (or j's lease or token);
+// CANCELED and EXPIRED end the job whichever run holds it. The delivery is
+// returned as GetDelivery reads it, with m.Body, the webhook body the
+// job's record rebuilds byte for byte.
 func (s *Store) FinishJob(ctx context.Context, j jobs.Job, m webhooks.Message) (webhooks.Delivery, error) {
-	if j.Status != jobs.StatusCompleted && j.Status != jobs.StatusFailed {
+	if !j.Status.Final() {
 		return webhooks.Delivery{}, fmt.Errorf("finish job %s: status %s is not an end", j.ID, j.Status)
 	}
 	body, tag := ids.Body(j.ID), s.tagOf(j.ID)
@@ -219,25 +329,22 @@ func (s *Store) FinishJob(ctx context.Context, j jobs.Job, m webhooks.Message) (
 		done = j.CompletedAt.UTC()
 	}
 	created := done.Truncate(time.Millisecond)
-	event := jobs.EventCompleted
-	if j.Status == jobs.StatusFailed {
-		event = jobs.EventFailed
-	}
+	event := jobs.EventType(j.Status)
 	d := webhooks.Delivery{ID: ids.Delivery + body, RequestID: j.ID, ClientID: j.ClientID, EventType: event, URL: j.CallbackURL,
 		Status: webhooks.StatusPending, CreatedAt: created, UpdatedAt: created, NextAttemptAt: &created, Payload: m.Body}
 	st := jobState{status: j.Status, attempts: j.Attempts, updated: nanos(j.UpdatedAt), completed: nanos(done)}
-	fields := []any{fState, st.String(), fDelivery, stateOf(d).String(), fPayload, "", fLastError, ""}
-	var idxB []string
-	memberB := ""
-	if j.Status == jobs.StatusFailed {
-		e, _ := json.Marshal(j.Error)
-		fields = append(fields, fError, e)
-		idxB, memberB = []string{key(tag, "jobs:f"), key(tag, "jobs:f:"+j.ClientID)}, body
+	w := write{due: created.Add(s.recoverAfter), event: `final {"status":"` + string(j.Status) + `"}`,
+		anyAttempt: j.Status == jobs.StatusCanceled || j.Status == jobs.StatusExpired || j.TokenHash != "",
+		idxA:       []string{key(tag, "dlv"), key(tag, "dlv:c:"+j.ClientID)}, memA: dlvMember(d),
+		fields: []any{fState, st.String(), fDelivery, stateOf(d).String(), fPayload, "", fLastError, ""}}
+	if j.Status == jobs.StatusCompleted {
+		w.fields = append(w.fields, fResult, []byte(j.Result))
 	} else {
-		fields = append(fields, fResult, []byte(j.Result))
+		e, _ := json.Marshal(j.Error)
+		w.fields = append(w.fields, fError, e)
+		w.idxB, w.memB = []string{key(tag, "jobs:f"), key(tag, "jobs:f:"+j.ClientID)}, body
 	}
-	idxA := []string{key(tag, "dlv"), key(tag, "dlv:c:"+j.ClientID)}
-	if err := s.writeJob(ctx, j, created.Add(s.recoverAfter), idxA, idxB, dlvMember(d), memberB, fields...); err != nil {
+	if err := s.writeJob(ctx, j, w); err != nil {
 		return webhooks.Delivery{}, err
 	}
 	return d, nil
@@ -284,7 +391,7 @@ func (s *Store) ClaimAndNext(ctx context.Context, id string, now, leaseUntil tim
 	var claim *redis.Cmd
 	var pop *redis.StringCmd
 	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		claim = claimJobScript.EvalSha(ctx, p, []string{recordKey(tag, body), key(tag, "due")}, s.claimArgs(body, now, leaseUntil)...)
+		claim = claimJobScript.EvalSha(ctx, p, []string{recordKey(tag, body), key(tag, "due")}, s.claimArgs(body, now, leaseUntil, "")...)
 		pop = p.LPop(ctx, key(tag, "ready"))
 		return nil
 	}) // each command's own error is read below

@@ -28,6 +28,13 @@ import (
 //	       <delivered ms> <deferred until ms> <deferred attempt> <deferred reason or ->"
 //	de     the delivery's last error
 //	a:<n>  attempt n, compact JSON (attemptlog.go); the last maxAttemptLog are kept
+//	x      "1" for a job done by external workers
+//	lid    the lease id of the external worker's claim
+//	th     the SHA-256 of the job's completion token (async types), kept once used
+//	pr     progress {"percent","message","updatedAt"}
+//	w      "1" once someone watched the job: its changes are then published
+//	ev     the number of the last event of a watched job
+//	e:<n>  event n: "<name> <JSON>"; the last maxEvents are kept
 //
 // Times of 0 mean none. The job's creation time is its id's; the webhook
 // body is rebuilt from the record (jobs.WebhookBody is deterministic), so
@@ -43,7 +50,17 @@ const (
 	fDelivery  = "d"
 	fDlvError  = "de"
 	fAttempt   = "a:"
+	fExternal  = "x"
+	fLease     = "lid"
+	fToken     = "th"
+	fProgress  = "pr"
+	fEvents    = "ev"
+	fEvent     = "e:"
 )
+
+// maxEvents is how many events a watched job keeps for watchers that
+// resume (Last-Event-ID).
+const maxEvents = 50
 
 // maxAttemptLog is how many attempts a delivery's log keeps.
 const maxAttemptLog = 100
@@ -52,6 +69,7 @@ type static struct {
 	Type     string            `json:"t"`
 	URL      string            `json:"u"`
 	Metadata map[string]string `json:"m,omitempty"`
+	Deadline int64             `json:"d,omitempty"` // Unix ms
 }
 
 // jobState is the s field.
@@ -141,6 +159,12 @@ func decodeJob(body string, f map[string]string) jobs.Job {
 	if f[fDelivery] != "" {
 		j.DeliveryID = jobs.DeliveryID(j.ID)
 	}
+	j.Deadline = fromMillis(st.Deadline)
+	if p := f[fProgress]; p != "" {
+		j.Progress = &jobs.Progress{}
+		_ = json.Unmarshal([]byte(p), j.Progress)
+	}
+	j.External, j.LeaseID = f[fExternal] != "", f[fLease]
 	return j
 }
 
@@ -196,10 +220,7 @@ func decodeDelivery(body string, f map[string]string, withBody, withLog bool) (w
 		return webhooks.Delivery{}, false
 	}
 	j := decodeJob(body, f)
-	event := jobs.EventCompleted
-	if j.Status == jobs.StatusFailed {
-		event = jobs.EventFailed
-	}
+	event := jobs.EventType(j.Status)
 	d := webhooks.Delivery{ID: ids.Delivery + body, RequestID: j.ID, ClientID: j.ClientID, EventType: event, URL: j.CallbackURL,
 		Status: st.status, Attempts: st.attempts, LastAttemptAt: fromMillis(st.lastAttempt), NextAttemptAt: fromMillis(st.nextAttempt),
 		LastStatusCode: st.lastCode, LastError: f[fDlvError], Replays: st.reps, DeliveredAt: fromMillis(st.delivered),

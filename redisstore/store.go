@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/boomerang-dev/boomerang/ids"
@@ -24,6 +25,7 @@ type Store struct {
 	waitReplicas int
 	waitTimeout  time.Duration
 	now          func() time.Time
+	claimTurn    atomic.Uint32 // the partition an external claim starts from, in turn
 }
 
 // Options configure a Store.

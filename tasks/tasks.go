@@ -23,6 +23,7 @@ const (
 	TypeJob      = "job:run"
 	TypeDelivery = "delivery:attempt"
 	TypeReplay   = "replay:bulk"
+	TypeExpire   = "job:expire"
 )
 
 // Every partition has its own queue, named by its hash tag, so that on a
@@ -121,6 +122,28 @@ func (q *Queue) EnqueueJob(ctx context.Context, requestID string, n int, at time
 	return q.enqueue(ctx, q.queueOf(requestID), requestID+":"+strconv.Itoa(n), t, opts...)
 }
 
+// expireLead is how long before a deadline its expiry task is due: asynq
+// moves due tasks to their queue once a check interval (a second here),
+// and its workers poll as often, so the task starts a little before the
+// deadline and waits for it (jobs.Service.Expire), to end the job within a
+// second of it.
+const expireLead = 3 * time.Second
+
+// EnqueueExpiry makes a job's expiry at its deadline durable, once per job.
+func (q *Queue) EnqueueExpiry(ctx context.Context, requestID string, deadline time.Time) error {
+	at := deadline.Add(-expireLead)
+	now := q.now()
+	opts := []asynq.Option{asynq.MaxRetry(infraRetries)}
+	if at.After(now) {
+		at = ceilSecond(at)
+		opts = append(opts, asynq.ProcessAt(at))
+	} else {
+		at = now
+	}
+	opts = append(opts, asynq.Timeout(wholeSeconds(max(0, deadline.Sub(at))+15*time.Second)))
+	return q.enqueue(ctx, q.queueOf(requestID), requestID+":expire", asynq.NewTask(TypeExpire, []byte(requestID)), opts...)
+}
+
 type attemptPayload struct {
 	DeliveryID string `json:"d"`
 	Attempt    int    `json:"n"`
@@ -152,6 +175,7 @@ type Handlers struct {
 	RunJob        func(ctx context.Context, requestID string) error
 	Attempt       func(ctx context.Context, deliveryID string, n int) error
 	RunBulkReplay func(ctx context.Context, replayID string) error
+	ExpireJob     func(ctx context.Context, requestID string) error
 }
 
 func (h Handlers) mux() *asynq.ServeMux {
@@ -168,6 +192,9 @@ func (h Handlers) mux() *asynq.ServeMux {
 	})
 	mux.HandleFunc(TypeReplay, func(ctx context.Context, t *asynq.Task) error {
 		return h.RunBulkReplay(ctx, string(t.Payload()))
+	})
+	mux.HandleFunc(TypeExpire, func(ctx context.Context, t *asynq.Task) error {
+		return h.ExpireJob(ctx, string(t.Payload()))
 	})
 	return mux
 }

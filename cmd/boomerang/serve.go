@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"os"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/boomerang-dev/boomerang/clients"
 	"github.com/boomerang-dev/boomerang/config"
 	"github.com/boomerang-dev/boomerang/handlers"
+	"github.com/boomerang-dev/boomerang/jobs"
 )
 
 // serve runs the service until ctx ends.
@@ -44,7 +46,22 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	defer stopRedis()
 
-	app, err := wire(ctx, cfg, rdb, log)
+	// The API listens first: its address is the completion URLs' default.
+	var apiListener net.Listener
+	publicURL := cfg.PublicURL
+	if cfg.Role.RunsAPI() {
+		if apiListener, err = net.Listen("tcp", cfg.Addr); err != nil {
+			return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+		}
+		defer apiListener.Close()
+		if publicURL == "" {
+			publicURL = ownURL(apiListener.Addr().String())
+		}
+	} else if publicURL == "" {
+		publicURL = ownURL(cfg.Addr)
+	}
+
+	app, err := wire(ctx, cfg, rdb, publicURL, log)
 	if err != nil {
 		return err
 	}
@@ -52,6 +69,18 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWatch()
 	go app.clients.Watch(watchCtx) // drop cached clients as they change, in every process
+	// What every process hears: job events for its watchers (API), types
+	// with work for its claims (API), jobs that ended for its processors
+	// (workers).
+	var events <-chan jobs.Event
+	var available, stops <-chan string
+	if cfg.Role.RunsAPI() {
+		events, available = app.store.Events(watchCtx), app.store.Available(watchCtx)
+	}
+	if cfg.Role.RunsWorkers() {
+		stops = app.store.Stops(watchCtx)
+	}
+	app.jobs.Listen(events, available, stops)
 	if cfg.Embedded() {
 		if err := createDemoClient(ctx, app.clients, cfg, getenv("BOOMERANG_ADMIN_TOKEN") == "", stdout); err != nil {
 			return err
@@ -93,9 +122,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return nil
 	}
 
-	deps := handlers.Deps{Jobs: app.jobs, Clients: app.clients, Deliveries: app.store, Replays: app.dispatcher,
-		Limiter: clients.NewRateLimiter(app.store, float64(cfg.RateLimit), cfg.RateBurst, time.Now),
-		Ready:   ready, AdminToken: cfg.AdminToken, MaxBody: cfg.MaxBodyBytes, Grace: cfg.SecretGrace, Logger: log}
+	deps := handlers.Deps{Jobs: app.jobs, Work: app.jobs, Workers: app.workers, Clients: app.clients, Deliveries: app.store, Replays: app.dispatcher,
+		WorkerLimits: handlers.WorkerLimits{WaitMax: cfg.WorkerWaitMax, LeaseMin: cfg.WorkerLeaseMin, LeaseMax: cfg.WorkerLeaseMax},
+		Limiter:      clients.NewRateLimiter(app.store, float64(cfg.RateLimit), cfg.RateBurst, time.Now),
+		Ready:        ready, AdminToken: cfg.AdminToken, MaxBody: cfg.MaxBodyBytes, Grace: cfg.SecretGrace, Logger: log}
 	public := handlers.ServePublic | handlers.ServeAdmin
 	var servers []*http.Server
 	if cfg.AdminAddr != "" {
@@ -107,7 +137,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 		servers = append(servers, s)
 	}
-	s, err := startHTTP(cfg.Addr, handlers.New(deps, public), "API", stdout, log)
+	s, err := serveHTTP(apiListener, handlers.New(deps, public), "API", stdout, log)
 	if err != nil {
 		shutdownWorkers()
 		return err
@@ -131,6 +161,24 @@ func startHTTP(addr string, h http.Handler, what string, stdout io.Writer, log *
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
+	return serveHTTP(l, h, what, stdout, log)
+}
+
+// ownURL is the URL of a listen address as a local client reaches it.
+func ownURL(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// serveHTTP serves on l with timeouts a slow client cannot exploit (the
+// event stream and long-polls lift the write timeout for themselves).
+func serveHTTP(l net.Listener, h http.Handler, what string, stdout io.Writer, log *slog.Logger) (*http.Server, error) {
 	s := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,

@@ -14,6 +14,7 @@ import (
 	"github.com/boomerang-dev/boomerang/redisstore"
 	"github.com/boomerang-dev/boomerang/tasks"
 	"github.com/boomerang-dev/boomerang/webhooks"
+	"github.com/boomerang-dev/boomerang/workers"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -25,6 +26,7 @@ type app struct {
 	dispatcher *webhooks.Dispatcher
 	queue      *tasks.Queue
 	sweeper    *recovery.Sweeper
+	workers    *workers.Registry
 }
 
 func maxJobTimeout(cfg config.Config) time.Duration {
@@ -35,7 +37,9 @@ func maxJobTimeout(cfg config.Config) time.Duration {
 	return d
 }
 
-func wire(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, log *slog.Logger) (app, error) {
+// wire builds the domain; publicURL is the API's address as upstreams
+// reach it (completion URLs start with it).
+func wire(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, publicURL string, log *slog.Logger) (app, error) {
 	store, err := redisstore.New(ctx, rdb, redisstore.Options{Partitions: cfg.Partitions, Retention: cfg.Retention,
 		RecoverAfter: cfg.RecoverAfter, WaitReplicas: cfg.RedisWaitReplicas, WaitTimeout: cfg.RedisWaitTimeout})
 	if err != nil {
@@ -54,8 +58,9 @@ func wire(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, log
 		UserAgent:        "Boomerang/" + version,
 		Logger:           log,
 	})
+	reg := registry(cfg)
 	svc := jobs.NewService(jobs.ServiceOptions{
-		Store: store, Registry: registry(cfg), URLs: egress.Checker{Policy: policy}, Enqueuer: queue, Deliverer: dispatcher,
+		Store: store, Registry: reg, MaxDeadline: cfg.JobMaxDeadline, PublicURL: publicURL, URLs: egress.Checker{Policy: policy}, Enqueuer: queue, Deliverer: dispatcher,
 		MaxAttempts: cfg.JobMaxAttempts, Partitions: store.Partitions(), Logger: log,
 		RetryDelay: webhooks.RetryPolicy{Initial: time.Second, MaxInterval: 5 * time.Minute, MaxAttempts: cfg.JobMaxAttempts}.Delay,
 		Limits: jobs.Limits{MaxPayloadBytes: cfg.Limits.MaxPayloadBytes, MaxMetadataKeys: cfg.Limits.MaxMetadataKeys,
@@ -64,7 +69,8 @@ func wire(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, log
 	})
 	sweeper := &recovery.Sweeper{Store: store, Clients: cl, Queue: queue, JobTimeout: maxJobTimeout(cfg),
 		RecoverAfter: cfg.RecoverAfter, ReplayGrace: 2 * time.Minute, Retention: cfg.Retention, Now: time.Now, Logger: log}
-	return app{store: store, clients: cl, jobs: svc, dispatcher: dispatcher, queue: queue, sweeper: sweeper}, nil
+	wr := workers.NewRegistry(store, reg.External, time.Now)
+	return app{store: store, clients: cl, jobs: svc, dispatcher: dispatcher, queue: queue, sweeper: sweeper, workers: wr}, nil
 }
 
 // startWorkers runs the job runner (new jobs, from the ready queue), the
@@ -82,7 +88,8 @@ func startWorkers(ctx context.Context, cfg config.Config, rdb redis.UniversalCli
 		TaskCheckInterval:        check,
 		DelayedTaskCheckInterval: check,
 		Logger:                   log,
-	}, tasks.Handlers{RunJob: a.jobs.Run, Attempt: a.dispatcher.Attempt, RunBulkReplay: a.dispatcher.RunBulkReplay})
+	}, tasks.Handlers{RunJob: a.jobs.Run, Attempt: a.dispatcher.Attempt, RunBulkReplay: a.dispatcher.RunBulkReplay,
+		ExpireJob: a.jobs.Expire})
 	if err := srv.Start(); err != nil {
 		return nil, err
 	}
@@ -114,6 +121,12 @@ func registry(cfg config.Config) *jobs.Registry {
 	upstream := jobs.NewUpstreamClient()
 	for name, url := range cfg.JobHTTP {
 		r.Register(name, jobs.HTTPForwarder{URL: url, Client: upstream, UserAgent: "Boomerang/" + version}, timeout(name))
+	}
+	for name, url := range cfg.JobHTTPAsync {
+		r.RegisterAsync(name, jobs.HTTPAsync{URL: url, Client: upstream, UserAgent: "Boomerang/" + version}, timeout(name))
+	}
+	for _, name := range cfg.JobExternal {
+		r.RegisterExternal(name)
 	}
 	return r
 }

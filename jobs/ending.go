@@ -1,0 +1,111 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/boomerang-dev/boomerang/webhooks"
+)
+
+// Cancel ends a job that has not ended: CANCELED, with the webhook
+// job.canceled. A processor running it stops, an external worker's next
+// call is refused (ErrCanceled) and its completion token stops working.
+// clientID "" is the operator, who may cancel any client's job. A job that
+// has ended already is ErrFinished.
+func (s *Service) Cancel(ctx context.Context, clientID, id string) (Job, error) {
+	j, err := s.store.GetJob(ctx, id)
+	if err != nil {
+		return Job{}, err
+	}
+	if clientID != "" && j.ClientID != clientID {
+		return Job{}, ErrNotFound
+	}
+	by := "its client"
+	if clientID == "" {
+		by = "an operator"
+	}
+	return s.end(ctx, j, StatusCanceled, &Error{Code: "canceled", Message: "the job was canceled by " + by})
+}
+
+// Expire ends a job whose deadline has come, if it has not ended: EXPIRED,
+// with the webhook job.expired. Its task may run a little early (tasks
+// run on whole seconds): it waits for the deadline.
+func (s *Service) Expire(ctx context.Context, id string) error {
+	j, err := s.store.GetJob(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if j.Status.Final() || j.Deadline == nil {
+		return nil
+	}
+	if wait := j.Deadline.Sub(s.now()); wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return s.expire(ctx, j)
+}
+
+// expire ends j as EXPIRED; that another run ended it first is no error.
+func (s *Service) expire(ctx context.Context, j Job) error {
+	_, err := s.end(ctx, j, StatusExpired, &Error{Code: "deadline_exceeded",
+		Message: "the job did not end by its deadline, " + j.Deadline.UTC().Format(time.RFC3339Nano)})
+	if errors.Is(err, ErrFinished) || errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// end records a canceled or expired job and its delivery, whichever run
+// holds it, stops that run wherever it is, and schedules the webhook.
+func (s *Service) end(ctx context.Context, j Job, status Status, why *Error) (Job, error) {
+	if j.Status.Final() {
+		return j, ErrFinished
+	}
+	done := s.now().UTC()
+	j.Status, j.Error, j.LastError, j.Result = status, why, nil, nil
+	j.UpdatedAt, j.CompletedAt, j.DeliveryID = done, &done, DeliveryID(j.ID)
+	j.LeaseID, j.TokenHash = "", "" // any run: no lease, no token to check
+	d, err := s.record(ctx, j)
+	if err != nil {
+		return Job{}, err
+	}
+	wctx := context.WithoutCancel(ctx)
+	s.Stop(j.ID)
+	if err := s.store.AnnounceStop(wctx, j.ID); err != nil {
+		// Its run stops at its next lease renewal, which is refused.
+		s.log.WarnContext(ctx, "could not announce a job's end to the workers", "requestId", j.ID, "error", err)
+	}
+	s.deliverLater(wctx, d)
+	s.log.InfoContext(ctx, "job ended", "requestId", j.ID, "status", status)
+	j.Payload = nil
+	return j, nil
+}
+
+// record stores j's outcome and creates its delivery (Store.FinishJob).
+func (s *Service) record(ctx context.Context, j Job) (webhooks.Delivery, error) {
+	body, err := WebhookBody(j)
+	if err != nil {
+		return webhooks.Delivery{}, err
+	}
+	m := webhooks.Message{ID: j.DeliveryID, RequestID: j.ID, ClientID: j.ClientID, EventType: EventType(j.Status), URL: j.CallbackURL, Body: body}
+	return s.store.FinishJob(context.WithoutCancel(ctx), j, m)
+}
+
+// deliverLater hands the first attempt of a delivery recorded outside the
+// workers (by the API) to them; if that fails, recovery does, since the
+// delivery's recovery time is set.
+func (s *Service) deliverLater(ctx context.Context, d webhooks.Delivery) {
+	if err := s.enqueuer.ScheduleAttempt(ctx, d.ID, 1, s.now()); err != nil {
+		s.log.WarnContext(ctx, "could not schedule a webhook; recovery will", "deliveryId", d.ID, "error", fmt.Sprint(err))
+	}
+}
