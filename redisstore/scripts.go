@@ -106,9 +106,7 @@ return {1}
 // ARGV[3] -> now (Unix ns), the new updated time
 // ARGV[4] -> lease until (Unix ms): the new not-before and recovery time
 // ARGV[5] -> retention (ms), or 0 to leave the record's TTL (see touch)
-// ARGV[6] -> the external worker's part of its lease id ("" for none):
-//
-//	lid becomes "<attempt>.<ARGV[6]>"
+// ARGV[6] -> the external worker's part of its lease id, lid = "<attempt>.<ARGV[6]>" ("" for none)
 //
 // ARGV[7] -> the status event, but for its end: "<attempt>}" completes it
 //
