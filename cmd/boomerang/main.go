@@ -28,7 +28,17 @@ const usage = `usage: boomerang <command> [flags]
 Commands:
   serve     run the service (configured by BOOMERANG_* variables; serve -h)
   listen    run a local webhook receiver that verifies signatures (listen -h)
+  submit    submit a job: submit --type T --payload JSON --callback URL [--watch]
+  status    print a job: status ID
+  watch     follow a job to its end, with its progress: watch ID
+  cancel    cancel a job: cancel ID
+  work      run an external worker: work --type T [--concurrency N] -- COMMAND ARGS...
+            (the payload on COMMAND's stdin, its stdout JSON the result)
   version   print the version
+
+submit, status, watch and cancel use BOOMERANG_URL (default http://localhost:8080)
+and BOOMERANG_API_KEY; work uses BOOMERANG_URL and BOOMERANG_WORKER_KEY.
+The flags --url, --api-key and --worker-key override them; <command> -h for more.
 
 The load benchmark is a separate command: go run ./cmd/boomerang-bench
 `
@@ -44,9 +54,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return serve(ctx, args[2:], getenv, stdout, stderr)
 	case "listen":
 		return listen(ctx, args[2:], stdout, stderr)
+	case "submit":
+		return submitCmd(ctx, args[2:], getenv, stdout, stderr)
+	case "status":
+		return statusCmd(ctx, args[2:], getenv, stdout, stderr)
+	case "watch":
+		return watchCmd(ctx, args[2:], getenv, stdout, stderr)
+	case "cancel":
+		return cancelCmd(ctx, args[2:], getenv, stdout, stderr)
+	case "work":
+		return workCmd(ctx, args[2:], getenv, stderr)
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (want serve, listen, version)", args[1])
+	return fmt.Errorf("unknown command %q (want serve, listen, submit, status, watch, cancel, work, version)", args[1])
 }
