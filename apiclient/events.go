@@ -52,7 +52,7 @@ type StatusEvent struct {
 // ProgressEvent is the data of a "progress" event.
 type ProgressEvent struct {
 	RequestID string    `json:"requestId"`
-	Percent   int       `json:"percent"`
+	Percent   float64   `json:"percent"`
 	Message   string    `json:"message"`
 	UpdatedAt time.Time `json:"updatedAt"`
 }

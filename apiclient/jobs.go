@@ -39,7 +39,7 @@ type JobError struct {
 
 // Progress is how far a job has come, as its worker last said.
 type Progress struct {
-	Percent   int       `json:"percent"`
+	Percent   float64   `json:"percent"` // 0 to 100
 	Message   string    `json:"message,omitempty"`
 	UpdatedAt time.Time `json:"updatedAt,omitzero"` // set by the server
 }

@@ -40,7 +40,7 @@ type outcome struct {
 // runCommand runs COMMAND with stdin, in a process group of its own, until it
 // exits or ctx ends; then the whole group gets SIGTERM, and SIGKILL after
 // killGrace. Stderr lines "progress <percent> <message>" go to onProgress.
-func runCommand(ctx context.Context, spec commandSpec, stdin []byte, onProgress func(percent int, message string)) outcome {
+func runCommand(ctx context.Context, spec commandSpec, stdin []byte, onProgress func(percent float64, message string)) outcome {
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, spec.argv[0], spec.argv[1:]...)
 	cmd.Env = spec.env
@@ -95,14 +95,14 @@ func (c *cappedBuffer) Write(p []byte) (int, error) {
 }
 
 // maxProgressLine bounds a line read for progress; longer lines are only kept in the tail.
-const maxProgressLine = 1 << 10
+const maxProgressLine = 2 << 10
 
 // stderrSink keeps the end of COMMAND's stderr and reports its progress lines.
 type stderrSink struct {
 	ring       []byte // the end of stderr: at least the last stderrTail bytes
 	line       []byte // the line being read
 	long       bool   // the line being read passed maxProgressLine
-	onProgress func(percent int, message string)
+	onProgress func(percent float64, message string)
 }
 
 func (s *stderrSink) Write(p []byte) (int, error) {
@@ -153,12 +153,13 @@ func (s *stderrSink) tail() string {
 	return strings.TrimSpace(strings.ToValidUTF8(string(b), "\uFFFD"))
 }
 
-// maxProgressMessage bounds a progress message, in bytes.
-const maxProgressMessage = 200
+// maxProgressMessage bounds a progress message, in bytes, as the server
+// does (jobs.MaxProgressMessage).
+const maxProgressMessage = 1024
 
 // parseProgress reads "progress <percent> [message]": percent a number from
-// 0 to 100 (a fraction is cut to a whole percent).
-func parseProgress(line string) (percent int, message string, ok bool) {
+// 0 to 100.
+func parseProgress(line string) (percent float64, message string, ok bool) {
 	rest, ok := strings.CutPrefix(line, "progress ")
 	if !ok {
 		return 0, "", false
@@ -175,7 +176,7 @@ func parseProgress(line string) (percent int, message string, ok bool) {
 			message = message[:len(message)-1]
 		}
 	}
-	return int(f), message, true
+	return f, message, true
 }
 
 // describe says how COMMAND ended, for logs and messages.

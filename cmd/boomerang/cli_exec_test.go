@@ -11,14 +11,14 @@ import (
 func TestParseProgress(t *testing.T) {
 	tests := []struct {
 		line    string
-		pct     int
+		pct     float64
 		msg     string
 		wantsOK bool
 	}{
 		{"progress 42 encoding", 42, "encoding", true},
 		{"progress 42", 42, "", true},
 		{"progress 0 starting up now ", 0, "starting up now", true},
-		{"progress 99.9 almost", 99, "almost", true},
+		{"progress 99.9 almost", 99.9, "almost", true},
 		{"progress 100", 100, "", true},
 		{"progress  7  two spaces", 7, "two spaces", true},
 		{"progress 101 too far", 0, "", false},
@@ -29,19 +29,20 @@ func TestParseProgress(t *testing.T) {
 		{"Progress 5", 0, "", false},
 		{"  progress 5", 0, "", false},
 		{"an error: progress 5", 0, "", false},
-		{"progress 5 " + strings.Repeat("é", 150), 5, strings.Repeat("é", 100), true},
+		{"progress 5 " + strings.Repeat("é", 600), 5, strings.Repeat("é", 512), true},
+		{"progress 5 " + strings.Repeat("a", 1023) + "é", 5, strings.Repeat("a", 1023), true},
 	}
 	for _, tt := range tests {
 		pct, msg, ok := parseProgress(tt.line)
 		if ok != tt.wantsOK || pct != tt.pct || msg != tt.msg {
-			t.Errorf("parseProgress(%q) = %d, %q, %v; want %d, %q, %v", tt.line, pct, msg, ok, tt.pct, tt.msg, tt.wantsOK)
+			t.Errorf("parseProgress(%q) = %v, %q, %v; want %v, %q, %v", tt.line, pct, msg, ok, tt.pct, tt.msg, tt.wantsOK)
 		}
 	}
 }
 
 func TestStderrSink(t *testing.T) {
 	type progress struct {
-		pct int
+		pct float64
 		msg string
 	}
 	tests := []struct {
@@ -53,8 +54,8 @@ func TestStderrSink(t *testing.T) {
 		{"lines split across writes", []string{"progr", "ess 10 a\nprogress 2", "0 b\n", "progress 30 c"},
 			[]progress{{10, "a"}, {20, "b"}}, "progress 10 a\nprogress 20 b\nprogress 30 c"},
 		{"CRLF", []string{"progress 5 windows\r\n"}, []progress{{5, "windows"}}, "progress 5 windows"},
-		{"a very long line is no progress", []string{"progress 5 " + strings.Repeat("y", 2000) + "\nprogress 6 ok\n"},
-			[]progress{{6, "ok"}}, "progress 5 " + strings.Repeat("y", 2000) + "\nprogress 6 ok"},
+		{"a very long line is no progress", []string{"progress 5 " + strings.Repeat("y", 3000) + "\nprogress 6 ok\n"},
+			[]progress{{6, "ok"}}, "progress 5 " + strings.Repeat("y", 3000) + "\nprogress 6 ok"},
 		{"the tail keeps the last 4 KiB from a whole character", []string{"start\n", strings.Repeat("é", 3000), "\nend\n"},
 			nil, strings.Repeat("é", 2045) + "\nend"},
 		{"invalid UTF-8 is replaced", []string{"bad \xff byte"}, nil, "bad \uFFFD byte"},
@@ -62,7 +63,7 @@ func TestStderrSink(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []progress
-			s := &stderrSink{onProgress: func(p int, m string) { got = append(got, progress{p, m}) }}
+			s := &stderrSink{onProgress: func(p float64, m string) { got = append(got, progress{p, m}) }}
 			for _, w := range tt.writes {
 				if n, err := s.Write([]byte(w)); n != len(w) || err != nil {
 					t.Fatalf("Write(%d bytes) = %d, %v", len(w), n, err)
@@ -93,6 +94,7 @@ func TestJudge(t *testing.T) {
 		{"JSON with space around it", outcome{stdout: []byte("  {\"a\":1}\n")}, `{"a":1}`, "", false},
 		{"empty", outcome{stdout: []byte("\n")}, "null", "", false},
 		{"not JSON", outcome{stdout: []byte("{")}, "", "invalid_result", false},
+		{"a repeated key", outcome{stdout: []byte(`{"a":1,"a":2}`)}, "", "invalid_result", false},
 		{"too large", outcome{stdout: []byte("[1]"), overflow: true}, "", "result_too_large", false},
 		{"exit 75 though stdout is JSON", outcome{stdout: []byte("{}"), exitCode: 75}, "", "exit_75", true},
 		{"exit 1", outcome{exitCode: 1}, "", "exit_1", false},

@@ -34,6 +34,7 @@ type fakeAPI struct {
 	streams    map[string]string // event streams by job ID
 	cancels    map[string]string // job view after a cancel; absent: 409 job-final
 	heartbeat  func(id string) (status int, slug string)
+	complete   func(id string) (status int, slug string)
 	submitted  []fakeCall
 	heartbeats []fakeCall
 	completes  []fakeCall
@@ -182,6 +183,15 @@ func (f *fakeAPI) report(w http.ResponseWriter, r *http.Request) {
 		answerJSON(w, http.StatusOK, `{"leaseExpiresAt":"2030-01-01T00:00:00Z"}`)
 	case "complete":
 		f.record(&f.completes, r)
+		f.mu.Lock()
+		answer := f.complete
+		f.mu.Unlock()
+		if answer != nil {
+			if status, slug := answer(id); status != 0 {
+				problem(w, status, slug)
+				return
+			}
+		}
 		answerJSON(w, http.StatusOK, `{"requestId":"`+id+`","status":"COMPLETED"}`)
 	case "fail":
 		f.record(&f.fails, r)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -43,7 +45,7 @@ type watcher struct {
 	live    bool // redraw one line (a terminal), else print a line per change
 	status  apiclient.Status
 	attempt int
-	percent int
+	percent float64
 	message string
 	shown   string // the last state shown, to skip repeats (a reconnection's snapshot)
 	drawn   bool   // a live line is on screen, without its newline
@@ -110,7 +112,8 @@ func (w *watcher) draw(at time.Time) {
 	if w.attempt > 1 {
 		msg = strings.TrimSpace(fmt.Sprintf("%s (attempt %d)", msg, w.attempt))
 	}
-	state := fmt.Sprintf("%s %d%% %s", w.status, w.percent, msg)
+	pct := strconv.FormatFloat(w.percent, 'f', -1, 64)
+	state := fmt.Sprintf("%s %s%% %s", w.status, pct, msg)
 	if state == w.shown {
 		return
 	}
@@ -123,7 +126,7 @@ func (w *watcher) draw(at time.Time) {
 		return
 	}
 	// \r and "erase to the end of the line" redraw in place.
-	fmt.Fprintf(w.out, "\r\x1b[K%-10s %s %3d%% %s", w.status, bar(w.percent, 30), w.percent, clip(msg, 50))
+	fmt.Fprintf(w.out, "\r\x1b[K%-10s %s %3.0f%% %s", w.status, bar(w.percent, 30), math.Floor(w.percent), clip(msg, 50))
 	w.drawn = true
 }
 
@@ -136,9 +139,9 @@ func (w *watcher) endLine() {
 }
 
 // bar is a progress bar of width cells.
-func bar(percent, width int) string {
+func bar(percent float64, width int) string {
 	percent = min(max(percent, 0), 100)
-	full := percent * width / 100
+	full := int(percent) * width / 100
 	return "[" + strings.Repeat("█", full) + strings.Repeat("░", width-full) + "]"
 }
 

@@ -17,8 +17,24 @@ import (
 	"time"
 
 	"github.com/boomerang-dev/boomerang/apiclient"
+	"github.com/boomerang-dev/boomerang/strictjson"
 	"github.com/cenkalti/backoff/v4"
 )
+
+const workHelp = `
+COMMAND runs once per job, in a process group of its own:
+  stdin    the job's payload (JSON)
+  stdout   the result: JSON, or nothing for null
+  stderr   lines "progress <0-100> <message>" report progress; the last 4 KiB
+           become error.message if the job fails
+  exit     0 completes the job; 75 fails it so that it may be retried; any
+           other status fails it (error.code exit_<status>)
+  env      BOOMERANG_JOB_ID, BOOMERANG_JOB_TYPE, BOOMERANG_JOB_ATTEMPT and
+           BOOMERANG_JOB_DEADLINE; never the worker key
+COMMAND gets SIGTERM (SIGKILL after --kill-grace) if the job is canceled or
+expires, or its lease is lost. On SIGTERM, work stops claiming and waits up to
+--grace for the running jobs.
+`
 
 // workConfig is what `boomerang work` was asked to do.
 type workConfig struct {
@@ -38,14 +54,17 @@ func workCmd(ctx context.Context, args []string, getenv func(string) string, std
 	fs.Var(&types, "type", "job `type` to claim (repeatable, or comma-separated)")
 	concurrency := fs.Int("concurrency", 1, "jobs run at once")
 	lease := fs.Duration("lease", time.Minute, "lease asked for each job (whole seconds); a heartbeat renews it every third of it")
+	claimWait := fs.Duration("claim-wait", 30*time.Second, "how long each claim waits for a job (whole seconds; at most the server's BOOMERANG_WORKER_WAIT_MAX)")
 	grace := fs.Duration("grace", 30*time.Second, "on SIGTERM, how long running jobs may still take; then they are killed and not reported, and the server gives them to another worker once their lease lapses")
 	killGrace := fs.Duration("kill-grace", 10*time.Second, "between SIGTERM and SIGKILL when COMMAND must stop")
 	maxResult := fs.Int("max-result", 1<<20-4<<10, "largest `bytes` of stdout taken as the result (the server's request limit, BOOMERANG_MAX_BODY_BYTES, is 1 MiB by default)")
 	api := addAPIFlags(fs, "worker-key", "BOOMERANG_WORKER_KEY")
+	usage := fs.Usage
+	fs.Usage = func() { usage(); fmt.Fprint(fs.Output(), workHelp) }
 	if err := fs.Parse(args); err != nil {
 		return commandError("work", err)
 	}
-	cfg := workConfig{types: types, concurrency: *concurrency, lease: *lease, claimWait: 30 * time.Second, grace: *grace,
+	cfg := workConfig{types: types, concurrency: *concurrency, lease: *lease, claimWait: *claimWait, grace: *grace,
 		command: commandSpec{argv: fs.Args(), env: childEnv(os.Environ()), maxStdout: *maxResult, killGrace: *killGrace}}
 	if err := cfg.check(); err != nil {
 		return fmt.Errorf("work: %w", err)
@@ -75,8 +94,8 @@ func (c workConfig) check() error {
 	if c.lease < time.Second {
 		errs = append(errs, fmt.Errorf("--lease %s: want at least 1s", c.lease))
 	}
-	if c.grace < 0 || c.command.killGrace < 0 {
-		errs = append(errs, errors.New("--grace and --kill-grace must not be negative"))
+	if c.grace < 0 || c.command.killGrace < 0 || c.claimWait < 0 {
+		errs = append(errs, errors.New("--grace, --kill-grace and --claim-wait must not be negative"))
 	}
 	if c.command.maxStdout < 1 {
 		errs = append(errs, errors.New("--max-result must be positive"))
@@ -248,8 +267,17 @@ func (w *worker) runJob(ctx context.Context, c apiclient.Claim) {
 	result, jobErr, retryable := judge(o)
 	if jobErr == nil {
 		err := w.api.Complete(ctx, c.RequestID, c.LeaseID, result)
-		logReport(log, err, "job completed", "took", took, "resultBytes", len(result))
-		return
+		var p *apiclient.Problem
+		if !errors.As(err, &p) || p.Status != http.StatusRequestEntityTooLarge && p.Status != http.StatusUnprocessableEntity {
+			logReport(log, err, "job completed", "took", took, "resultBytes", len(result))
+			return
+		}
+		// The server refuses the result itself: fail the job, rather than
+		// let its lease lapse and have it run again to the same end.
+		jobErr = &apiclient.JobError{Code: "invalid_result", Message: "the server refused the result: " + p.Error()}
+		if p.Status == http.StatusRequestEntityTooLarge {
+			jobErr.Code = "result_too_large"
+		}
 	}
 	status, err := w.api.Fail(ctx, c.RequestID, c.LeaseID, *jobErr, retryable)
 	logReport(log, err, "job failed", "code", jobErr.Code, "retryable", retryable, "status", string(status), "took", took)
@@ -305,6 +333,9 @@ func judge(o outcome) (result json.RawMessage, jobErr *apiclient.JobError, retry
 	if !json.Valid(out) {
 		return nil, fail("invalid_result", "stdout is not JSON: "+clip(oneLine(string(out)), 200)), false
 	}
+	if err := strictjson.Check(out); err != nil { // what the server checks too
+		return nil, fail("invalid_result", "stdout is not JSON that travels byte for byte: "+err.Error()), false
+	}
 	return out, nil, false
 }
 
@@ -355,7 +386,7 @@ type progressBox struct {
 	sentAt int // seq of the last one sent
 }
 
-func (b *progressBox) set(percent int, message string) {
+func (b *progressBox) set(percent float64, message string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.latest = &apiclient.Progress{Percent: percent, Message: message}

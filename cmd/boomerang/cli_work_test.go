@@ -181,17 +181,20 @@ const treeScript = `sleep 30 & echo $! > "$0/child.tmp" && mv "$0/child.tmp" "$0
 func TestWorkKillsTheCommandWhenTheJobIsTakenBack(t *testing.T) {
 	tests := []struct {
 		name       string
+		status     int // of the heartbeats once the command runs; 0: 200
 		slug       string
 		deadline   time.Duration // from now; 0: none
 		wantReason string
 	}{
-		{"job canceled", "job-canceled", 0, "409 job-canceled"},
-		{"lease lost", "lease-lost", 0, "409 lease-lost"},
-		{"job expired", "job-expired", 0, "409 job-expired"},
-		{"deadline passed", "", 1500 * time.Millisecond, "the job's deadline passed"},
+		{"job canceled", 409, "job-canceled", 0, "409 job-canceled"},
+		{"lease lost", 409, "lease-lost", 0, "409 lease-lost"},
+		{"job expired", 409, "job-expired", 0, "409 job-expired"},
+		{"deadline passed", 0, "", 1500 * time.Millisecond, "the job's deadline passed"},
+		{"no heartbeat gets through for a whole lease", 503, "service-unavailable", 0, "lease lapsed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			dir := t.TempDir()
 			f := newFakeAPI(t)
 			var deadline *time.Time
@@ -205,9 +208,9 @@ func TestWorkKillsTheCommandWhenTheJobIsTakenBack(t *testing.T) {
 			if processGone(shell) || processGone(child) {
 				t.Fatal("the command ended before the job was taken back")
 			}
-			if tt.slug != "" {
+			if tt.status != 0 {
 				f.mu.Lock()
-				f.heartbeat = func(string) (int, string) { return 409, tt.slug }
+				f.heartbeat = func(string) (int, string) { return tt.status, tt.slug }
 				f.mu.Unlock()
 			}
 			waitFor(t, "the job to be dropped", 5*time.Second, func() bool { return strings.Contains(log.String(), "job dropped") })
@@ -334,5 +337,34 @@ func TestWorkRunsJobsConcurrently(t *testing.T) {
 	want := map[string]any{"req_0": 0.0, "req_1": 1.0, "req_2": 2.0}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("results %v, want %v", got, want)
+	}
+}
+
+func TestWorkFailsAJobWhoseResultTheServerRefuses(t *testing.T) {
+	tests := []struct {
+		status   int
+		slug     string
+		wantCode string
+	}{
+		{422, "validation-error", "invalid_result"},
+		{413, "body-too-large", "result_too_large"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.slug, func(t *testing.T) {
+			f := newFakeAPI(t)
+			f.complete = func(string) (int, string) { return tt.status, tt.slug }
+			f.claims <- claimJSON("req_1", `{}`, nil)
+			stop, _ := startWork(t, f, "--type", "shell", "--", "/bin/sh", "-c", `echo '{"big":true}'`)
+			waitFor(t, "a fail after the refused completion", 5*time.Second, func() bool { return len(f.calls(&f.fails)) > 0 })
+			if err, log := stop(); err != nil {
+				t.Fatalf("work: %v\n%s", err, log)
+			}
+			body := f.calls(&f.fails)[0].body
+			jobErr, _ := body["error"].(map[string]any)
+			msg, _ := jobErr["message"].(string)
+			if jobErr["code"] != tt.wantCode || body["retryable"] != false || !strings.Contains(msg, strconv.Itoa(tt.status)+" "+tt.slug) {
+				t.Errorf("fail %v after a %d %s on complete; want code %s, not retryable, the problem in the message", body, tt.status, tt.slug, tt.wantCode)
+			}
+		})
 	}
 }
