@@ -316,8 +316,14 @@ class Worker {
 
   async loop() {
     while (!this.stopping.signal.aborted) {
-      const job = await this.claim();
-      if (job) await this.run(job);
+      try {
+        const job = await this.claim();
+        if (job) await this.run(job);
+      } catch (e) {
+        // a bug or a garbled answer: keep the loop alive
+        log("unexpected error:", e);
+        await sleep(1000, this.stopping.signal);
+      }
     }
   }
 

@@ -277,9 +277,13 @@ class Worker:
 
     def loop(self):
         while not self.stopping.is_set():
-            claim = self.claim()
-            if claim is not None:
-                self.run(Job(self, claim))
+            try:
+                claim = self.claim()
+                if claim is not None:
+                    self.run(Job(self, claim))
+            except Exception:  # a bug or a garbled answer: keep the thread alive
+                log("unexpected error:\n%s" % traceback.format_exc().rstrip())
+                self.stopping.wait(1)
 
     def claim(self):
         """Returns a claimed job, or None when the wait ended empty or we stop."""
