@@ -3,10 +3,13 @@ package jobs_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -366,4 +369,180 @@ func jobIDs(list []jobs.Job) []string {
 		out[i] = j.ID
 	}
 	return out
+}
+
+// --- issue 10: external workers, async completion, cancel, watch ---
+
+// withNow gives the service another clock (time.Now for the tests that
+// measure real delays).
+func withNow(now func() time.Time) option { return func(o *jobs.ServiceOptions) { o.Now = now } }
+
+// withStore puts a wrapper of the real store (countingStore) in front of
+// the service.
+func withStore(s jobs.Store) option { return func(o *jobs.ServiceOptions) { o.Store = s } }
+
+func withPublicURL(u string) option { return func(o *jobs.ServiceOptions) { o.PublicURL = u } }
+
+// externalTypes registers the external types of the tests.
+func externalTypes(r *jobs.Registry) {
+	r.RegisterExternal("transcode")
+	r.RegisterExternal("thumbnail")
+}
+
+// listen feeds svc what the store announces, as serve does (events of
+// watched jobs, types with work, jobs stopped), once each subscription has
+// started: its first message says so, and what is published later is not
+// missed. The subscriptions end with the test.
+func (e *env) listen(t testing.TB, svc *jobs.Service, events, available, stops bool) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	var ev <-chan jobs.Event
+	var av, st <-chan string
+	if events {
+		ch := e.store.Events(ctx)
+		receive(t, ch, 1, "the events subscription's start")
+		ev = ch
+	}
+	if available {
+		ch := e.store.Available(ctx)
+		receive(t, ch, 1, "the available subscription's start")
+		av = ch
+	}
+	if stops {
+		ch := e.store.Stops(ctx)
+		receive(t, ch, 1, "the stops subscription's start")
+		st = ch
+	}
+	svc.Listen(ev, av, st)
+}
+
+// record is a job's record as Redis holds it (HGETALL).
+func (e *env) record(t testing.TB, id string) map[string]string {
+	t.Helper()
+	f, err := e.rdb.HGetAll(context.Background(), e.recordKey(id)).Result()
+	if err != nil {
+		t.Fatalf("HGETALL %s: %v", e.recordKey(id), err)
+	}
+	return f
+}
+
+// notBefore is the not-before time of a job's state (the s field:
+// "<status> <attempts> <updated ns> <completed ns> <not before ms>"): the
+// end of its lease while PROCESSING.
+func (e *env) notBefore(t testing.TB, id string) time.Time {
+	t.Helper()
+	s := e.record(t, id)["s"]
+	f := strings.Fields(s)
+	if len(f) != 5 {
+		t.Fatalf("state of %s = %q, want 5 fields", id, s)
+	}
+	n, err := strconv.ParseInt(f[4], 10, 64)
+	if err != nil {
+		t.Fatalf("state of %s = %q: %v", id, s, err)
+	}
+	return time.UnixMilli(n).UTC()
+}
+
+// due is a job's recovery time (its score in the partition's due set).
+func (e *env) due(t testing.TB, id string) time.Time {
+	t.Helper()
+	key := "bmr:{" + redisstore.PartitionTags(e.store.Partitions())[ids.Partition(id)] + "}:due"
+	score, err := e.rdb.ZScore(context.Background(), key, ids.Body(id)).Result()
+	if err != nil {
+		t.Fatalf("ZSCORE %s %s: %v", key, ids.Body(id), err)
+	}
+	return time.UnixMilli(int64(score)).UTC()
+}
+
+// xready lists the jobs waiting in an external type's lists.
+func (e *env) xready(t testing.TB, typ string) []string {
+	t.Helper()
+	var out []string
+	for _, tag := range redisstore.PartitionTags(e.store.Partitions()) {
+		bodies, err := e.rdb.LRange(context.Background(), "bmr:{"+tag+"}:xready:"+typ, 0, -1).Result()
+		if err != nil {
+			t.Fatalf("LRANGE xready:%s: %v", typ, err)
+		}
+		for _, b := range bodies {
+			out = append(out, ids.Request+b)
+		}
+	}
+	return out
+}
+
+// Scheduled returns the delivery attempts scheduled by the service.
+func (f *fakeEnqueuer) Scheduled() []attemptCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.scheduled)
+}
+
+// Expiries returns the expiries enqueued (attempt 0, At the deadline).
+func (f *fakeEnqueuer) Expiries() []enqueueCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.expiries)
+}
+
+// countingStore is the real store, counting the writes that the
+// coalescing of heartbeats and progress must keep down.
+type countingStore struct {
+	*redisstore.Store
+	extends, progress atomic.Int64
+}
+
+func (c *countingStore) ExtendJobLease(ctx context.Context, j jobs.Job, until time.Time) error {
+	c.extends.Add(1)
+	return c.Store.ExtendJobLease(ctx, j, until)
+}
+
+func (c *countingStore) SaveProgress(ctx context.Context, j jobs.Job) error {
+	c.progress.Add(1)
+	return c.Store.SaveProgress(ctx, j)
+}
+
+// commandCalls returns the calls of every command since the server
+// started, from INFO commandstats (which counts the commands scripts run
+// too), less INFO's own. INFO is server-wide: the tests that measure with
+// it are not parallel, so no other test runs meanwhile.
+func commandCalls(t testing.TB, rdb *redis.Client) map[string]int64 {
+	t.Helper()
+	if redistest.Kind() == "embedded miniredis" {
+		t.Skip("INFO commandstats needs a real Redis (redis-server on PATH or BOOMERANG_TEST_REDIS_URL)")
+	}
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, line := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
+		if !ok {
+			continue
+		}
+		name = strings.TrimPrefix(name, "cmdstat_")
+		calls, _, _ := strings.Cut(rest, ",")
+		if name != "info" {
+			out[name], _ = strconv.ParseInt(calls, 10, 64)
+		}
+	}
+	return out
+}
+
+// commandsSince returns the commands run since before (commandCalls),
+// their total and a readable breakdown.
+func commandsSince(t testing.TB, rdb *redis.Client, before map[string]int64) (int64, string) {
+	t.Helper()
+	var total int64
+	var parts []string
+	after := commandCalls(t, rdb)
+	names := slices.Sorted(maps.Keys(after))
+	for _, c := range names {
+		if d := after[c] - before[c]; d != 0 {
+			total += d
+			parts = append(parts, fmt.Sprintf("%s %d", c, d))
+		}
+	}
+	return total, strings.Join(parts, ", ")
 }

@@ -69,6 +69,10 @@ func (r *running) cause() error {
 // Stop stops the processor of job id if it runs in this process: its job
 // was canceled or expired (the store's stop announcements call it).
 func (s *Service) Stop(id string) {
+	// A heartbeat within a second of the last one written is answered
+	// from memory (beats): without this, an external worker's heartbeats
+	// right after a cancel or an expiry were still told their lease holds.
+	s.beats.forget(id)
 	if run := s.running.get(id); run != nil {
 		run.stop(errEndedElsewhere)
 	}
