@@ -282,6 +282,9 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.WorkerLeaseMax < c.WorkerLeaseMin {
 		p.fail("BOOMERANG_WORKER_LEASE_MAX", "(%s) must not be less than BOOMERANG_WORKER_LEASE_MIN (%s)", c.WorkerLeaseMax, c.WorkerLeaseMin)
 	}
+	if len(c.JobHTTPAsync) > 0 && c.Role == RoleWorker && c.PublicURL == "" {
+		p.fail("BOOMERANG_PUBLIC_URL", "is required with BOOMERANG_JOB_HTTP_ASYNC on a worker-only process (BOOMERANG_ROLE=worker): completion URLs must reach the API")
+	}
 	if c.PublicURL != "" {
 		u, err := url.Parse(c.PublicURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
