@@ -693,3 +693,26 @@ func TestClaimEndsJobsItCannotGive(t *testing.T) {
 		checkDelivery(t, e, j.ID, jobs.EventFailed, `"code":"attempts_exhausted"`)
 	})
 }
+
+// TestRetryableFailEndsTheLease: a worker that reported a retryable
+// failure gave the job up; its lease can neither renew nor finish it.
+func TestRetryableFailEndsTheLease(t *testing.T) {
+	e := newEnv(t, externalTypes)
+	ctx := context.Background()
+	j := e.submitType(t, "transcode", bigPayload)
+	c := claimNow(t, e.svc, time.Minute, "transcode")
+	e.clock.Advance(time.Second) // a frozen clock would make the write look like a repeat of the claim's
+	if _, err := e.svc.Fail(ctx, j.ID, c.LeaseID, []string{"transcode"}, jobs.Error{Code: "busy", Message: "later"}, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Complete(ctx, j.ID, c.LeaseID, []string{"transcode"}, json.RawMessage(`1`)); !errors.Is(err, jobs.ErrLeaseLost) {
+		t.Errorf("Complete after a retryable Fail = %v, want ErrLeaseLost", err)
+	}
+	e.clock.Advance(2 * time.Second) // past the coalescing window
+	if _, err := e.svc.Heartbeat(ctx, j.ID, c.LeaseID, nil); !errors.Is(err, jobs.ErrLeaseLost) {
+		t.Errorf("Heartbeat after a retryable Fail = %v, want ErrLeaseLost", err)
+	}
+	if got := e.get(t, "cli_a", j.ID); got.Status != jobs.StatusProcessing || got.Result != nil {
+		t.Errorf("job = %s result %s; want PROCESSING, waiting for its retry", got.Status, got.Result)
+	}
+}

@@ -45,7 +45,8 @@ type Store interface {
 	// off the schedule.
 	Reschedule(ctx context.Context, requestID string, at time.Time) error
 	// RequeueExternal hands an external job back to its type's workers,
-	// unless it is held or ended.
+	// unless it is held, ended or listed already, and sets its next
+	// recovery time.
 	RequeueExternal(ctx context.Context, id, typ string, now time.Time) (bool, error)
 	RunningReplays(ctx context.Context) ([]webhooks.BulkReplay, error)
 	// Trim drops index entries, created before cutoff, of records that
@@ -78,6 +79,10 @@ type Sweeper struct {
 	// ReplayGrace is how long a running bulk replay may go without progress.
 	ReplayGrace time.Duration
 	Retention   time.Duration
+	// IdleCheck is how often a partition with nothing due is looked at
+	// anyway, for records scheduled since; 0 means 5 s. External workers'
+	// shortest lease must not be shorter, or a lapse would be seen late.
+	IdleCheck time.Duration
 	Now         func() time.Time
 	Logger      *slog.Logger
 }
@@ -109,9 +114,12 @@ func (s *Sweeper) Repair(ctx context.Context, partition int) (Report, time.Time,
 			// A worker's lease lapsed (within a tick of it: leases are
 			// this record's recovery time), its retry came, or its list
 			// entry was lost: straight back to the workers.
-			r.JobsRequeued++
-			_, err1 := s.Store.RequeueExternal(ctx, d.RequestID, d.ExternalType, now)
-			err = errors.Join(err1, s.Store.Reschedule(ctx, d.RequestID, again))
+			// It sets the next recovery time itself (a job listed already
+			// is looked at again once the relist time has passed).
+			var requeued bool
+			if requeued, err = s.Store.RequeueExternal(ctx, d.RequestID, d.ExternalType, now); requeued {
+				r.JobsRequeued++
+			}
 		case d.Job == jobs.StatusAccepted || d.Job == jobs.StatusProcessing:
 			// The hint was lost, the worker died, or its retry task was:
 			// the task runs it (a live lease makes the task wait).
@@ -158,9 +166,9 @@ func (s *Sweeper) Maintain(ctx context.Context) (Report, error) {
 	return r, errors.Join(err1, err2, err3)
 }
 
-// idleCheck is how often a partition with nothing due is looked at anyway,
-// for records scheduled since (each costs one command).
-const idleCheck = 5 * time.Second
+// defaultIdleCheck is how often a partition with nothing due is looked at
+// anyway, for records scheduled since (each look costs two commands).
+const defaultIdleCheck = 5 * time.Second
 
 // Start sweeps until ctx ends or stop is called: each partition when its
 // next record is due (at most every tick), and maintenance every
@@ -169,6 +177,10 @@ func (s *Sweeper) Start(ctx context.Context, tick, maintainEvery time.Duration) 
 	log := s.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	idleCheck := s.IdleCheck
+	if idleCheck <= 0 {
+		idleCheck = defaultIdleCheck
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup

@@ -51,15 +51,21 @@ func (s *Store) ClaimExternal(ctx context.Context, typ string, now, leaseUntil t
 	return jobs.Job{}, false, nil
 }
 
+// relistAfter is how long a listed external job waits before recovery
+// lists it again (its entry may have been lost with a claimer that died
+// between its pop and its claim).
+const relistAfter = time.Hour
+
 // RequeueExternal hands an external job to its type's workers again
-// (requeueScript), if it is neither held nor ended; it reports whether it
-// did.
+// (requeueScript), if it is neither held, ended nor listed already; it
+// reports whether it did, and sets when recovery looks at the job next.
 func (s *Store) RequeueExternal(ctx context.Context, id, typ string, now time.Time) (bool, error) {
 	if !ids.Valid(ids.Request, id) {
 		return false, jobs.ErrNotFound
 	}
 	body, tag := ids.Body(id), s.tagOf(id)
-	n, err := requeueScript.Run(ctx, s.rdb, []string{recordKey(tag, body), key(tag, "xready:"+typ)}, body, ms(now), typ).Int()
+	n, err := requeueScript.Run(ctx, s.rdb, []string{recordKey(tag, body), key(tag, "xready:"+typ), key(tag, "due")},
+		body, ms(now), typ, ms(now.Add(s.recoverAfter)), relistAfter.Milliseconds()).Int()
 	if err != nil {
 		return false, fmt.Errorf("requeue %s: %w", id, err)
 	}

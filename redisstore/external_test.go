@@ -164,7 +164,8 @@ func TestRequeueExternal(t *testing.T) {
 	}{
 		{"ACCEPTED (its entry was lost)", func(t *testing.T, s *redisstore.Store, rdb *redis.Client, id string) {
 			rdb.Del(ctx, "bmr:{"+s.Tags()[0]+"}:xready:transcode")
-		}, t0, true},
+		}, t0.Add(time.Hour), true}, // listed at t0: listed again an hour later
+		{"ACCEPTED and listed", func(t *testing.T, s *redisstore.Store, rdb *redis.Client, id string) {}, t0.Add(59 * time.Minute), false},
 		{"held by a worker", func(t *testing.T, s *redisstore.Store, _ *redis.Client, _ string) {
 			claimExternal(t, s, "transcode", t0, "60.a")
 		}, t0.Add(59 * time.Second), false},
@@ -238,7 +239,7 @@ func TestAnnouncements(t *testing.T) {
 	create(t, s, newJob("cli_a", t0, 0)) // echo: not announced
 	j := create(t, s, newExternal("cli_a", "transcode", t0.Add(time.Millisecond), 0))
 	create(t, s, newExternal("cli_a", "thumbnail", t0.Add(2*time.Millisecond), 0))
-	if _, err := s.RequeueExternal(ctx, j.ID, "transcode", t0); err != nil {
+	if _, err := s.RequeueExternal(ctx, j.ID, "transcode", t0.Add(2*time.Hour)); err != nil { // listed again after an hour
 		t.Fatal(err)
 	}
 	var got []string

@@ -51,7 +51,7 @@ func (s *Store) CreateJob(ctx context.Context, j jobs.Job, idem *jobs.Idempotenc
 	args := []any{body, ms(j.CreatedAt.Add(s.recoverAfter)), s.retention.Milliseconds(), claim, idempotencyTTL.Milliseconds(), announce,
 		fClient, j.ClientID, fStatic, st, fPayload, payload, fState, state.String()}
 	if j.External {
-		args = append(args, fExternal, "1")
+		args = append(args, fExternal, "1", fListed, strconv.FormatInt(ms(j.CreatedAt), 10))
 	}
 	res, err := s.runReplicated(ctx, createJobScript, keys, args)
 	if err != nil {
@@ -286,7 +286,8 @@ func (s *Store) AwaitJob(ctx context.Context, j jobs.Job, until time.Time) error
 
 // RetryJob records attempt j.Attempts as failed (j.LastError); the next
 // may run from at, and recovery steps in if nothing has by at+RecoverAfter
-// (an external job's retry is recovery's own: at).
+// (for an external job, at). An external worker's lease (j.LeaseID) ends
+// with it.
 func (s *Store) RetryJob(ctx context.Context, j jobs.Job, at time.Time) error {
 	st := jobState{status: jobs.StatusProcessing, attempts: j.Attempts, updated: nanos(j.UpdatedAt), notBefore: ms(at)}
 	le := "" // none: the field goes
@@ -294,11 +295,15 @@ func (s *Store) RetryJob(ctx context.Context, j jobs.Job, at time.Time) error {
 		b, _ := json.Marshal(j.LastError)
 		le = string(b)
 	}
+	fields := []any{fState, st.String(), fLastError, le}
+	if j.LeaseID != "" {
+		fields = append(fields, fLease, "") // the worker gave the job up: its lease ends here
+	}
 	due := at.Add(s.recoverAfter)
 	if j.External {
-		due = at
+		due = at // recovery lists it at its time, as its task does: whichever comes first (requeueScript lists once)
 	}
-	return s.writeJob(ctx, j, write{due: due, event: statusEvent(j), fields: []any{fState, st.String(), fLastError, le}})
+	return s.writeJob(ctx, j, write{due: due, event: statusEvent(j), fields: fields})
 }
 
 // ReleaseJob gives a job back, runnable from at, without counting attempt

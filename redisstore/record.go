@@ -30,6 +30,7 @@ import (
 //	a:<n>  attempt n, compact JSON (attemptlog.go); the last maxAttemptLog are kept
 //	x      "1" for a job done by external workers
 //	lid    the lease id of the external worker's claim
+//	q      when an external job was last listed for its workers (Unix ms), until claimed
 //	th     the SHA-256 of the job's completion token (async types), kept once used
 //	pr     progress {"percent","message","updatedAt"}
 //	w      "1" once someone watched the job: its changes are then published
@@ -52,6 +53,7 @@ const (
 	fAttempt   = "a:"
 	fExternal  = "x"
 	fLease     = "lid"
+	fListed    = "q"
 	fToken     = "th"
 	fProgress  = "pr"
 	fEvents    = "ev"

@@ -130,6 +130,7 @@ f[si] = 'PROCESSING ' .. (tonumber(n) + 1) .. ' ' .. ARGV[3] .. ' 0 ' .. ARGV[4]
 if ARGV[6] ~= '' then
   local lid = (tonumber(n) + 1) .. '.' .. ARGV[6]
   redis.call('HSET', KEYS[1], 's', f[si], 'lid', lid)
+  redis.call('HDEL', KEYS[1], 'q')
   f[#f+1] = 'lid'; f[#f+1] = lid
 else
   redis.call('HSET', KEYS[1], 's', f[si])
@@ -200,23 +201,46 @@ return {1}
 
 // requeueScript hands an external job to its type's workers again: a job
 // whose retry time came, whose worker's lease lapsed, or whose list entry
-// was lost. It leaves a job that is held or ended.
+// was lost. A job listed since less than the relist time (field q, the
+// listing time, which a claim clears) is not listed twice, or jobs waiting
+// long for a worker would pile up entries; a lost entry (a claimer died
+// between its pop and its claim) is replaced after that time. The script
+// sets the job's next recovery time itself.
 //
 // KEYS[1] -> bmr:{P}:r:<b>
 // KEYS[2] -> bmr:{P}:xready:<type>
+// KEYS[3] -> bmr:{P}:due
 // -------
 // ARGV[1] -> <b>
 // ARGV[2] -> now (Unix ms)
 // ARGV[3] -> the type, announced on availChannel
+// ARGV[4] -> when recovery looks again after a listing (Unix ms)
+// ARGV[5] -> the relist time (ms)
 //
-// Returns 1 when handed over, 0 when the job is held, ended or gone.
+// Returns 1 when handed over, 2 when listed already, 0 when the job is
+// held, ended or gone.
 var requeueScript = redis.NewScript(`
-local s = redis.call('HGET', KEYS[1], 's')
-if not s then return 0 end
+local v = redis.call('HMGET', KEYS[1], 's', 'q')
+local s, q = v[1], tonumber(v[2])
+if not s then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  return 0
+end
+local now = tonumber(ARGV[2])
 local st, rest = string.match(s, '^(%S+) %d+ (.*)$')
 if st ~= 'ACCEPTED' and st ~= 'PROCESSING' then return 0 end
-if st == 'PROCESSING' and tonumber(string.match(rest, '(%d+)$')) > tonumber(ARGV[2]) then return 0 end
+local notBefore = tonumber(string.match(rest, '(%d+)$'))
+if st == 'PROCESSING' and notBefore > now then
+  redis.call('ZADD', KEYS[3], notBefore, ARGV[1])
+  return 0
+end
+if q and now - q < tonumber(ARGV[5]) then
+  redis.call('ZADD', KEYS[3], q + tonumber(ARGV[5]), ARGV[1])
+  return 2
+end
 redis.call('RPUSH', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[1], 'q', ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
 redis.call('PUBLISH', '` + availChannel + `', ARGV[3])
 return 1
 `)

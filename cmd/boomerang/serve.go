@@ -70,16 +70,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer stopWatch()
 	go app.clients.Watch(watchCtx) // drop cached clients as they change, in every process
 	// What every process hears: job events for its watchers (API), types
-	// with work for its claims (API), jobs that ended for its processors
-	// (workers).
+	// with work for its claims (API), jobs that ended (all).
 	var events <-chan jobs.Event
 	var available, stops <-chan string
 	if cfg.Role.RunsAPI() {
 		events, available = app.store.Events(watchCtx), app.store.Available(watchCtx)
 	}
-	if cfg.Role.RunsWorkers() {
-		stops = app.store.Stops(watchCtx)
-	}
+	stops = app.store.Stops(watchCtx) // workers stop processors; APIs forget coalesced heartbeats
 	app.jobs.Listen(events, available, stops)
 	if cfg.Embedded() {
 		if err := createDemoClient(ctx, app.clients, cfg, getenv("BOOMERANG_ADMIN_TOKEN") == "", stdout); err != nil {

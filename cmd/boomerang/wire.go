@@ -69,6 +69,11 @@ func wire(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, pub
 	})
 	sweeper := &recovery.Sweeper{Store: store, Clients: cl, Queue: queue, JobTimeout: maxJobTimeout(cfg),
 		RecoverAfter: cfg.RecoverAfter, ReplayGrace: 2 * time.Minute, Retention: cfg.Retention, Now: time.Now, Logger: log}
+	if len(cfg.JobExternal) > 0 {
+		// A lease taken just after a look lapses no sooner than the next
+		// look, which then knows it: lapses are seen within a tick.
+		sweeper.IdleCheck = min(5*time.Second, cfg.WorkerLeaseMin)
+	}
 	wr := workers.NewRegistry(store, reg.External, time.Now)
 	return app{store: store, clients: cl, jobs: svc, dispatcher: dispatcher, queue: queue, sweeper: sweeper, workers: wr}, nil
 }
