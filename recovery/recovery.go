@@ -83,8 +83,8 @@ type Sweeper struct {
 	// anyway, for records scheduled since; 0 means 5 s. External workers'
 	// shortest lease must not be shorter, or a lapse would be seen late.
 	IdleCheck time.Duration
-	Now         func() time.Time
-	Logger      *slog.Logger
+	Now       func() time.Time
+	Logger    *slog.Logger
 }
 
 // Report counts what one sweep did.
