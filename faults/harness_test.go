@@ -506,6 +506,7 @@ type hook struct {
 	at          time.Time
 	answer      string
 	sigErr      error
+	body        []byte
 }
 
 // receiver records every webhook request and answers as decide says.
@@ -571,7 +572,7 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 		sigErr = signing.Verify(r.secret, req.Header, body)
 	}
 	r.hooks = append(r.hooks, hook{path: req.URL.Path, webhookID: req.Header.Get("webhook-id"), requestID: msg.Data.RequestID,
-		completedAt: msg.Data.CompletedAt, at: at, answer: answer, sigErr: sigErr})
+		completedAt: msg.Data.CompletedAt, at: at, answer: answer, sigErr: sigErr, body: body})
 	r.mu.Unlock()
 
 	switch answer {
