@@ -85,7 +85,9 @@ func TestExternalWorkerKilled(t *testing.T) {
 			t.Errorf("job %s has webhooks with %d different bodies", id, len(bodies[id]))
 		}
 		for b := range bodies[id] {
-			var msg struct{ Data struct{ Result struct{ By string } } }
+			var msg struct {
+				Data struct{ Result struct{ By string } }
+			}
 			_ = json.Unmarshal([]byte(b), &msg)
 			if msg.Data.Result.By != "second" {
 				t.Errorf("job %s completed by %q, want the second worker", id, msg.Data.Result.By)
