@@ -26,7 +26,7 @@ type submitRequest struct {
 	Payload     json.RawMessage   `json:"payload"`
 	CallbackURL string            `json:"callbackUrl"`
 	Metadata    map[string]string `json:"metadata"`
-	Deadline    *time.Time        `json:"deadline"`
+	Deadline    *string           `json:"deadline"` // RFC 3339; parsed here to name the field when it is not
 }
 
 type submitResponse struct {
@@ -47,10 +47,15 @@ func submitJob(svc JobService, maxBody int64) http.Handler {
 			writeError(w, r, err)
 			return
 		}
+		deadline, err := parseDeadline(req.Deadline)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
 		client := clientFrom(r.Context())
 		sub := jobs.Submission{Type: req.Type, Payload: req.Payload, CallbackURL: req.CallbackURL,
 			Metadata: req.Metadata, IdempotencyKey: r.Header.Get("Idempotency-Key"), AllowedTypes: client.JobTypes,
-			Deadline: req.Deadline}
+			Deadline: deadline}
 		job, created, err := svc.Submit(r.Context(), client.ID, sub)
 		if err != nil {
 			writeError(w, r, err)
@@ -64,6 +69,18 @@ func submitJob(svc JobService, maxBody int64) http.Handler {
 		}
 		respond(w, http.StatusAccepted, submitResponse{RequestID: job.ID, Status: job.Status, StatusURL: statusURL})
 	})
+}
+
+// parseDeadline reads a submission's deadline, an RFC 3339 time.
+func parseDeadline(v *string) (*time.Time, error) {
+	if v == nil {
+		return nil, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, *v)
+	if err != nil {
+		return nil, invalid(FieldError{"deadline", "invalid", "deadline must be an RFC 3339 time such as 2026-12-01T12:00:00Z"})
+	}
+	return &t, nil
 }
 
 type deliverySummary struct {

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -153,6 +154,10 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, page.ErrBadCursor):
 		kind, p.Detail = probParameter, "cursor is not one this API returned"
 		p.Errors = []FieldError{{Field: "cursor", Code: "invalid", Message: "malformed cursor"}}
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client hung up (a long-poll it left): no one reads this
+		// answer, and it is no fault of ours to log as one.
+		log.DebugContext(r.Context(), "client closed the request", "path", logPath(r))
 	case errors.Is(err, jobs.ErrUnavailable), isUnavailable(err):
 		kind = probUnavailable
 		w.Header().Set("Retry-After", "5")
@@ -207,6 +212,7 @@ var fieldKinds = map[[2]string]problemKind{
 	{"metadata", "invalid"}:              probMetadata,
 	{"Idempotency-Key", "too-long"}:      probIdemKey,
 	{"Idempotency-Key", "invalid"}:       probIdemKey,
+	{"deadline", "invalid"}:              probDeadline,
 	{"deadline", "in-past"}:              probDeadline,
 	{"deadline", "too-far"}:              probDeadline,
 	{"leaseSeconds", "out-of-range"}:     probLease,
