@@ -182,7 +182,7 @@ var pathParam = regexp.MustCompile(`\{([^}]+)\}`)
 func TestOpenAPIOperations(t *testing.T) {
 	s := loadSpec(t)
 	schemes := mapAt(s.doc, "components", "securitySchemes")
-	for _, name := range []string{"clientApiKey", "adminToken"} {
+	for _, name := range []string{"clientApiKey", "adminToken", "workerKey"} {
 		if sc := mapAt(schemes, name); sc["type"] != "http" || sc["scheme"] != "bearer" {
 			t.Errorf("security scheme %s = %v, want http bearer", name, sc)
 		}
@@ -222,10 +222,15 @@ func TestOpenAPIOperations(t *testing.T) {
 			t.Errorf("%s: no 500 response", key)
 		}
 
-		// Security: the client key under /v1, the admin token under /admin/v1, none for health.
+		// Security: the worker key under /v1/worker, none for completion
+		// URLs (the token is the credential), the client key elsewhere under
+		// /v1, the admin token under /admin/v1, none for health.
 		sec, ok := op["security"].([]any)
 		want := ""
 		switch {
+		case strings.HasPrefix(path, "/v1/worker/"):
+			want = "workerKey"
+		case strings.HasPrefix(path, "/v1/completions/"):
 		case strings.HasPrefix(path, "/v1/"):
 			want = "clientApiKey"
 		case strings.HasPrefix(path, "/admin/v1/"):
@@ -569,6 +574,9 @@ func (c *conformance) check(name string, rq request, w *httptest.ResponseRecorde
 		t.Errorf("%s: %s %s: Content-Type %q is not declared (%v)", name, key, code, ct, keysOf(content))
 		return
 	}
+	if ct == "text/event-stream" {
+		return // not JSON; live_test.go checks the events
+	}
 	var body any
 	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
 		t.Errorf("%s: body %q: %v", name, w.Body, err)
@@ -636,6 +644,9 @@ func TestOpenAPIConformance(t *testing.T) {
 	e.readyErr = fmt.Errorf("down")
 	c.check("readyz down", get("/readyz"), e.do(t, get("/readyz")))
 
+	// The routes of work done elsewhere, on the real stack.
+	checkWorkConformance(t, c)
+
 	// Every operation was seen answering 2xx.
 	for key := range s.operations() {
 		ok := false
@@ -674,7 +685,7 @@ func TestProblemsDocumented(t *testing.T) {
 			t.Errorf("docs/problems.md has no section for %s", slug)
 			continue
 		}
-		code := map[string]string{"UnprocessableEntity": "422", "BadRequest": "400", "RequestEntityTooLarge": "413",
+		code := map[string]string{"UnprocessableEntity": "422", "BadRequest": "400", "RequestEntityTooLarge": "413", "Forbidden": "403",
 			"UnsupportedMediaType": "415", "Unauthorized": "401", "NotFound": "404", "MethodNotAllowed": "405",
 			"Conflict": "409", "TooManyRequests": "429", "ServiceUnavailable": "503", "InternalServerError": "500"}[status]
 		section := string(doc)[strings.Index(string(doc), "## "+slug):]
