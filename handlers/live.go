@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"bytes"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -34,6 +35,10 @@ func jobEvents(svc JobService, keepAlive time.Duration) http.Handler {
 		var st *jobs.Stream
 		if err == nil {
 			st, err = svc.Watch(r.Context(), clientFrom(r.Context()).ID, id, last, resume)
+		}
+		if errors.Is(err, jobs.ErrNoMoreEvents) {
+			w.WriteHeader(http.StatusNoContent) // EventSource: stop reconnecting
+			return
 		}
 		if err != nil {
 			writeError(w, r, err)

@@ -265,17 +265,26 @@ func TestEventStreamOfEndedJobs(t *testing.T) {
 	} {
 		start := time.Now()
 		st := openStream(t, srv, tc.id, "")
-		_, status := wantEvent(t, st.next(t), "status", -1)
-		if status["status"] != tc.status {
-			t.Errorf("%s: status event %v, want %s", tc.id, status, tc.status)
-		}
-		_, body := wantEvent(t, st.next(t), tc.event, -1)
+		last, body := wantEvent(t, st.next(t), tc.event, -1)
 		if data, _ := body["data"].(map[string]any); body["type"] != tc.event || data["requestId"] != tc.id || data["status"] != tc.status {
 			t.Errorf("%s: final event data %v; want the %s webhook body", tc.id, body, tc.event)
 		}
 		st.closed(t)
 		if d := time.Since(start); d > 500*time.Millisecond {
 			t.Errorf("%s: the stream of an ended job took %v; want it at once", tc.id, d)
+		}
+		// Reconnecting after the final event: 204, which makes a
+		// browser's EventSource stop reconnecting.
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/jobs/"+tc.id+"/events", nil)
+		req.Header.Set("Authorization", "Bearer "+keyA)
+		req.Header.Set("Last-Event-ID", strconv.Itoa(last))
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Errorf("%s: reconnect after the final event: %d, want 204", tc.id, resp.StatusCode)
 		}
 	}
 }

@@ -70,16 +70,24 @@ func (st *Stream) Err() error {
 	return st.err
 }
 
+// ErrNoMoreEvents: a watcher resumed after the last event of a job that
+// has ended; there is nothing more to send (HTTP answers 204, which tells
+// a browser's EventSource to stop reconnecting).
+var ErrNoMoreEvents = errors.New("the job has ended and its last event was sent")
+
 // Watch follows a client's job (clientID "" for the operator). Without
 // resume, the first event is a "status" event of the job as it stands,
 // numbered as its last event; with resume, the events after lastEventID
 // follow, or that status event if they are no longer kept. A job that has
-// ended gets its webhook event at once.
+// ended gets only its webhook event, at once.
 func (s *Service) Watch(ctx context.Context, clientID, id string, lastEventID int, resume bool) (*Stream, error) {
 	sub := s.hub.subscribe(id)
 	j, last, err := s.store.WatchJob(ctx, id)
 	if err == nil && clientID != "" && j.ClientID != clientID {
 		err = ErrNotFound
+	}
+	if err == nil && resume && lastEventID >= last && j.Status.Final() {
+		err = ErrNoMoreEvents // the watcher has the end already
 	}
 	if err != nil {
 		s.hub.unsubscribe(id, sub)
@@ -111,12 +119,12 @@ func (s *Service) stream(ctx context.Context, j Job, last, after int, resume boo
 		if ended, err := s.relay(ctx, j.ID, after, last, send); err != nil || ended {
 			return err
 		}
-	} else if !resume || after != last {
+	} else if (!resume || after != last) && !j.Status.Final() {
 		if !send(statusEvent(j, last)) {
 			return nil
 		}
 	}
-	if j.Status.Final() {
+	if j.Status.Final() { // its end is all there is to say
 		_, err := s.sendFinal(ctx, j.ID, last, send)
 		return err
 	}

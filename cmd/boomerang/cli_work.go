@@ -248,7 +248,7 @@ func (w *worker) runJob(ctx context.Context, c apiclient.Claim) {
 		defer cancel()
 	}
 
-	progress := &progressBox{}
+	progress := newProgressBox()
 	hbCtx, stopHeartbeats := context.WithCancel(jobCtx)
 	hbDone := make(chan struct{})
 	go func() { defer close(hbDone); w.heartbeat(hbCtx, c, progress, stop) }()
@@ -349,13 +349,25 @@ func (w *worker) heartbeat(ctx context.Context, c apiclient.Claim, progress *pro
 	expires := time.Now().Add(w.cfg.lease)
 	t := time.NewTicker(w.cfg.lease / 3)
 	defer t.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-progress.changed:
+			// New progress goes out at once, at most once a second (the
+			// server keeps no more than that anyway).
+			if wait := time.Second - time.Since(last); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
 		}
 		sent := time.Now()
+		last = sent
 		p, seq := progress.pending()
 		hctx, cancel := context.WithDeadline(ctx, expires)
 		_, err := w.api.Heartbeat(hctx, c.RequestID, c.LeaseID, p)
@@ -380,17 +392,24 @@ func (w *worker) heartbeat(ctx context.Context, c apiclient.Claim, progress *pro
 
 // progressBox holds COMMAND's latest progress until a heartbeat carries it.
 type progressBox struct {
-	mu     sync.Mutex
-	latest *apiclient.Progress
-	seq    int // changes so far
-	sentAt int // seq of the last one sent
+	mu      sync.Mutex
+	latest  *apiclient.Progress
+	seq     int           // changes so far
+	sentAt  int           // seq of the last one sent
+	changed chan struct{} // signalled (buffer 1) by each change
 }
+
+func newProgressBox() *progressBox { return &progressBox{changed: make(chan struct{}, 1)} }
 
 func (b *progressBox) set(percent float64, message string) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	b.latest = &apiclient.Progress{Percent: percent, Message: message}
 	b.seq++
+	b.mu.Unlock()
+	select {
+	case b.changed <- struct{}{}:
+	default:
+	}
 }
 
 // pending returns the progress not sent yet (nil if none) and its seq.
