@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/boomerang-dev/boomerang/testkit"
+
 	"github.com/boomerang-dev/boomerang/strictjson"
 )
 
@@ -132,6 +134,7 @@ var submission = func() []byte {
 // instance, fall out of a shared cache first); a slow algorithm misses
 // every time.
 func TestWorstCaseBodiesAreLinear(t *testing.T) {
+	testkit.Long(t) // 40 s under -race: it measures every case up to three times
 	const maxRatio, maxGrowth = 8.0, 3.5
 	for _, wc := range worstCases {
 		t.Run(wc.name, func(t *testing.T) {
