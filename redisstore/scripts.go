@@ -170,7 +170,8 @@ return {1, f}
 // matched} when the job is not held so: s is its state, matched 1 if the
 // field of ARGV[3] held its value.
 var writeJobScript = redis.NewScript(eventLua + `
-local s = redis.call('HGET', KEYS[1], 's')
+local v = redis.call('HMGET', KEYS[1], 's', 'w')
+local s, watched = v[1], v[2] ~= false
 if not s then return {0} end
 for i = 9, #ARGV, 2 do
   if ARGV[i] == 's' and ARGV[i+1] == s then return {1} end -- this write, repeated
@@ -195,7 +196,7 @@ if ARGV[4] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1]) end
 if ARGV[6] ~= '' then redis.call('ZADD', KEYS[3], 0, ARGV[6]); redis.call('ZADD', KEYS[4], 0, ARGV[6]) end
 if ARGV[7] ~= '' then redis.call('ZADD', KEYS[5], 0, ARGV[7]); redis.call('ZADD', KEYS[6], 0, ARGV[7]) end
-event(ARGV[8])
+event(ARGV[8], watched)
 return {1}
 `)
 
