@@ -1,14 +1,12 @@
 package jobs
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 
@@ -53,33 +51,18 @@ func (h HTTPAsync) Process(ctx context.Context, in Input) (json.RawMessage, erro
 	if body.err != nil {
 		return nil, Permanent(body.err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.URL, bytes.NewReader(body.close()))
+	status, _, answer, err := postUpstream(ctx, h.Client, h.URL, h.UserAgent, body.close(), in.RequestID,
+		fmt.Sprintf("%s:%d", in.RequestID, in.Attempt), 4096)
 	if err != nil {
-		return nil, Permanent(err)
+		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Idempotency-Key", fmt.Sprintf("%s:%d", in.RequestID, in.Attempt))
-	req.Header.Set("Boomerang-Request-Id", in.RequestID)
-	if h.UserAgent != "" {
-		req.Header.Set("User-Agent", h.UserAgent)
-	}
-	client := h.Client
-	if client == nil {
-		client = NewUpstreamClient()
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, &Failure{Code: "upstream_unreachable", Message: "upstream request failed: " + stripURL(err), Err: err}
-	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	switch {
-	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+	case status >= 200 && status < 300:
 		return nil, nil
-	case resp.StatusCode >= 500:
-		return nil, &Failure{Code: fmt.Sprintf("upstream_%d", resp.StatusCode), Message: "upstream answered " + excerpt(resp.StatusCode, answer)}
+	case status >= 500:
+		return nil, &Failure{Code: fmt.Sprintf("upstream_%d", status), Message: "upstream answered " + excerpt(status, answer)}
 	}
-	return nil, &Failure{Code: fmt.Sprintf("upstream_%d", resp.StatusCode), Message: "upstream refused the job: " + excerpt(resp.StatusCode, answer), Permanent: true}
+	return nil, &Failure{Code: fmt.Sprintf("upstream_%d", status), Message: "upstream refused the job: " + excerpt(status, answer), Permanent: true}
 }
 
 // runAsync hands a claimed job of an async type to its upstream with a

@@ -511,21 +511,9 @@ func commandCalls(t testing.TB, rdb *redis.Client) map[string]int64 {
 	if redistest.Kind() == "embedded miniredis" {
 		t.Skip("INFO commandstats needs a real Redis (redis-server on PATH or BOOMERANG_TEST_REDIS_URL)")
 	}
-	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	out, err := redistest.CommandCalls(context.Background(), rdb)
 	if err != nil {
 		t.Fatal(err)
-	}
-	out := map[string]int64{}
-	for _, line := range strings.Split(info, "\n") {
-		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
-		if !ok {
-			continue
-		}
-		name = strings.TrimPrefix(name, "cmdstat_")
-		calls, _, _ := strings.Cut(rest, ",")
-		if name != "info" {
-			out[name], _ = strconv.ParseInt(calls, 10, 64)
-		}
 	}
 	return out
 }

@@ -186,40 +186,18 @@ const maxUpstreamResult = 8 << 20
 // errors are retried, any other non-2xx fails the job with the upstream's
 // status and a body excerpt, and a 2xx answer must be JSON.
 func (h HTTPForwarder) Process(ctx context.Context, in Input) (json.RawMessage, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.URL, bytes.NewReader(in.Payload))
+	status, header, body, err := postUpstream(ctx, h.Client, h.URL, h.UserAgent, in.Payload, in.RequestID, in.RequestID, maxUpstreamResult+1)
 	if err != nil {
-		return nil, Permanent(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	if h.UserAgent != "" {
-		req.Header.Set("User-Agent", h.UserAgent)
-	}
-	if in.RequestID != "" {
-		req.Header.Set("Boomerang-Request-Id", in.RequestID)
-		req.Header.Set("Idempotency-Key", in.RequestID)
-	}
-	client := h.Client
-	if client == nil {
-		client = NewUpstreamClient()
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, &Failure{Code: "upstream_unreachable", Message: "upstream request failed: " + stripURL(err), Err: err}
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamResult+1))
-	if err != nil {
-		return nil, &Failure{Code: "upstream_unreachable", Message: "reading the upstream answer failed: " + err.Error(), Err: err}
+		return nil, err
 	}
 	switch {
-	case resp.StatusCode >= 500:
-		return nil, &Failure{Code: fmt.Sprintf("upstream_%d", resp.StatusCode), Message: "upstream answered " + excerpt(resp.StatusCode, body)}
-	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		return nil, &Failure{Code: fmt.Sprintf("upstream_%d", resp.StatusCode),
-			Message: "upstream answered " + excerpt(resp.StatusCode, body) + " (redirects are not followed)", Permanent: true}
-	case resp.StatusCode >= 300 || resp.StatusCode < 200:
-		return nil, &Failure{Code: fmt.Sprintf("upstream_%d", resp.StatusCode), Message: "upstream answered " + excerpt(resp.StatusCode, body), Permanent: true}
+	case status >= 500:
+		return nil, &Failure{Code: fmt.Sprintf("upstream_%d", status), Message: "upstream answered " + excerpt(status, body)}
+	case status >= 300 && status < 400:
+		return nil, &Failure{Code: fmt.Sprintf("upstream_%d", status),
+			Message: "upstream answered " + excerpt(status, body) + " (redirects are not followed)", Permanent: true}
+	case status >= 300 || status < 200:
+		return nil, &Failure{Code: fmt.Sprintf("upstream_%d", status), Message: "upstream answered " + excerpt(status, body), Permanent: true}
 	case len(body) > maxUpstreamResult:
 		return nil, &Failure{Code: "result_too_large", Message: "upstream answer exceeds 8 MiB", Permanent: true}
 	}
@@ -229,12 +207,45 @@ func (h HTTPForwarder) Process(ctx context.Context, in Input) (json.RawMessage, 
 	}
 	// The body decides (many upstreams send JSON without saying so), but
 	// an upstream that says HTML or XML never answers with a result.
-	ct := resp.Header.Get("Content-Type")
+	ct := header.Get("Content-Type")
 	if err := CheckResult(body); err != nil || isMarkup(ct) {
 		return nil, &Failure{Code: "upstream_not_json", Permanent: true,
-			Message: fmt.Sprintf("upstream answered %d with Content-Type %q and a body that is not JSON; a result must be application/json", resp.StatusCode, ct)}
+			Message: fmt.Sprintf("upstream answered %d with Content-Type %q and a body that is not JSON; a result must be application/json", status, ct)}
 	}
 	return body, nil
+}
+
+// postUpstream POSTs a JSON body to an operator's upstream with
+// Boomerang's headers (and Idempotency-Key idemKey), and reads at most
+// limit bytes of the answer. A request that gets no answer is a retryable
+// Failure.
+func postUpstream(ctx context.Context, client *http.Client, url, userAgent string, body []byte, requestID, idemKey string, limit int64) (int, http.Header, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, nil, Permanent(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	if userAgent != "" {
+		req.Header.Set("User-Agent", userAgent)
+	}
+	if requestID != "" {
+		req.Header.Set("Boomerang-Request-Id", requestID)
+		req.Header.Set("Idempotency-Key", idemKey)
+	}
+	if client == nil {
+		client = NewUpstreamClient()
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, nil, &Failure{Code: "upstream_unreachable", Message: "upstream request failed: " + stripURL(err), Err: err}
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, limit))
+	if err != nil {
+		return 0, nil, nil, &Failure{Code: "upstream_unreachable", Message: "reading the upstream answer failed: " + err.Error(), Err: err}
+	}
+	return resp.StatusCode, resp.Header, answer, nil
 }
 
 func isMarkup(ct string) bool {

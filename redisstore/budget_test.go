@@ -141,21 +141,9 @@ func TestMemoryAndCommandBudget(t *testing.T) {
 // less INFO's own.
 func commandCalls(t *testing.T, rdb *redis.Client) map[string]int64 {
 	t.Helper()
-	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	out, err := redistest.CommandCalls(context.Background(), rdb)
 	if err != nil {
 		t.Fatal(err)
-	}
-	out := map[string]int64{}
-	for _, line := range strings.Split(info, "\n") {
-		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
-		if !ok {
-			continue
-		}
-		name = strings.TrimPrefix(name, "cmdstat_")
-		calls, _, _ := strings.Cut(rest, ",")
-		if name != "info" {
-			out[name], _ = strconv.ParseInt(calls, 10, 64)
-		}
 	}
 	return out
 }

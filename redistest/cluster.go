@@ -532,22 +532,12 @@ func (c *Cluster) KeysPerMaster(ctx context.Context, pattern string) (map[string
 // of its own (CLUSTER NODES, INFO) to the count.
 func (c *Cluster) CommandsPerMaster(ctx context.Context) (map[string]int64, error) {
 	return c.eachMaster(ctx, func(rdb *redis.Client) (int64, error) {
-		stats, err := rdb.Info(ctx, "commandstats").Result()
+		calls, err := CommandCalls(ctx, rdb)
 		if err != nil {
 			return 0, err
 		}
 		var total int64
-		for line := range strings.Lines(stats) {
-			// cmdstat_get:calls=3,usec=10,...
-			_, rest, ok := strings.Cut(line, ":calls=")
-			if !ok {
-				continue
-			}
-			calls, _, _ := strings.Cut(rest, ",")
-			n, err := strconv.ParseInt(calls, 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("commandstats line %q: %w", line, err)
-			}
+		for _, n := range calls {
 			total += n
 		}
 		return total, nil
