@@ -6,19 +6,25 @@
 //
 // It builds ./cmd/boomerang (or runs --serve-binary) as a subprocess and
 // starts a private redis-server on a free loopback port (or uses --redis-url,
-// or, with --cluster, a private 3-master Redis Cluster). One run has four
+// or, with --cluster, a private 3-master Redis Cluster). One run has five
 // phases; --only picks some of them:
 //
 //  1. ceiling: raw asynq (no Boomerang) with the service's concurrency and
 //     task check interval, N no-op tasks enqueued by as many goroutines as
 //     the load phase has submitters (over 16 queues on a cluster); tasks per
 //     second from the first enqueue to the last task processed.
-//  2. throughput: "boomerang serve" on a freshly flushed database; N echo
+//  2. external: a service of its own with BOOMERANG_JOB_EXTERNAL=bench; N
+//     jobs submitted as in the throughput phase while --workers goroutines
+//     claim and complete them over HTTP (issue 10); jobs per second (first
+//     submit to last webhook), claims per second, Redis commands per job,
+//     and claim latency (the submission's 202 → the claim's 200). Against
+//     the throughput phase of the same run: both ratios.
+//  3. throughput: "boomerang serve" on a freshly flushed database; N echo
 //     jobs submitted as fast as possible; 202s per second, and jobs completed
 //     and delivered per second (first submit to last webhook).
-//  3. latency: an open loop submits at a fixed rate; percentiles of
+//  4. latency: an open loop submits at a fixed rate; percentiles of
 //     submit→webhook and completion→webhook.
-//  4. idle (--idle, default 60s): the same service, doing nothing; the CPU
+//  5. idle (--idle, default 60s): the same service, doing nothing; the CPU
 //     of the service and of redis-server (/proc/<pid>/stat) and Redis
 //     commands per second. Then an embedded service (no Redis URL: miniredis
 //     in its own process) is measured as long.
@@ -33,6 +39,9 @@
 // machine and the flags. The ratio throughput / ceiling is the headline: the
 // service's cost per job against asynq's per task, on this machine. Redis
 // calls per job / per task says how many Redis commands Boomerang adds.
+// The external phase is read against the throughput phase: external /
+// throughput jobs/s and Redis calls per job say what doing the work outside
+// costs against doing it inside.
 // cpu.otherSec in the JSON is CPU used by other processes during a phase: a
 // run where it is large was disturbed. See docs/benchmarks.md.
 package main
@@ -126,6 +135,7 @@ type benchFlags struct {
 	Cluster        bool          `json:"cluster"`
 	Jobs           int           `json:"jobs"`
 	Submitters     int           `json:"submitters"`
+	Workers        int           `json:"workers"`
 	Rate           float64       `json:"rate"`
 	Duration       time.Duration `json:"-"`
 	DurationStr    string        `json:"duration"`
@@ -149,12 +159,13 @@ func newFlagSet(f *benchFlags) *flag.FlagSet {
 	fs.IntVar(&f.ServiceDB, "service-db", -1, "database number of the service phases (-1: the ceiling's database + 1)")
 	fs.BoolVar(&f.Cluster, "cluster", false, "run on a private 3-master Redis Cluster (needs redis-server and redis-cli on PATH); "+
 		"the ceiling spreads its tasks over 16 queues and the service runs with BOOMERANG_REDIS_CLUSTER=true")
-	fs.IntVar(&f.Jobs, "jobs", 20000, "jobs of the throughput phase (and no-op tasks of the ceiling phase)")
-	fs.IntVar(&f.Submitters, "submitters", 32, "submitting goroutines of the throughput phase (and enqueuers of the ceiling phase)")
+	fs.IntVar(&f.Jobs, "jobs", 20000, "jobs of the throughput and external phases (and no-op tasks of the ceiling phase)")
+	fs.IntVar(&f.Submitters, "submitters", 32, "submitting goroutines of the throughput and external phases (and enqueuers of the ceiling phase)")
+	fs.IntVar(&f.Workers, "workers", 8, "external workers (claim → complete loops over HTTP) of the external phase")
 	fs.Float64Var(&f.Rate, "rate", 200, "jobs per second of the latency phase (open loop)")
 	fs.DurationVar(&f.Duration, "duration", 10*time.Second, "length of the latency phase")
 	fs.DurationVar(&f.Idle, "idle", 60*time.Second, "length of the idle phase, and of the idle embedded service after it (0: no idle phase)")
-	fs.StringVar(&f.Only, "only", "", "run only these phases, comma-separated: ceiling, throughput, latency, idle (default: all)")
+	fs.StringVar(&f.Only, "only", "", "run only these phases, comma-separated: ceiling, external, throughput, latency, idle (default: all)")
 	fs.IntVar(&f.Runs, "runs", 1, "repeat everything this many times and report medians")
 	fs.StringVar(&f.Out, "out", "", "JSON results file (default bench-results/bench-<timestamp>.json)")
 	fs.StringVar(&f.CPUProfile, "cpuprofile", "", "write the service's CPU profile, taken during the first throughput phase, to this file")
@@ -167,7 +178,7 @@ func newFlagSet(f *benchFlags) *flag.FlagSet {
 const usageHeader = `usage: go run ./cmd/boomerang-bench [flags]
 
 Benchmarks the Boomerang service against the raw asynq ceiling on the same
-Redis: phases ceiling, throughput, latency and idle (see go doc
+Redis: phases ceiling, external, throughput, latency and idle (see go doc
 ./cmd/boomerang-bench and docs/benchmarks.md).
 
 Flags:
@@ -200,8 +211,8 @@ func parseFlags(args []string, getenv func(string) string, stdout, stderr io.Wri
 
 // complete checks the flags and fills in the defaults that depend on others.
 func (f *benchFlags) complete(getenv func(string) string) error {
-	if f.Jobs < 1 || f.Submitters < 1 || f.Rate <= 0 || f.Duration <= 0 || f.Runs < 1 || f.Wait <= 0 || f.Idle < 0 {
-		return errors.New("--jobs, --submitters, --rate, --duration, --runs and --wait must be positive, --idle 0 or more")
+	if f.Jobs < 1 || f.Submitters < 1 || f.Workers < 1 || f.Rate <= 0 || f.Duration <= 0 || f.Runs < 1 || f.Wait <= 0 || f.Idle < 0 {
+		return errors.New("--jobs, --submitters, --workers, --rate, --duration, --runs and --wait must be positive, --idle 0 or more")
 	}
 	if _, err := parsePhases(f.Only, f.Idle); err != nil {
 		return err
@@ -220,17 +231,19 @@ func (f *benchFlags) complete(getenv func(string) string) error {
 }
 
 // phaseSet is which phases run.
-type phaseSet struct{ ceiling, throughput, latency, idle bool }
+type phaseSet struct{ ceiling, external, throughput, latency, idle bool }
 
 func parsePhases(only string, idle time.Duration) (phaseSet, error) {
 	if only == "" {
-		return phaseSet{ceiling: true, throughput: true, latency: true, idle: idle > 0}, nil
+		return phaseSet{ceiling: true, external: true, throughput: true, latency: true, idle: idle > 0}, nil
 	}
 	var p phaseSet
 	for name := range strings.SplitSeq(only, ",") {
 		switch strings.TrimSpace(name) {
 		case "ceiling":
 			p.ceiling = true
+		case "external":
+			p.external = true
 		case "throughput":
 			p.throughput = true
 		case "latency":
@@ -241,7 +254,7 @@ func parsePhases(only string, idle time.Duration) (phaseSet, error) {
 			}
 			p.idle = true
 		default:
-			return p, fmt.Errorf("--only: unknown phase %q (want ceiling, throughput, latency, idle)", name)
+			return p, fmt.Errorf("--only: unknown phase %q (want ceiling, external, throughput, latency, idle)", name)
 		}
 	}
 	return p, nil
@@ -255,7 +268,7 @@ func (p phaseSet) names() []string {
 	for _, ph := range []struct {
 		on   bool
 		name string
-	}{{p.ceiling, "ceiling"}, {p.throughput, "throughput"}, {p.latency, "latency"}, {p.idle, "idle"}} {
+	}{{p.ceiling, "ceiling"}, {p.external, "external"}, {p.throughput, "throughput"}, {p.latency, "latency"}, {p.idle, "idle"}} {
 		if ph.on {
 			out = append(out, ph.name)
 		}
@@ -293,7 +306,7 @@ func newBench(ctx context.Context, f benchFlags, getenv func(string) string, std
 		return nil, err
 	}
 	b.progress("redis %s (%s); %s", b.rs.version, b.rs.mode, b.rs.describeDBs())
-	if b.binary == "" && b.phases.service() {
+	if b.binary == "" && (b.phases.service() || b.phases.external) {
 		b.progress("building %s", servicePackage)
 		if b.binary, err = buildService(ctx, b.dir); err != nil {
 			b.close()
@@ -323,10 +336,31 @@ func (b *bench) run(ctx context.Context, n int) (r runResult, err error) {
 		b.progress("  ceiling: %d no-op tasks on %d queue(s) in %.2fs = %.0f tasks/s (enqueue %.0f/s); %.1f redis calls per task; CPU s redis %.1f bench %.1f other %.1f",
 			c.Tasks, c.Queues, c.Seconds, c.TasksPerSec, c.EnqueuePerSec, c.RedisCallsPerTask["total"], c.CPU.RedisSec, c.CPU.BenchSec, c.CPU.OtherSec)
 	}
+	// Right after the ceiling and before the throughput phase that it is
+	// compared with, so that both see the machine as alike as can be.
+	if b.phases.external {
+		ext, err := b.externalPhase(ctx)
+		if err != nil {
+			return r, fmt.Errorf("external: %w", err)
+		}
+		r.External = &ext
+	}
 	if b.phases.service() {
 		if err := b.servicePhases(ctx, &r, n == 1 && b.f.CPUProfile != ""); err != nil {
 			return r, err
 		}
+	}
+	if x := r.External; x != nil { // the run's correctness counts cover every phase
+		r.SignatureFailures += x.SignatureFailures
+		r.DuplicateWebhooks += x.DuplicateWebhooks
+		r.MalformedWebhooks += x.MalformedWebhooks
+		r.LostWebhooks += x.Missing
+		r.NotAccepted += x.Non202 + x.SubmitErrors
+	}
+	if r.External != nil && b.phases.throughput {
+		r.ExternalRatio = ratio(r.External.JobsPerSec, r.Throughput.DeliveredPerSec)
+		r.ExternalRedisCallsRatio = ratio(r.External.RedisCallsPerJob["total"], r.Throughput.RedisCallsPerJob["total"])
+		b.progress("  external / throughput: jobs/s %.3f, redis calls per job %.3f", r.ExternalRatio, r.ExternalRedisCallsRatio)
 	}
 	if b.phases.idle {
 		embedded, err := b.idleEmbedded(ctx)

@@ -39,10 +39,11 @@ func TestParsePhases(t *testing.T) {
 		want    []string
 		wantErr bool
 	}{
-		{"", time.Minute, []string{"ceiling", "throughput", "latency", "idle"}, false},
-		{"", 0, []string{"ceiling", "throughput", "latency"}, false},
+		{"", time.Minute, []string{"ceiling", "external", "throughput", "latency", "idle"}, false},
+		{"", 0, []string{"ceiling", "external", "throughput", "latency"}, false},
 		{"idle", time.Second, []string{"idle"}, false},
 		{"latency, ceiling", time.Second, []string{"ceiling", "latency"}, false},
+		{"throughput,external", 0, []string{"external", "throughput"}, false},
 		{"idle", 0, nil, true},
 		{"warmup", time.Second, nil, true},
 	} {
@@ -91,6 +92,7 @@ func TestBench(t *testing.T) {
 		"runs.0.idle.service.cpuPct", "runs.0.idle.redis.cpuSecPerMin", "runs.0.idle.redisCmdsPerSec",
 		"runs.0.idle.embedded.cpuPct", "runs.0.idle.redisCmdsPerSecByCommand",
 		"runs.0.signatureFailures", "runs.0.lostWebhooks", "runs.0.notAccepted",
+		"runs.0.external.jobsPerSec", "runs.0.externalRatio", "median.externalJobsPerSec",
 		"median.ratio", "median.deliveredPerSec", "median.ceilingTasksPerSec", "median.latencySubmitToWebhookP99Ms",
 		"median.serviceRssPeakMiB", "median.redisBytesPerJob", "median.redisCallsRatio",
 		"median.idleServiceCpuPct", "median.idleRedisCpuPct", "median.idleRedisCmdsPerSec", "median.idleEmbeddedCpuPct",
@@ -102,6 +104,61 @@ func TestBench(t *testing.T) {
 	}
 	if num(res, "runs.0.redisCallsRatio") <= 0 || num(res, "runs.0.idle.seconds") <= 0 {
 		t.Errorf("redis calls ratio or idle window not measured: %v", res["runs"])
+	}
+}
+
+// TestBenchExternal runs the external phase beside the throughput phase
+// it is compared with: every job accepted, claimed exactly once by one of
+// the workers, completed and delivered; every number measured. No times
+// are checked, only that they were taken.
+func TestBenchExternal(t *testing.T) {
+	testkit.Long(t)
+	ceilingURL := redistest.URL(t)
+	serviceOpt, err := redis.ParseURL(redistest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "external.json")
+	stdout := runBench(t, out, "--redis-url", ceilingURL, "--service-db", strconv.Itoa(serviceOpt.DB),
+		"--only", "throughput,external", "--workers", "3")
+	for _, want := range []string{"3 workers claim+complete", "claim latency p50 / p99", "external / throughput: jobs/s",
+		"external / throughput: redis calls per job", "per external job", "external jobs claimed twice or never"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("table lacks %q", want)
+		}
+	}
+	res := readResults(t, out)
+	wantKeys(t, res, []string{"flags.workers", "phases.1", "runs.0.external.claimLatencyMs.p50", "runs.0.external.claimLatencyMs.p99",
+		"runs.0.external.redisCallsPerJob.evalsha", "runs.0.external.cpu.serviceSec", "median.externalClaimLatencyP99Ms",
+		"median.externalRedisCallsRatio", "median.externalClaimsPerSec"})
+	for path, want := range map[string]float64{
+		"flags.workers":                    3,
+		"runs.0.external.workers":          3,
+		"runs.0.external.accepted":         200,
+		"runs.0.external.claims":           200,
+		"runs.0.external.delivered":        200,
+		"runs.0.external.claimLatencyMs.n": 200,
+		"runs.0.external.missing":          0,
+		"runs.0.external.claimedTwice":     0,
+		"runs.0.external.unclaimed":        0,
+		"runs.0.external.claimErrors":      0,
+		"runs.0.external.completeErrors":   0,
+		"runs.0.throughput.accepted":       200,
+		"runs.0.lostWebhooks":              0,
+		"runs.0.notAccepted":               0,
+		"runs.0.signatureFailures":         0,
+		"runs.0.malformedWebhooks":         0,
+	} {
+		if got := num(res, path); got != want {
+			t.Errorf("%s = %v, want %v", path, got, want)
+		}
+	}
+	for _, path := range []string{"runs.0.external.jobsPerSec", "runs.0.external.claimsPerSec", "runs.0.external.submitPerSec",
+		"runs.0.external.redisCallsPerJob.total", "runs.0.external.claimRequestMs.p50",
+		"runs.0.external.completeRequestMs.p50", "runs.0.externalRatio", "runs.0.externalRedisCallsRatio", "median.externalJobsPerSec"} {
+		if got := num(res, path); got <= 0 {
+			t.Errorf("%s = %v, want > 0", path, got)
+		}
 	}
 }
 

@@ -52,26 +52,34 @@ type serviceSettings struct {
 }
 
 type runResult struct {
-	Run        int              `json:"run"`
-	Ceiling    ceilingResult    `json:"ceiling"`
-	Throughput throughputResult `json:"throughput"`
+	Run      int             `json:"run"`
+	Ceiling  ceilingResult   `json:"ceiling"`
+	External *externalResult `json:"external,omitempty"`
+	// ExternalRatio is external.jobsPerSec / throughput.deliveredPerSec,
+	// ExternalRedisCallsRatio external.redisCallsPerJob.total /
+	// throughput.redisCallsPerJob.total: external workers against echo
+	// jobs run inside the service.
+	ExternalRatio           float64          `json:"externalRatio,omitempty"`
+	ExternalRedisCallsRatio float64          `json:"externalRedisCallsRatio,omitempty"`
+	Throughput              throughputResult `json:"throughput"`
 	// Ratio is throughput.deliveredPerSec / ceiling.tasksPerSec.
 	Ratio float64 `json:"ratio"`
 	// RedisCallsRatio is throughput.redisCallsPerJob.total /
 	// ceiling.redisCallsPerTask.total.
-	RedisCallsRatio   float64       `json:"redisCallsRatio"`
-	Latency           latencyResult `json:"latency"`
-	Idle              *idleResult   `json:"idle,omitempty"`
-	RSS               rssResult     `json:"serviceRss"`
-	Redis             redisResult   `json:"redis"`
-	MasterKeysAfter   []int64       `json:"masterKeysAfter,omitempty"` // the service's keys per master at the end
-	SignatureFailures int64         `json:"signatureFailures"`
-	DuplicateWebhooks int64         `json:"duplicateWebhooks"`
-	MalformedWebhooks int64         `json:"malformedWebhooks"`
-	LostWebhooks      int           `json:"lostWebhooks"`
-	NotAccepted       int           `json:"notAccepted"`
-	ServiceLog        serviceLog    `json:"serviceLog"`
-	CPUProfile        string        `json:"cpuProfile,omitempty"`
+	RedisCallsRatio float64       `json:"redisCallsRatio"`
+	Latency         latencyResult `json:"latency"`
+	Idle            *idleResult   `json:"idle,omitempty"`
+	RSS             rssResult     `json:"serviceRss"`
+	Redis           redisResult   `json:"redis"`
+	MasterKeysAfter []int64       `json:"masterKeysAfter,omitempty"` // the service's keys per master at the end
+	// The correctness counts of every phase that ran, external included.
+	SignatureFailures int64      `json:"signatureFailures"`
+	DuplicateWebhooks int64      `json:"duplicateWebhooks"`
+	MalformedWebhooks int64      `json:"malformedWebhooks"`
+	LostWebhooks      int        `json:"lostWebhooks"`
+	NotAccepted       int        `json:"notAccepted"`
+	ServiceLog        serviceLog `json:"serviceLog"`
+	CPUProfile        string     `json:"cpuProfile,omitempty"`
 }
 
 type pcts struct {
@@ -163,6 +171,12 @@ func (r runResult) metrics(ph phaseSet) map[string]float64 {
 	if ph.latency {
 		maps.Copy(m, r.latencyMetrics())
 	}
+	if r.External != nil {
+		maps.Copy(m, r.External.metrics())
+		if ph.throughput {
+			m["externalRatio"], m["externalRedisCallsRatio"] = r.ExternalRatio, r.ExternalRedisCallsRatio
+		}
+	}
 	if ph.load() {
 		maps.Copy(m, r.loadMetrics())
 	}
@@ -213,6 +227,33 @@ func (r runResult) latencyMetrics() map[string]float64 {
 		"latencyCompletionToWebhookMaxMs": l.CompletionToWebhook.Max,
 		"latencySubmitRequestP50Ms":       l.SubmitMs.P50,
 		"latencySubmitRequestP99Ms":       l.SubmitMs.P99,
+	}
+}
+
+func (x externalResult) metrics() map[string]float64 {
+	return map[string]float64{
+		"externalJobsPerSec":               x.JobsPerSec,
+		"externalClaimsPerSec":             x.ClaimsPerSec,
+		"externalSubmitPerSec":             x.SubmitPerSec,
+		"externalRedisCallsPerJob":         x.RedisCallsPerJob["total"],
+		"externalClaimLatencyP50Ms":        x.ClaimLatencyMs.P50,
+		"externalClaimLatencyP90Ms":        x.ClaimLatencyMs.P90,
+		"externalClaimLatencyP99Ms":        x.ClaimLatencyMs.P99,
+		"externalClaimLatencyMaxMs":        x.ClaimLatencyMs.Max,
+		"externalClaimRequestP50Ms":        x.ClaimRequestMs.P50,
+		"externalClaimRequestP99Ms":        x.ClaimRequestMs.P99,
+		"externalCompleteRequestP50Ms":     x.CompleteRequestMs.P50,
+		"externalCompleteRequestP99Ms":     x.CompleteRequestMs.P99,
+		"externalCompletionToWebhookP50Ms": x.CompletionToWebhookMs.P50,
+		"externalCompletionToWebhookP99Ms": x.CompletionToWebhookMs.P99,
+		"externalSubmitP50Ms":              x.SubmitMs.P50,
+		"externalSubmitP99Ms":              x.SubmitMs.P99,
+		"externalEmptyClaims":              float64(x.EmptyClaims),
+		"externalCpuServiceSec":            x.CPU.ServiceSec,
+		"externalCpuRedisSec":              x.CPU.RedisSec,
+		"externalCpuBenchSec":              x.CPU.BenchSec,
+		"externalWallSec":                  x.CPU.WallSec,
+		"externalCpuOtherSec":              x.CPU.OtherSec,
 	}
 }
 
@@ -315,8 +356,17 @@ func checks(m map[string]float64, runs []runResult, ph phaseSet) []check {
 			atMost("idle redis-server CPU %", m["idleRedisCpuPct"], targetIdleRedisPct, false),
 			atMost("idle embedded service CPU %", m["idleEmbeddedCpuPct"], targetIdleEmbeddedPct, false))
 	}
-	if ph.load() {
+	if ph.load() || ph.external {
 		cs = append(cs, correctness(runs)...)
+	}
+	if ph.external {
+		var wrong float64
+		for _, r := range runs {
+			if r.External != nil {
+				wrong += float64(r.External.ClaimedTwice + r.External.Unclaimed)
+			}
+		}
+		cs = append(cs, check{"external jobs claimed twice or never (all runs)", wrong, "= 0", wrong == 0})
 	}
 	return cs
 }
@@ -382,6 +432,9 @@ func printTable(w io.Writer, res benchResults, ph phaseSet) {
 	if ph.ceiling || ph.throughput {
 		t.throughputRows(m, ph)
 	}
+	if ph.external {
+		t.externalRows(m, res.Flags.Workers, ph)
+	}
 	if ph.latency {
 		t.latencyRows(m, res.Flags.Rate)
 	}
@@ -393,14 +446,22 @@ func printTable(w io.Writer, res benchResults, ph phaseSet) {
 	if ph.idle {
 		t.idleRows(m)
 	}
-	if ph.load() {
+	if ph.load() || ph.external {
 		for _, name := range []string{"signature failures (all runs)", "lost webhooks (all runs)", "submissions not accepted (all runs)"} {
 			t.checked(name, fmt.Sprintf("%.0f", t.checks[name].Value), name, "")
 		}
 	}
+	if ph.external {
+		name := "external jobs claimed twice or never (all runs)"
+		t.checked(name, fmt.Sprintf("%.0f", t.checks[name].Value), name, "")
+	}
 	if ph.throughput {
 		t.row("CPU s in throughput phase: service / redis / bench / other", fmt.Sprintf("%.1f / %.1f / %.1f / %.1f of %.1f s wall × %d CPUs",
 			m["throughputCpuServiceSec"], m["throughputCpuRedisSec"], m["throughputCpuBenchSec"], m["throughputCpuOtherSec"], m["throughputWallSec"], res.Machine.NumCPU), "", "")
+	}
+	if ph.external {
+		t.row("CPU s in external phase: service / redis / bench / other", fmt.Sprintf("%.1f / %.1f / %.1f / %.1f of %.1f s wall × %d CPUs",
+			m["externalCpuServiceSec"], m["externalCpuRedisSec"], m["externalCpuBenchSec"], m["externalCpuOtherSec"], m["externalWallSec"], res.Machine.NumCPU), "", "")
 	}
 	t.tw.Flush()
 	printCommands(w, res.Runs, ph)
@@ -415,8 +476,8 @@ func printHeader(w io.Writer, res benchResults) {
 		what = "1 run"
 	}
 	f := res.Flags
-	fmt.Fprintf(w, "\nboomerang-bench (%s): %d jobs by %d submitters; latency at %g jobs/s for %s; idle %s; concurrency %d; %s\n",
-		strings.Join(res.Phases, ", "), f.Jobs, f.Submitters, f.Rate, f.DurationStr, f.IdleStr, res.Service.Concurrency, what)
+	fmt.Fprintf(w, "\nboomerang-bench (%s): %d jobs by %d submitters; %d external workers; latency at %g jobs/s for %s; idle %s; concurrency %d; %s\n",
+		strings.Join(res.Phases, ", "), f.Jobs, f.Submitters, f.Workers, f.Rate, f.DurationStr, f.IdleStr, res.Service.Concurrency, what)
 	fmt.Fprintf(w, "machine: %d CPUs %s/%s, %s, redis %s (%s)\n\n", res.Machine.NumCPU, res.Machine.GOOS, res.Machine.GOARCH,
 		res.Machine.GoVersion, res.Machine.RedisVersion, res.Machine.RedisMode)
 }
@@ -437,6 +498,22 @@ func (t table) throughputRows(m map[string]float64, ph phaseSet) {
 	t.row("throughput, completed+delivered jobs/s", fmt.Sprintf("%.0f", m["deliveredPerSec"]),
 		fmt.Sprintf("≥ %.0f (%.0f%% of ceiling)", ceil*targetRatio, targetRatio*100), verdict(t.checks["throughput / ceiling"].OK))
 	t.checked("RATIO throughput / ceiling", fmt.Sprintf("%.3f", m["ratio"]), "throughput / ceiling", "")
+}
+
+func (t table) externalRows(m map[string]float64, workers int, ph phaseSet) {
+	t.row(fmt.Sprintf("external: jobs/s, %d workers claim+complete over HTTP, delivered", workers), fmt.Sprintf("%.0f", m["externalJobsPerSec"]), "", "")
+	t.row("external: claims/s (first submit → last claim)", fmt.Sprintf("%.0f", m["externalClaimsPerSec"]), "", "")
+	t.row("external: submit rate, 202/s", fmt.Sprintf("%.0f", m["externalSubmitPerSec"]), "", "")
+	t.row("external: claim latency p50 / p99 (202 → claim 200)", fmtMs(m["externalClaimLatencyP50Ms"])+" / "+fmtMs(m["externalClaimLatencyP99Ms"]), "", "")
+	t.row("external: claim latency max", fmtMs(m["externalClaimLatencyMaxMs"]), "", "")
+	t.row("external: claim round trip p50 / p99 (with a job, wait included)", fmtMs(m["externalClaimRequestP50Ms"])+" / "+fmtMs(m["externalClaimRequestP99Ms"]), "", "")
+	t.row("external: complete request p50 / p99", fmtMs(m["externalCompleteRequestP50Ms"])+" / "+fmtMs(m["externalCompleteRequestP99Ms"]), "", "")
+	t.row("external: completion→webhook p50 / p99", fmtMs(m["externalCompletionToWebhookP50Ms"])+" / "+fmtMs(m["externalCompletionToWebhookP99Ms"]), "", "")
+	t.row("external: redis calls per job (INFO commandstats)", fmt.Sprintf("%.1f", m["externalRedisCallsPerJob"]), "", "")
+	if ph.throughput {
+		t.row("external / throughput: jobs/s", fmt.Sprintf("%.3f", m["externalRatio"]), "", "")
+		t.row("external / throughput: redis calls per job", fmt.Sprintf("%.3f", m["externalRedisCallsRatio"]), "", "")
+	}
 }
 
 func (t table) latencyRows(m map[string]float64, rate float64) {
@@ -473,19 +550,27 @@ func (t table) idleRows(m map[string]float64) {
 // printCommands lists Redis calls by command: per no-op task of the ceiling
 // and per job of the service (medians), most frequent first.
 func printCommands(w io.Writer, runs []runResult, ph phaseSet) {
-	if !ph.ceiling && !ph.throughput {
+	if !ph.ceiling && !ph.throughput && !ph.external {
 		return
 	}
 	perTask := medianByKey(runs, func(r runResult) map[string]float64 { return r.Ceiling.RedisCallsPerTask })
 	perJob := medianByKey(runs, func(r runResult) map[string]float64 { return r.Throughput.RedisCallsPerJob })
+	perExt := medianByKey(runs, func(r runResult) map[string]float64 {
+		if r.External == nil {
+			return nil
+		}
+		return r.External.RedisCallsPerJob
+	})
 	names := slices.Collect(maps.Keys(perTask))
-	for k := range perJob {
-		if _, ok := perTask[k]; !ok {
-			names = append(names, k)
+	for _, m := range []map[string]float64{perJob, perExt} {
+		for k := range m {
+			if !slices.Contains(names, k) {
+				names = append(names, k)
+			}
 		}
 	}
 	slices.SortFunc(names, func(a, b string) int {
-		return cmp.Or(cmp.Compare(perJob[b]+perTask[b], perJob[a]+perTask[a]), cmp.Compare(a, b))
+		return cmp.Or(cmp.Compare(perJob[b]+perTask[b]+perExt[b], perJob[a]+perTask[a]+perExt[a]), cmp.Compare(a, b))
 	})
 	cell := func(on bool, v float64) string {
 		if !on {
@@ -494,9 +579,9 @@ func printCommands(w io.Writer, runs []runResult, ph phaseSet) {
 		return fmt.Sprintf("%.2f", v)
 	}
 	fmt.Fprintln(w, "\nredis calls by command (INFO commandstats, scripts' commands included):")
-	fmt.Fprintf(w, "  %-16s %14s %10s\n", "command", "per no-op task", "per job")
+	fmt.Fprintf(w, "  %-16s %14s %10s %16s\n", "command", "per no-op task", "per job", "per external job")
 	for _, k := range names {
-		fmt.Fprintf(w, "  %-16s %14s %10s\n", k, cell(ph.ceiling, perTask[k]), cell(ph.throughput, perJob[k]))
+		fmt.Fprintf(w, "  %-16s %14s %10s %16s\n", k, cell(ph.ceiling, perTask[k]), cell(ph.throughput, perJob[k]), cell(ph.external, perExt[k]))
 	}
 }
 
@@ -538,6 +623,14 @@ func printMasters(w io.Writer, res benchResults) {
 }
 
 func printRuns(w io.Writer, runs []runResult, ph phaseSet) {
+	if len(runs) >= 2 && ph.external {
+		fmt.Fprintln(w, "\nper run (external): jobs/s  claims/s  claim latency p50  p99  redis calls per job  ratios to throughput (jobs/s, calls)")
+		for _, r := range runs {
+			x := r.External
+			fmt.Fprintf(w, "  run %d: %.0f  %.0f  %s  %s  %.1f  %.3f  %.3f\n", r.Run, x.JobsPerSec, x.ClaimsPerSec, fmtMs(x.ClaimLatencyMs.P50),
+				fmtMs(x.ClaimLatencyMs.P99), x.RedisCallsPerJob["total"], r.ExternalRatio, r.ExternalRedisCallsRatio)
+		}
+	}
 	if len(runs) < 2 || !ph.ceiling || !ph.throughput || !ph.latency {
 		return
 	}

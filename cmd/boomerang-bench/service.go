@@ -1,7 +1,8 @@
 package main
 
 // The service under test: built from ./cmd/boomerang, run as "serve" in a
-// subprocess, its output kept, its admin API used to create a client.
+// subprocess, its output kept, its admin API used to create a client and
+// a worker key.
 
 import (
 	"bufio"
@@ -311,6 +312,27 @@ func (s *benchService) createClient(ctx context.Context, hc *http.Client) (secre
 		return "", "", fmt.Errorf("create client: status %d: %s", resp.StatusCode, raw)
 	}
 	return c.SigningSecret, c.APIKey, nil
+}
+
+// createWorker creates a worker key for types through the admin API.
+func (s *benchService) createWorker(ctx context.Context, hc *http.Client, types ...string) (string, error) {
+	body, _ := json.Marshal(map[string]any{"name": "bench", "types": types})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.base+"/admin/v1/workers", strings.NewReader(string(body)))
+	req.Header.Set("Authorization", "Bearer "+s.admin)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("create worker: %w", err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var w struct {
+		WorkerKey string `json:"workerKey"`
+	}
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal(raw, &w) != nil || w.WorkerKey == "" {
+		return "", fmt.Errorf("create worker: status %d: %s", resp.StatusCode, raw)
+	}
+	return w.WorkerKey, nil
 }
 
 func benchHTTPClient(submitters int) *http.Client {
