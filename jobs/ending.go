@@ -102,10 +102,14 @@ func (s *Service) record(ctx context.Context, j Job) (webhooks.Delivery, error) 
 }
 
 // deliverLater hands the first attempt of a delivery recorded outside the
-// workers (by the API) to them; if that fails, recovery does, since the
-// delivery's recovery time is set.
+// workers (by the API: a cancel, an external worker's or an upstream's
+// outcome) to them at once: the job goes back on its partition's ready
+// list, whose blocking pop a worker answers within a moment, and a worker
+// that finds the job ended makes its delivery's first attempt (Run). If
+// that fails, recovery does, since the delivery's recovery time is set.
+// (An asynq task would wait for the workers' next queue check: a second.)
 func (s *Service) deliverLater(ctx context.Context, d webhooks.Delivery) {
-	if err := s.enqueuer.ScheduleAttempt(ctx, d.ID, 1, s.now()); err != nil {
-		s.log.WarnContext(ctx, "could not schedule a webhook; recovery will", "deliveryId", d.ID, "error", fmt.Sprint(err))
+	if err := s.store.ReturnReady(ctx, d.RequestID); err != nil {
+		s.log.WarnContext(ctx, "could not hand a webhook to the workers; recovery will", "deliveryId", d.ID, "error", fmt.Sprint(err))
 	}
 }

@@ -184,9 +184,25 @@ func newEnv(t testing.TB, register func(*jobs.Registry), opts ...option) *env {
 	if err != nil {
 		t.Fatalf("redisstore.New: %v", err)
 	}
-	e.store, e.opts.Store = store, store
+	e.store, e.opts.Store = store, handOverRecorder{store, e.enq}
 	e.svc = jobs.NewService(e.opts)
 	return e
+}
+
+// handOverRecorder is the real store, recording each job handed back to
+// the workers for its delivery's first attempt (ReturnReady after an end
+// recorded outside the workers) as that attempt, in the fake enqueuer's
+// Scheduled list.
+type handOverRecorder struct {
+	*redisstore.Store
+	enq *fakeEnqueuer
+}
+
+func (h handOverRecorder) ReturnReady(ctx context.Context, id string) error {
+	h.enq.mu.Lock()
+	h.enq.scheduled = append(h.enq.scheduled, attemptCall{jobs.DeliveryID(id), 1})
+	h.enq.mu.Unlock()
+	return h.Store.ReturnReady(ctx, id)
 }
 
 // service returns another Service (another worker) over the same store,

@@ -100,6 +100,9 @@ type Store interface {
 	// AnnounceStop tells the worker processes that a job has ended while
 	// it may run (Service.Stop).
 	AnnounceStop(ctx context.Context, id string) error
+	// ReturnReady puts a job at the head of its partition's ready list,
+	// for the workers' next pop.
+	ReturnReady(ctx context.Context, id string) error
 }
 
 // Filter selects jobs for the admin list.
