@@ -386,6 +386,26 @@ func (s *Store) NextReady(ctx context.Context, partition int, wait time.Duration
 	return ids.Request + body, nil
 }
 
+// ReadyLengths is how many jobs wait in each partition's ready list for a
+// job runner, by partition: one pipelined LLEN per partition.
+func (s *Store) ReadyLengths(ctx context.Context) ([]int64, error) {
+	cmds := make([]*redis.IntCmd, len(s.tags))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, tag := range s.tags {
+			cmds[i] = p.LLen(ctx, key(tag, "ready"))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the ready lists: %w", err)
+	}
+	n := make([]int64, len(cmds))
+	for i, c := range cmds {
+		n[i] = c.Val()
+	}
+	return n, nil
+}
+
 // ClaimAndNext claims a job (as ClaimJob) and, pipelined in the same round
 // trip, pops the next job of its partition's ready list without waiting.
 func (s *Store) ClaimAndNext(ctx context.Context, id string, now, leaseUntil time.Time) (jobs.Job, error, string, error) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -549,4 +550,30 @@ func TestWritesRecogniseTheirRepeat(t *testing.T) {
 		t.Errorf("RecordAttempt repeated = %v, want nil", err)
 	}
 	unchanged(t, rdb, before, "RecordAttempt repeated")
+}
+
+// TestReadyLengths: each partition's ready list is counted on its own, and
+// a job popped by a runner no longer counts.
+func TestReadyLengths(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t, redisstore.Options{Partitions: 3})
+	now := time.Now().UTC()
+	for _, p := range []int{0, 2, 2} {
+		create(t, s, newJob("cli_01KJ00000000000000000READY", now, p))
+	}
+	check := func(want []int64) {
+		t.Helper()
+		got, err := s.ReadyLengths(ctx)
+		if err != nil {
+			t.Fatalf("ReadyLengths: %v", err)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("ReadyLengths = %v, want %v", got, want)
+		}
+	}
+	check([]int64{1, 0, 2})
+	if id, err := s.NextReady(ctx, 2, 0); err != nil || id == "" {
+		t.Fatalf("NextReady: %q %v", id, err)
+	}
+	check([]int64{1, 0, 1})
 }
