@@ -106,8 +106,8 @@ func TestQueueCollectorReadsAtMostEvery10s(t *testing.T) {
 			t.Errorf("first scrape lacks %s", want)
 		}
 	}
-	if n := cmds.take(); n["llen"] != 2 || len(n) < 2 {
-		t.Fatalf("first scrape sent %v; want the Inspector's reading and one LLEN per ready list", n)
+	if n := cmds.take(); n["llen"] != 2 || n["smembers"] != 1 {
+		t.Fatalf("first scrape sent %v; want the Inspector's reading (one SMEMBERS of the queue set) and one LLEN per ready list", n)
 	}
 
 	var wg sync.WaitGroup
@@ -190,4 +190,32 @@ func readyLines(text string) []string {
 		}
 	}
 	return out
+}
+
+// TestQueueCollectorRealTime: scraped every 50 ms for 12 s on the real
+// clock, the queues are read twice: asynq's Inspector (one SMEMBERS of
+// its queue set per reading) and the ready lists each at most once per
+// 10 s.
+func TestQueueCollectorRealTime(t *testing.T) {
+	testkit.Long(t)
+	ctx := context.Background()
+	rdb := redistest.Client(t)
+	store, err := redisstore.New(ctx, rdb, redisstore.Options{Partitions: 2, RecoverAfter: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds := &commands{n: map[string]int{}}
+	rdb.AddHook(cmds)
+	m := metrics.New()
+	if err := m.WatchQueues(metrics.QueueOptions{Stats: tasks.NewStats(rdb, store.Tags(), 0), ReadyLengths: store.ReadyLengths,
+		Tags: store.Tags()}); err != nil {
+		t.Fatal(err)
+	}
+	h := m.Handler()
+	for end := time.Now().Add(12 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		scrapeText(t, h)
+	}
+	if n := cmds.take(); n["smembers"] != 2 || n["llen"] != 2*2 {
+		t.Errorf("12 s of scrapes every 50 ms sent %v; want 2 readings: smembers 2, llen 4", n)
+	}
 }
