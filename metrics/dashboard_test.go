@@ -15,6 +15,7 @@ import (
 	"github.com/boomerang-dev/boomerang/metrics"
 	"github.com/boomerang-dev/boomerang/tasks"
 	dto "github.com/prometheus/client_model/go"
+	"gopkg.in/yaml.v3"
 )
 
 const dashboardPath = "../deploy/grafana/boomerang.json"
@@ -143,5 +144,47 @@ func TestDashboardUsesRegisteredMetrics(t *testing.T) {
 	missing = slices.Compact(missing)
 	if len(missing) > 0 {
 		t.Errorf("no panel shows %v", missing)
+	}
+}
+
+// TestAlertExamplesUseRegisteredMetrics: the alert rules docs/metrics.md
+// offers parse, and every metric they name is one the service registers.
+func TestAlertExamplesUseRegisteredMetrics(t *testing.T) {
+	const path = "../docs/metrics.md"
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(raw), "```yaml\n")
+	block, _, closed := strings.Cut(block, "```")
+	if !ok || !closed {
+		t.Fatalf("%s has no yaml block of alert rules", path)
+	}
+	var rules struct {
+		Groups []struct {
+			Rules []struct{ Alert, Expr string }
+		}
+	}
+	if err := yaml.Unmarshal([]byte(block), &rules); err != nil {
+		t.Fatalf("%s: the alert rules do not parse: %v", path, err)
+	}
+	known := queryable(gather(t, touchedMetrics(t)))
+	n := 0
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			n++
+			names := metricName.FindAllString(r.Expr, -1)
+			if r.Alert == "" || len(names) == 0 {
+				t.Errorf("%s: rule %q with expression %q names no alert or none of our metrics", path, r.Alert, r.Expr)
+			}
+			for _, name := range names {
+				if !known[name] {
+					t.Errorf("%s: alert %s uses %s, which the service does not register", path, r.Alert, name)
+				}
+			}
+		}
+	}
+	if n == 0 {
+		t.Errorf("%s: no alert rules found", path)
 	}
 }
