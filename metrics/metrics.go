@@ -16,6 +16,7 @@
 package metrics
 
 import (
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -113,10 +114,15 @@ func New() *Metrics {
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
 // Handler serves the metrics in Prometheus's text format (or OpenMetrics,
-// if asked). A collector that fails is reported in the answer and the rest
-// still served.
-func (m *Metrics) Handler() http.Handler {
+// if asked). A collector that fails (Redis unreadable) is logged to log, if
+// not nil, and the rest still served.
+func (m *Metrics) Handler(log *slog.Logger) http.Handler {
+	var errLog promhttp.Logger
+	if log != nil {
+		errLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	}
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		ErrorLog:          errLog,
 		ErrorHandling:     promhttp.ContinueOnError,
 		EnableOpenMetrics: true,
 		Timeout:           20 * time.Second,

@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -91,7 +92,7 @@ func TestQueueCollectorReadsAtMostEvery10s(t *testing.T) {
 		Tags: tags, Now: clock.Now}); err != nil {
 		t.Fatal(err)
 	}
-	h := m.Handler()
+	h := m.Handler(nil)
 
 	text := scrapeText(t, h)
 	for _, want := range []string{
@@ -157,7 +158,8 @@ func TestQueueCollectorFailures(t *testing.T) {
 		Tags: []string{"p0"}, Now: clock.Now}); err != nil {
 		t.Fatal(err)
 	}
-	h := m.Handler()
+	logs := &testkit.SyncBuffer{}
+	h := m.Handler(slog.New(slog.NewTextHandler(logs, nil)))
 	for i, step := range []struct {
 		advance   time.Duration
 		fail      bool
@@ -179,6 +181,9 @@ func TestQueueCollectorFailures(t *testing.T) {
 		if !strings.Contains(text, "go_goroutines") {
 			t.Errorf("step %d: a queue reading that failed took the rest of the scrape with it", i)
 		}
+	}
+	if !strings.Contains(logs.String(), "inspector down") {
+		t.Errorf("the queues' failed reading was not logged; log:\n%s", logs)
 	}
 }
 
@@ -211,7 +216,7 @@ func TestQueueCollectorRealTime(t *testing.T) {
 		Tags: store.Tags()}); err != nil {
 		t.Fatal(err)
 	}
-	h := m.Handler()
+	h := m.Handler(nil)
 	for end := time.Now().Add(12 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 		scrapeText(t, h)
 	}

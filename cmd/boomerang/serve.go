@@ -93,7 +93,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 
 	if cfg.MetricsAddr != "" {
-		ms, err := startHTTP(cfg.MetricsAddr, metricsOnly(app.metrics.Handler()), "metrics", stdout, log)
+		ms, err := startHTTP(cfg.MetricsAddr, metricsOnly(app.metrics.Handler(log)), "metrics", stdout, log)
 		if err != nil {
 			return err
 		}
@@ -135,7 +135,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Ready:        ready, AdminToken: cfg.AdminToken, MaxBody: cfg.MaxBodyBytes, Grace: cfg.SecretGrace, Logger: log,
 		Observe: app.metrics.ObserveRequest}
 	if cfg.MetricsAddr == "" {
-		deps.Metrics = app.metrics.Handler() // with the admin API, behind its token
+		deps.Metrics = app.metrics.Handler(log) // with the admin API, behind its token
 	}
 	public := handlers.ServePublic | handlers.ServeAdmin
 	var servers []*http.Server
