@@ -1,6 +1,6 @@
 # Multi-stage build: a static binary on a distroless base, running as non-root.
 #   docker build --build-arg VERSION=$(git describe --tags --always) -t boomerang:dev .
-FROM golang:1.26-bookworm AS build
+FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
