@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -40,7 +42,7 @@ func healthcheck(ctx context.Context, args []string, getenv func(string) string,
 		if err != nil {
 			return err
 		}
-		*base = ownURL(addr)
+		*base = loopbackURL(addr)
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -76,4 +78,19 @@ func healthAddr(getenv func(string) string) (string, error) {
 		return "", errors.New("healthcheck: a worker-only process (BOOMERANG_ROLE=worker) serves /healthz and /readyz only on BOOMERANG_ADMIN_ADDR, which is not set")
 	}
 	return cfg.AdminAddr, nil
+}
+
+// loopbackURL is the URL of a listen address from inside its container:
+// an unspecified host (":8080", "0.0.0.0:8080") is asked on 127.0.0.1,
+// which needs no name resolution (a distroless image has no resolver
+// configuration of its own).
+func loopbackURL(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }

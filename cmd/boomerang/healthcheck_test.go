@@ -85,3 +85,19 @@ func TestHealthcheck(t *testing.T) {
 		t.Errorf("worker's stdout does not announce its health listener on %s:\n%s", workerEnv["BOOMERANG_ADMIN_ADDR"], worker.stdout)
 	}
 }
+
+func TestLoopbackURL(t *testing.T) {
+	for _, c := range []struct{ addr, want string }{
+		{":8080", "http://127.0.0.1:8080"},
+		{"0.0.0.0:8081", "http://127.0.0.1:8081"},
+		{"[::]:9090", "http://127.0.0.1:9090"},
+		{"127.0.0.1:8080", "http://127.0.0.1:8080"},
+		{"10.1.2.3:8080", "http://10.1.2.3:8080"},
+		{"[::1]:8080", "http://[::1]:8080"},
+		{"boomerang:8080", "http://boomerang:8080"},
+	} {
+		if got := loopbackURL(c.addr); got != c.want {
+			t.Errorf("loopbackURL(%q) = %q, want %q", c.addr, got, c.want)
+		}
+	}
+}
