@@ -109,6 +109,8 @@ func TestDeployManifests(t *testing.T) {
 		{"Prometheus scraping the worker's missing API port", "deploy/prometheus.yml", "\"worker-1:9090\"", "\"worker-1:8080\"", "worker-1:8080"},
 		{"compose worker without a health listener", "deploy/compose.yaml", "BOOMERANG_ROLE: worker\n", "BOOMERANG_ROLE: worker\n      BOOMERANG_ADMIN_ADDR: \"\"\n", "HEALTHCHECK (boomerang healthcheck) fails"},
 		{"image without a HEALTHCHECK", "Dockerfile", "HEALTHCHECK", "# HEALTHCHECK", "HEALTHCHECK"},
+		{"pods killed before their shutdown timeout", "deploy/kubernetes/worker.yaml", "terminationGracePeriodSeconds: 40", "terminationGracePeriodSeconds: 20", "terminationGracePeriodSeconds is 20s"},
+		{"compose default grace period", "deploy/compose.yaml", "stop_grace_period: 40s", "", "stop_grace_period is 10s"},
 	}
 	for _, b := range broken {
 		t.Run("broken: "+b.name, func(t *testing.T) {
@@ -482,6 +484,7 @@ type composeService struct {
 	Command     []string          `yaml:"command"`
 	Environment map[string]string `yaml:"environment"`
 	ReadOnly    bool              `yaml:"read_only"`
+	StopGrace   string            `yaml:"stop_grace_period"`
 }
 
 var interpolation = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)`)
@@ -575,6 +578,8 @@ func checkCompose(files map[string]string) ([]workload, []string) {
 		if !s.ReadOnly {
 			p = append(p, fmt.Sprintf("%s: service %s: read_only is not true", file, name))
 		}
+		grace, _ := time.ParseDuration(orDefault(s.StopGrace, "10s")) // compose's default
+		p = append(p, checkGrace(file+" service "+name+": stop_grace_period", grace, s.Environment)...)
 		ws = append(ws, workload{where: file + " service " + name, env: s.Environment, ports: map[int]string{}})
 	}
 	for i := range ws {
@@ -646,8 +651,9 @@ type k8sObject struct {
 				Labels map[string]string `yaml:"labels"`
 			} `yaml:"metadata"`
 			Spec struct {
-				SecurityContext k8sSecurity    `yaml:"securityContext"`
-				Containers      []k8sContainer `yaml:"containers"`
+				SecurityContext               k8sSecurity    `yaml:"securityContext"`
+				Containers                    []k8sContainer `yaml:"containers"`
+				TerminationGracePeriodSeconds *int           `yaml:"terminationGracePeriodSeconds"`
 			} `yaml:"spec"`
 		} `yaml:"template"`
 		Ports []struct {
@@ -829,6 +835,11 @@ func checkKubernetes(files map[string]string) ([]workload, []string) {
 				}
 				w.probes = append(w.probes, deployProbe{kind: pr.kind, path: pr.probe.HTTPGet.Path, port: port})
 			}
+			grace := 30 * time.Second // Kubernetes's default
+			if g := pod.TerminationGracePeriodSeconds; g != nil {
+				grace = time.Duration(*g) * time.Second
+			}
+			p = append(p, checkGrace(cw+": terminationGracePeriodSeconds", grace, w.env)...)
 			roles[orDefault(w.env["BOOMERANG_ROLE"], "all")]++
 			ws = append(ws, w)
 		}
@@ -893,6 +904,24 @@ func checkKubernetes(files map[string]string) ([]workload, []string) {
 }
 
 func isTrue(b *bool) bool { return b != nil && *b }
+
+// checkGrace: the orchestrator waits longer than BOOMERANG_SHUTDOWN_TIMEOUT
+// before SIGKILL, so that in-flight work gets the time it was promised.
+func checkGrace(where string, grace time.Duration, env map[string]string) []string {
+	cfg, err := config.Load(func(k string) string {
+		if k == "BOOMERANG_SHUTDOWN_TIMEOUT" {
+			return env[k]
+		}
+		return ""
+	})
+	if err != nil {
+		return []string{fmt.Sprintf("%s: %v", where, err)}
+	}
+	if grace <= cfg.ShutdownTimeout {
+		return []string{fmt.Sprintf("%s is %v, not more than BOOMERANG_SHUTDOWN_TIMEOUT (%v): in-flight work is killed", where, grace, cfg.ShutdownTimeout)}
+	}
+	return nil
+}
 
 func mapValues(m map[string]int) []int {
 	var v []int
