@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -316,54 +318,13 @@ func relabel(p []string, where string) []string {
 }
 
 func (d *deployChecker) start(w workload) []string {
-	t := d.t
 	l := listeners(w.env)
-	mapped := map[int]string{} // manifest port → loopback address
-	env := map[string]string{}
-	for k, v := range w.env {
-		if strings.HasPrefix(k, "BOOMERANG_") {
-			env[k] = v
-		}
-	}
-	for port, name := range l {
-		mapped[port] = freeAddr(t)
-		env[name] = mapped[port]
-	}
-	if _, ok := env["BOOMERANG_REDIS_URL"]; ok {
-		env["BOOMERANG_REDIS_URL"] = d.redisURL
-	}
-	if _, ok := env["BOOMERANG_ADMIN_TOKEN"]; ok {
-		env["BOOMERANG_ADMIN_TOKEN"] = testAdminToken
-	}
+	env, mapped := d.localEnv(w.env, l)
 	getenv := func(k string) string { return env[k] }
-
-	ctx, cancel := context.WithCancel(context.Background())
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"boomerang", "serve"}, getenv, stdout, stderr) }()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Errorf("the process did not stop within 20 s of its cancellation")
-		}
-	}()
-	started := "API listening"
-	if !config.Role(orDefault(env["BOOMERANG_ROLE"], "all")).RunsAPI() {
-		started = "worker running"
-	}
-	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(stdout.String(), started); {
-		select {
-		case err := <-done:
-			done <- err
-			return []string{fmt.Sprintf("boomerang serve with this environment stops: %v", err)}
-		default:
-		}
-		if time.Now().After(deadline) {
-			return []string{fmt.Sprintf("boomerang serve with this environment did not start in 15 s:\n%s", stderr)}
-		}
-		time.Sleep(10 * time.Millisecond)
+	stop, err := d.serve(getenv)
+	defer stop()
+	if err != nil {
+		return []string{err.Error()}
 	}
 
 	var p []string
@@ -391,6 +352,61 @@ func (d *deployChecker) start(w workload) []string {
 		}
 	}
 	return p
+}
+
+// localEnv is a workload's environment for a process in this test: its
+// BOOMERANG_* variables, listeners moved to free loopback ports (mapped:
+// manifest port → address), the test's Redis and admin token for secrets.
+func (d *deployChecker) localEnv(manifest map[string]string, l map[int]string) (env map[string]string, mapped map[int]string) {
+	env, mapped = map[string]string{}, map[int]string{}
+	for k, v := range manifest {
+		if strings.HasPrefix(k, "BOOMERANG_") {
+			env[k] = v
+		}
+	}
+	for port, name := range l {
+		mapped[port] = freeAddr(d.t)
+		env[name] = mapped[port]
+	}
+	if _, ok := env["BOOMERANG_REDIS_URL"]; ok {
+		env["BOOMERANG_REDIS_URL"] = d.redisURL
+	}
+	if _, ok := env["BOOMERANG_ADMIN_TOKEN"]; ok {
+		env["BOOMERANG_ADMIN_TOKEN"] = testAdminToken
+	}
+	return env, mapped
+}
+
+// serve runs `boomerang serve` until stop, and returns once it has started.
+func (d *deployChecker) serve(getenv func(string) string) (stop func(), err error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"boomerang", "serve"}, getenv, stdout, stderr) }()
+	stop = func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			d.t.Errorf("the process did not stop within 20 s of its cancellation")
+		}
+	}
+	started := "API listening"
+	if !config.Role(orDefault(getenv("BOOMERANG_ROLE"), "all")).RunsAPI() {
+		started = "worker running"
+	}
+	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(stdout.String(), started); time.Sleep(10 * time.Millisecond) {
+		select {
+		case err := <-done:
+			done <- err
+			return stop, fmt.Errorf("boomerang serve with this environment stops: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return stop, fmt.Errorf("boomerang serve with this environment did not start in 15 s:\n%s", stderr)
+		}
+	}
+	return stop, nil
 }
 
 func dialWithin(addr string, d time.Duration) error {
@@ -640,6 +656,7 @@ func checkCompose(files map[string]string) ([]workload, []string) {
 // kubernetes -------------------------------------------------------------
 
 type k8sObject struct {
+	where    string // file, kind and name, for messages
 	Kind     string `yaml:"kind"`
 	Metadata struct {
 		Name string `yaml:"name"`
@@ -734,9 +751,31 @@ type deployment struct {
 }
 
 func checkKubernetes(files map[string]string) ([]workload, []string) {
-	var p []string
+	objs, p := decodeManifests(files)
+	var ws []workload
+	var deps []deployment
+	roles := map[string]int{}
+	for _, o := range objs {
+		if o.Kind != "Deployment" {
+			continue
+		}
+		dw, dep, dp := checkDeployment(o)
+		p = append(p, dp...)
+		for _, w := range dw {
+			roles[orDefault(w.env["BOOMERANG_ROLE"], "all")]++
+		}
+		ws, deps = append(ws, dw...), append(deps, dep)
+	}
+	if roles["api"] == 0 || roles["worker"] == 0 {
+		p = append(p, fmt.Sprintf("deploy/kubernetes: Deployments by role %v, want api and worker", roles))
+	}
+	return ws, append(p, checkSelectors(objs, deps)...)
+}
+
+// decodeManifests reads every object of every file in deploy/kubernetes.
+func decodeManifests(files map[string]string) ([]k8sObject, []string) {
 	var objs []k8sObject
-	var wheres []string
+	var p []string
 	for _, file := range sortedKeys(files) {
 		if !strings.HasPrefix(file, "deploy/kubernetes/") {
 			continue
@@ -744,151 +783,149 @@ func checkKubernetes(files map[string]string) ([]workload, []string) {
 		dec := yaml.NewDecoder(strings.NewReader(files[file]))
 		for {
 			var o k8sObject
-			err := dec.Decode(&o)
-			if err != nil {
-				if err.Error() != "EOF" {
+			if err := dec.Decode(&o); err != nil {
+				if !errors.Is(err, io.EOF) {
 					p = append(p, fmt.Sprintf("%s: %v", file, err))
 				}
 				break
 			}
+			o.where = fmt.Sprintf("%s %s %s", file, o.Kind, o.Metadata.Name)
 			objs = append(objs, o)
-			wheres = append(wheres, fmt.Sprintf("%s %s %s", file, o.Kind, o.Metadata.Name))
 		}
 	}
+	return objs, p
+}
 
+// checkDeployment returns the processes a Deployment runs, its pods'
+// labels and ports, and what is wrong with it.
+func checkDeployment(o k8sObject) ([]workload, deployment, []string) {
+	var p []string
+	labels := o.Spec.Template.Metadata.Labels
+	if !selects(matchLabels(o.Spec.Selector), labels) {
+		p = append(p, fmt.Sprintf("%s: selector %v does not select its own pods %v", o.where, matchLabels(o.Spec.Selector), labels))
+	}
+	pod := o.Spec.Template.Spec
+	dep := deployment{where: o.where, labels: labels, ports: map[string]int{}}
+	for _, c := range pod.Containers {
+		for _, port := range c.Ports {
+			dep.ports[orDefault(port.Name, "#"+strconv.Itoa(port.ContainerPort))] = port.ContainerPort
+		}
+	}
+	grace := 30 * time.Second // Kubernetes's default
+	if g := pod.TerminationGracePeriodSeconds; g != nil {
+		grace = time.Duration(*g) * time.Second
+	}
 	var ws []workload
-	var deps []deployment
-	roles := map[string]int{}
-	for i, o := range objs {
-		if o.Kind != "Deployment" {
+	for _, c := range pod.Containers {
+		w, cp := checkContainer(o.where+" container "+c.Name, c, pod.SecurityContext, dep)
+		p = append(p, cp...)
+		p = append(p, checkGrace(w.where+": terminationGracePeriodSeconds", grace, w.env)...)
+		ws = append(ws, w)
+	}
+	return ws, dep, p
+}
+
+// checkContainer returns the process a container runs and what is wrong with it.
+func checkContainer(where string, c k8sContainer, pod k8sSecurity, dep deployment) (workload, []string) {
+	var p []string
+	w := workload{where: where, env: map[string]string{}, ports: map[int]string{}}
+	if !imagePinned(c.Image) {
+		p = append(p, fmt.Sprintf("%s: image %q is not pinned by a tag", where, c.Image))
+	}
+	if !isTrue(c.SecurityContext.RunAsNonRoot) && !isTrue(pod.RunAsNonRoot) {
+		p = append(p, where+": runAsNonRoot is not true")
+	}
+	if !isTrue(c.SecurityContext.ReadOnlyRootFilesystem) {
+		p = append(p, where+": readOnlyRootFilesystem is not true")
+	}
+	if c.SecurityContext.AllowPrivilegeEscalation == nil || *c.SecurityContext.AllowPrivilegeEscalation {
+		p = append(p, where+": allowPrivilegeEscalation is not false")
+	}
+	if c.Resources.Requests["cpu"] == "" || c.Resources.Requests["memory"] == "" || c.Resources.Limits["memory"] == "" {
+		p = append(p, where+": resources want requests of cpu and memory and a memory limit")
+	}
+	for _, e := range c.Env {
+		switch {
+		case e.Value != nil:
+			w.env[e.Name] = *e.Value
+			if slices.Contains(secretVars, e.Name) {
+				p = append(p, fmt.Sprintf("%s: %s has a value in the manifest; take it from a Secret (secretKeyRef)", where, e.Name))
+			}
+		case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
+			w.env[e.Name] = ""
+		default:
+			p = append(p, fmt.Sprintf("%s: %s has neither a value nor a secretKeyRef", where, e.Name))
+		}
+	}
+	for _, port := range c.Ports {
+		w.ports[port.ContainerPort] = "containerPort"
+	}
+	for _, pr := range []struct {
+		kind, want string
+		probe      *k8sProbe
+	}{{"liveness", "/healthz", c.LivenessProbe}, {"readiness", "/readyz", c.ReadinessProbe}} {
+		if pr.probe == nil || pr.probe.HTTPGet == nil {
+			p = append(p, fmt.Sprintf("%s: no %s probe (httpGet %s)", where, pr.kind, pr.want))
 			continue
 		}
-		where := wheres[i]
-		labels := o.Spec.Template.Metadata.Labels
-		if !selects(matchLabels(o.Spec.Selector), labels) {
-			p = append(p, fmt.Sprintf("%s: selector %v does not select its own pods %v", where, matchLabels(o.Spec.Selector), labels))
+		if pr.probe.HTTPGet.Path != pr.want {
+			p = append(p, fmt.Sprintf("%s: %s probe on %s, want %s", where, pr.kind, pr.probe.HTTPGet.Path, pr.want))
 		}
-		pod := o.Spec.Template.Spec
-		dep := deployment{where: where, labels: labels, ports: map[string]int{}}
-		for _, c := range pod.Containers {
-			cw := where + " container " + c.Name
-			w := workload{where: cw, env: map[string]string{}, ports: map[int]string{}}
-			if !imagePinned(c.Image) {
-				p = append(p, fmt.Sprintf("%s: image %q is not pinned by a tag", cw, c.Image))
-			}
-			if !isTrue(c.SecurityContext.RunAsNonRoot) && !isTrue(pod.SecurityContext.RunAsNonRoot) {
-				p = append(p, cw+": runAsNonRoot is not true")
-			}
-			if !isTrue(c.SecurityContext.ReadOnlyRootFilesystem) {
-				p = append(p, cw+": readOnlyRootFilesystem is not true")
-			}
-			if c.SecurityContext.AllowPrivilegeEscalation == nil || *c.SecurityContext.AllowPrivilegeEscalation {
-				p = append(p, cw+": allowPrivilegeEscalation is not false")
-			}
-			if c.Resources.Requests["cpu"] == "" || c.Resources.Requests["memory"] == "" || c.Resources.Limits["memory"] == "" {
-				p = append(p, cw+": resources want requests of cpu and memory and a memory limit")
-			}
-			for _, e := range c.Env {
-				switch {
-				case e.Value != nil:
-					w.env[e.Name] = *e.Value
-					if slices.Contains(secretVars, e.Name) {
-						p = append(p, fmt.Sprintf("%s: %s has a value in the manifest; take it from a Secret (secretKeyRef)", cw, e.Name))
-					}
-				case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
-					w.env[e.Name] = ""
-				default:
-					p = append(p, fmt.Sprintf("%s: %s has neither a value nor a secretKeyRef", cw, e.Name))
-				}
-			}
-			for _, port := range c.Ports {
-				w.ports[port.ContainerPort] = "containerPort"
-				if port.Name != "" {
-					dep.ports[port.Name] = port.ContainerPort
-				}
-			}
-			resolve := func(port any) (int, bool) {
-				switch v := port.(type) {
-				case int:
-					return v, true
-				case string:
-					n, ok := dep.ports[v]
-					return n, ok
-				}
-				return 0, false
-			}
-			for _, pr := range []struct {
-				kind, want string
-				probe      *k8sProbe
-			}{{"liveness", "/healthz", c.LivenessProbe}, {"readiness", "/readyz", c.ReadinessProbe}} {
-				if pr.probe == nil || pr.probe.HTTPGet == nil {
-					p = append(p, fmt.Sprintf("%s: no %s probe (httpGet %s)", cw, pr.kind, pr.want))
-					continue
-				}
-				if pr.probe.HTTPGet.Path != pr.want {
-					p = append(p, fmt.Sprintf("%s: %s probe on %s, want %s", cw, pr.kind, pr.probe.HTTPGet.Path, pr.want))
-				}
-				port, ok := resolve(pr.probe.HTTPGet.Port)
-				if !ok {
-					p = append(p, fmt.Sprintf("%s: %s probe on port %v, which names no containerPort", cw, pr.kind, pr.probe.HTTPGet.Port))
-					continue
-				}
-				w.probes = append(w.probes, deployProbe{kind: pr.kind, path: pr.probe.HTTPGet.Path, port: port})
-			}
-			grace := 30 * time.Second // Kubernetes's default
-			if g := pod.TerminationGracePeriodSeconds; g != nil {
-				grace = time.Duration(*g) * time.Second
-			}
-			p = append(p, checkGrace(cw+": terminationGracePeriodSeconds", grace, w.env)...)
-			roles[orDefault(w.env["BOOMERANG_ROLE"], "all")]++
-			ws = append(ws, w)
+		port, ok := dep.port(pr.probe.HTTPGet.Port)
+		if !ok {
+			p = append(p, fmt.Sprintf("%s: %s probe on port %v, which names no containerPort", where, pr.kind, pr.probe.HTTPGet.Port))
+			continue
 		}
-		deps = append(deps, dep)
+		w.probes = append(w.probes, deployProbe{kind: pr.kind, path: pr.probe.HTTPGet.Path, port: port})
 	}
-	if roles["api"] == 0 || roles["worker"] == 0 {
-		p = append(p, fmt.Sprintf("deploy/kubernetes: Deployments by role %v, want api and worker", roles))
-	}
+	return w, p
+}
 
+// port resolves a probe's port or a Service's targetPort: a number, or a
+// containerPort's name.
+func (d deployment) port(ref any) (int, bool) {
+	switch v := ref.(type) {
+	case int:
+		return v, true
+	case string:
+		n, ok := d.ports[v]
+		return n, ok
+	}
+	return 0, false
+}
+
+// checkSelectors: every Service selects pods that have its targetPorts,
+// every PodDisruptionBudget selects pods, every Deployment has one budget.
+func checkSelectors(objs []k8sObject, deps []deployment) []string {
+	var p []string
 	services, budgets := 0, map[string]int{}
-	for i, o := range objs {
+	for _, o := range objs {
+		sel := matchLabels(o.Spec.Selector)
+		var matched []deployment
+		for _, d := range deps {
+			if selects(sel, d.labels) {
+				matched = append(matched, d)
+			}
+		}
 		switch o.Kind {
 		case "Service":
 			services++
-			sel := matchLabels(o.Spec.Selector)
-			var matched []deployment
-			for _, d := range deps {
-				if selects(sel, d.labels) {
-					matched = append(matched, d)
-				}
-			}
 			if len(matched) == 0 {
-				p = append(p, fmt.Sprintf("%s: selector %v selects no Deployment's pods", wheres[i], sel))
+				p = append(p, fmt.Sprintf("%s: selector %v selects no Deployment's pods", o.where, sel))
 			}
 			for _, sp := range o.Spec.Ports {
 				for _, d := range matched {
-					ok := false
-					switch v := sp.TargetPort.(type) {
-					case int:
-						ok = slices.Contains(mapValues(d.ports), v)
-					case string:
-						_, ok = d.ports[v]
-					}
-					if !ok {
-						p = append(p, fmt.Sprintf("%s: port %s: targetPort %v is no containerPort of %s", wheres[i], sp.Name, sp.TargetPort, d.where))
+					if n, ok := d.port(sp.TargetPort); !ok || !slices.Contains(mapValues(d.ports), n) {
+						p = append(p, fmt.Sprintf("%s: port %s: targetPort %v is no containerPort of %s", o.where, sp.Name, sp.TargetPort, d.where))
 					}
 				}
 			}
 		case "PodDisruptionBudget":
-			sel := matchLabels(o.Spec.Selector)
-			n := 0
-			for _, d := range deps {
-				if selects(sel, d.labels) {
-					budgets[d.where]++
-					n++
-				}
+			if len(matched) == 0 {
+				p = append(p, fmt.Sprintf("%s: PodDisruptionBudget selector %v selects no Deployment's pods", o.where, sel))
 			}
-			if n == 0 {
-				p = append(p, fmt.Sprintf("%s: PodDisruptionBudget selector %v selects no Deployment's pods", wheres[i], sel))
+			for _, d := range matched {
+				budgets[d.where]++
 			}
 		}
 	}
@@ -900,7 +937,7 @@ func checkKubernetes(files map[string]string) ([]workload, []string) {
 			p = append(p, fmt.Sprintf("%s: %d PodDisruptionBudgets select its pods, want 1", d.where, budgets[d.where]))
 		}
 	}
-	return ws, p
+	return p
 }
 
 func isTrue(b *bool) bool { return b != nil && *b }
