@@ -112,7 +112,7 @@ var Vars = []Var{
 	{"BOOMERANG_REDIS_WAIT_TIMEOUT", "1s", "longest wait for BOOMERANG_REDIS_WAIT_REPLICAS; past it the answer is 503"},
 	{"BOOMERANG_PARTITIONS", "1 (16 on a cluster)", "partitions jobs are spread over, each with its own keys and asynq queue, so that a cluster's masters share the work; fixed once a Redis is in use"},
 	{"BOOMERANG_ADDR", ":8080", "listen address of the HTTP API"},
-	{"BOOMERANG_ADMIN_ADDR", "(empty: same as BOOMERANG_ADDR)", "serve /admin on its own listener, e.g. 127.0.0.1:8081; the public listener then answers 404 for /admin"},
+	{"BOOMERANG_ADMIN_ADDR", "(empty: same as BOOMERANG_ADDR)", "serve /admin on its own listener, e.g. 127.0.0.1:8081; the public listener then answers 404 for /admin; a worker-only process (BOOMERANG_ROLE=worker) serves /healthz and /readyz there, for probes"},
 	{"BOOMERANG_METRICS_ADDR", "(empty: /metrics with the admin API, behind the admin token)", "serve Prometheus metrics at /metrics on their own listener, without a token, e.g. 127.0.0.1:9464 (keep it private); the only way a worker-only process serves them"},
 	{"BOOMERANG_DEBUG_ADDR", "", "serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (keep it private)"},
 	{"BOOMERANG_ADMIN_TOKEN", "(generated in embedded mode)", "bearer token of the admin API, at least 32 characters; required with a real Redis"},

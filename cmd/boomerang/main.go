@@ -34,6 +34,7 @@ Commands:
   cancel    cancel a job: cancel ID
   work      run an external worker: work --type T [--concurrency N] -- COMMAND ARGS...
             (the payload on COMMAND's stdin, its stdout JSON the result)
+  healthcheck  exit 0 if this container's process is ready (GET /readyz), for HEALTHCHECK
   version   print the version
 
 submit, status, watch and cancel use BOOMERANG_URL (default http://localhost:8080)
@@ -64,9 +65,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cancelCmd(ctx, args[2:], getenv, stdout, stderr)
 	case "work":
 		return workCmd(ctx, args[2:], getenv, stderr)
+	case "healthcheck":
+		return healthcheck(ctx, args[2:], getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (want serve, listen, submit, status, watch, cancel, work, version)", args[1])
+	return fmt.Errorf("unknown command %q (want serve, listen, submit, status, watch, cancel, work, healthcheck, version)", args[1])
 }

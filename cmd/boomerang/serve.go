@@ -123,6 +123,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return nil
 	}
 	if !cfg.Role.RunsAPI() {
+		// A worker has no API; its admin listener, if set, serves only the
+		// health routes, for probes (deploy/kubernetes, boomerang healthcheck).
+		if cfg.AdminAddr != "" {
+			s, err := startHTTP(cfg.AdminAddr, handlers.New(handlers.Deps{Ready: ready, Logger: log}, 0), "health", stdout, log)
+			if err != nil {
+				shutdownWorkers()
+				return err
+			}
+			defer s.Close()
+		}
 		fmt.Fprintln(stdout, "boomerang: worker running (BOOMERANG_ROLE=worker)")
 		<-ctx.Done()
 		shutdownWorkers()
