@@ -119,7 +119,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return nil
 	}
 
-	deps := handlers.Deps{Jobs: app.jobs, Work: app.jobs, Workers: app.workers, Clients: app.clients, Deliveries: app.store, Replays: app.dispatcher,
+	deps := handlers.Deps{Jobs: app.jobs, Work: app.jobs, Workers: app.workers, Clients: app.clients, Deliveries: app.store, Replays: app.dispatcher, Retries: app.dispatcher,
 		WorkerLimits: handlers.WorkerLimits{WaitMax: cfg.WorkerWaitMax, LeaseMin: cfg.WorkerLeaseMin, LeaseMax: cfg.WorkerLeaseMax},
 		Limiter:      clients.NewRateLimiter(app.store, float64(cfg.RateLimit), cfg.RateBurst, time.Now),
 		Ready:        ready, AdminToken: cfg.AdminToken, MaxBody: cfg.MaxBodyBytes, Grace: cfg.SecretGrace, Logger: log}
