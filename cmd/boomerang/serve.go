@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -25,11 +24,14 @@ import (
 
 // serve runs the service until ctx ends.
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	addr := fs.String("addr", "", "listen address (overrides BOOMERANG_ADDR)")
+	fs := newFlagSet("serve", "serve [--addr ADDR]", stderr)
+	addr := fs.String("addr", "", "listen `address` (overrides BOOMERANG_ADDR)")
+	fs.Usage = func() { serveUsage(fs) }
 	if err := fs.Parse(args); err != nil {
-		return err
+		return commandError("serve", err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected argument %q (its configuration is BOOMERANG_* variables: serve -h)", fs.Arg(0))
 	}
 	cfg, err := config.Load(getenv)
 	if err != nil {
