@@ -142,6 +142,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	servers = append(servers, s)
+	if !cfg.Embedded() {
+		adminURL := ownURL(apiListener.Addr().String())
+		if cfg.AdminAddr != "" {
+			adminURL = ownURL(cfg.AdminAddr)
+		}
+		printFirstClient(ctx, app.clients, adminURL, stdout, log)
+	}
 
 	<-ctx.Done()
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
