@@ -63,7 +63,7 @@ func CheckDurability(ctx context.Context, rdb redis.UniversalClient) (Durability
 // durableSettings are the settings checked, what keeps the data, and what
 // another value can lose.
 var durableSettings = []struct{ name, want, loss string }{
-	{"appendonly", "yes", "accepted jobs and pending deliveries since the last RDB snapshot are lost when Redis restarts"},
+	{"appendonly", "yes", "accepted jobs and pending deliveries are lost when Redis restarts (all since its last RDB snapshot, if it takes any)"},
 	{"maxmemory-policy", "noeviction", "Redis evicts keys under memory pressure: jobs, their tasks and deliveries can vanish"},
 }
 

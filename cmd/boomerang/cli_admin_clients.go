@@ -68,9 +68,9 @@ func clientsList(ctx context.Context, a *adminRun) error {
 		return err
 	}
 	return a.print(page, func(w *tabwriter.Writer) {
-		fmt.Fprintln(w, "ID\tNAME\tCREATED\tKEYS\tJOB TYPES\tDISABLED")
+		fmt.Fprintln(w, "ID\tNAME\tCREATED\tJOB TYPES\tDISABLED")
 		for _, c := range page.Data {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%v\n", c.ID, c.Name, when(&c.CreatedAt), len(c.Keys), dash(strings.Join(c.JobTypes, ",")), c.Disabled)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%v\n", c.ID, c.Name, when(&c.CreatedAt), dash(strings.Join(c.JobTypes, ",")), c.Disabled)
 		}
 		nextPage(a, page.NextCursor)
 	})
