@@ -290,7 +290,9 @@ func (c *Client) RetryNowAll(ctx context.Context, f DeliveryFilter, dryRun bool)
 	body := f.body()
 	body["dryRun"] = dryRun
 	var out RetryNowResult
-	_, err := c.call(ctx, request{method: http.MethodPost, path: adminPrefix + "/deliveries/retry-now", body: body}, &out)
+	// The server answers once every match is handed over: allow it the
+	// time it allows itself.
+	_, err := c.call(ctx, request{method: http.MethodPost, path: adminPrefix + "/deliveries/retry-now", body: body, wait: 10 * time.Minute}, &out)
 	return out, err
 }
 

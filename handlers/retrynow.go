@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/boomerang-dev/boomerang/ids"
 	"github.com/boomerang-dev/boomerang/webhooks"
@@ -33,6 +34,9 @@ func retryNow(rt Retrier) http.Handler {
 	})
 }
 
+// bulkRetryTimeout bounds a bulk retry-now's answer.
+const bulkRetryTimeout = 10 * time.Minute
+
 // bulkRetryNow does the same for every PENDING delivery matching the
 // body's filter, and answers with the counts.
 func bulkRetryNow(rt Retrier, maxBody int64) http.Handler {
@@ -56,6 +60,9 @@ func bulkRetryNow(rt Retrier, maxBody int64) http.Handler {
 			writeError(w, r, err)
 			return
 		}
+		// Every match is handed over before the answer: many thousands
+		// take longer than the server's write timeout allows.
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(bulkRetryTimeout))
 		res, err := rt.RetryNowAll(r.Context(), f, req.DryRun)
 		if err != nil {
 			writeError(w, r, err)

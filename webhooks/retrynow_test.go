@@ -193,3 +193,31 @@ func TestRetryNowAll(t *testing.T) {
 		t.Errorf("another client's delivery moved to %v", got.NextAttemptAt)
 	}
 }
+
+// TestRetryNowDeferred: when this process's circuit for the endpoint is
+// open, RetryNow sends nothing itself and hands the attempt, due now, to
+// the workers, whose gate decides.
+func TestRetryNowDeferred(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, withGate(10, 1, time.Hour)) // one failure opens the circuit for an hour
+	rcv := newReceiver(t, status(http.StatusInternalServerError))
+	d := e.newDelivery(t, "cli_a", rcv.URL)
+	e.first(t, d)
+	e.clock.Advance(time.Second)
+	now := e.clock.Now()
+	got, err := e.d.RetryNow(ctx, d.ID)
+	if err != nil {
+		t.Fatalf("RetryNow = %v, want nil", err)
+	}
+	if got.Status != webhooks.StatusPending || got.Attempts != 1 || got.NextAttemptAt == nil || !got.NextAttemptAt.Equal(now) || got.DeferredReason != "" {
+		t.Errorf("RetryNow behind an open circuit answered %s, %d attempts, next %v, deferred %q; want PENDING, 1, %v, none",
+			got.Status, got.Attempts, got.NextAttemptAt, got.DeferredReason, now)
+	}
+	if n := len(rcv.Requests()); n != 1 {
+		t.Errorf("receiver got %d requests, want 1 (none through the open circuit)", n)
+	}
+	calls := e.sched.CallsFor(d.ID)
+	if last := calls[len(calls)-1]; !last.equal(schedCall{d.ID, 2, time.Time{}}) {
+		t.Errorf("last Scheduler call %v, want RunAttemptNow of attempt 2", last)
+	}
+}
