@@ -136,12 +136,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 		servers = append(servers, s)
 	}
-	s, err := serveHTTP(apiListener, handlers.New(deps, public), "API", stdout, log)
-	if err != nil {
-		shutdownWorkers()
-		return err
-	}
-	servers = append(servers, s)
 	if !cfg.Embedded() {
 		adminURL := ownURL(apiListener.Addr().String())
 		if cfg.AdminAddr != "" {
@@ -149,6 +143,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 		printFirstClient(ctx, app.clients, adminURL, stdout, log)
 	}
+	s, err := serveHTTP(apiListener, handlers.New(deps, public), "API", stdout, log)
+	if err != nil {
+		shutdownWorkers()
+		return err
+	}
+	servers = append(servers, s)
 
 	<-ctx.Done()
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
