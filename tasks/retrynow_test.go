@@ -2,9 +2,12 @@ package tasks_test
 
 import (
 	"context"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/boomerang-dev/boomerang/tasks"
 	"github.com/hibiken/asynq"
 )
 
@@ -54,5 +57,48 @@ func TestRunAttemptNow(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRunAttemptNowWhileRunning: the attempt's task is running right now
+// (it may have read the old schedule): a second task under another id runs
+// the attempt again, which the domain makes once whichever comes first.
+func TestRunAttemptNowWhileRunning(t *testing.T) {
+	ctx := context.Background()
+	q, _, rdb := newQueue(t, 5*time.Second)
+	id := msgOf(reqIn(0))
+	started := make(chan struct{}, 2)
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var calls []string
+	h := tasks.Handlers{Attempt: func(_ context.Context, d string, n int) error {
+		mu.Lock()
+		calls = append(calls, d+"/"+strconv.Itoa(n))
+		first := len(calls) == 1
+		mu.Unlock()
+		started <- struct{}{}
+		if first {
+			<-release
+		}
+		return nil
+	}}
+	startServer(t, rdb, tasks.ServerOptions{}, h)
+	if err := q.ScheduleAttempt(ctx, id, 2, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	<-started // the task is active
+	if err := q.RunAttemptNow(ctx, id, 2); err != nil {
+		t.Fatalf("RunAttemptNow of a running attempt = %v, want nil", err)
+	}
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no second run of the attempt within 10 s of RunAttemptNow")
+	}
+	close(release)
+	mu.Lock()
+	defer mu.Unlock()
+	if want := id + "/2"; len(calls) != 2 || calls[0] != want || calls[1] != want {
+		t.Errorf("handler calls %v, want attempt 2 of %s twice", calls, id)
 	}
 }
