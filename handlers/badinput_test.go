@@ -309,6 +309,17 @@ var badInputs = []badInput{
 	{name: "bulk replay unknown field", req: post("/admin/v1/deliveries/replay", `{"state":"FAILED"}`), status: 422, slug: "validation-error", field: "state"},
 	{name: "bulk replay malformed", req: post("/admin/v1/deliveries/replay", `{"status":}`), status: 400, slug: "malformed-json"},
 	{name: "bulk replay text/plain", req: withHeader(post("/admin/v1/deliveries/replay", `{}`), "Content-Type", "text/plain"), status: 415, slug: "unsupported-media-type"},
+	{name: "retry now a DELIVERED delivery", req: post("/admin/v1/deliveries/msg_0D0NE000000000000000000000/retry-now", ""), status: 409, slug: "delivery-not-pending", check: detailHas("DELIVERED")},
+	{name: "retry now a FAILED delivery", req: post("/admin/v1/deliveries/msg_0FA11ED0000000000000000000/retry-now", ""), status: 409, slug: "delivery-not-pending", check: detailHas("FAILED")},
+	{name: "retry now an unknown delivery", req: post("/admin/v1/deliveries/msg_0N0PE000000000000000000000/retry-now", ""), status: 404, slug: "not-found"},
+	{name: "retry now a malformed id", req: post("/admin/v1/deliveries/req_0PEND1NG000000000000000000/retry-now", ""), status: 404, slug: "not-found"},
+	{name: "bulk retry now bad clientId", req: post("/admin/v1/deliveries/retry-now", `{"clientId":"acme"}`), status: 422, slug: "validation-error", field: "clientId"},
+	{name: "bulk retry now bad since", req: post("/admin/v1/deliveries/retry-now", `{"since":"yesterday"}`), status: 422, slug: "validation-error", field: "since"},
+	{name: "bulk retry now bad until", req: post("/admin/v1/deliveries/retry-now", `{"until":1700000000}`), status: 422, slug: "validation-error", field: "until"},
+	{name: "bulk retry now until before since", req: post("/admin/v1/deliveries/retry-now", `{"since":"2026-11-26T00:00:00Z","until":"2026-11-01T00:00:00Z"}`), status: 422, slug: "validation-error", field: "until"},
+	{name: "bulk retry now dryRun not a boolean", req: post("/admin/v1/deliveries/retry-now", `{"dryRun":"yes"}`), status: 422, slug: "validation-error", field: "dryRun", check: detailHas("boolean")},
+	{name: "bulk retry now with a status", req: post("/admin/v1/deliveries/retry-now", `{"status":"FAILED"}`), status: 422, slug: "validation-error", field: "status"},
+	{name: "bulk retry now malformed", req: post("/admin/v1/deliveries/retry-now", `{"clientId":`), status: 400, slug: "malformed-json"},
 	{name: "get unknown replay", req: get("/admin/v1/replays/rpl_0N0PE000000000000000000000"), status: 404, slug: "not-found"},
 
 	// --- failures of the layers below ---
@@ -325,6 +336,8 @@ var badInputs = []badInput{
 	{name: "storage unavailable creating a client", setup: failWith(&net.OpError{Op: "read", Net: "tcp", Err: errors.New("i/o timeout")}),
 		req: post("/admin/v1/clients", `{"name":"a"}`), status: 503, slug: "service-unavailable"},
 	{name: "unexpected error starting a bulk replay", setup: failWith(errors.New(internalText)), req: post("/admin/v1/deliveries/replay", `{}`), status: 500, slug: "internal-error"},
+	{name: "unexpected error in a bulk retry now", setup: failWith(errors.New(internalText)), req: post("/admin/v1/deliveries/retry-now", `{}`), status: 500, slug: "internal-error"},
+	{name: "storage unavailable in a retry now", setup: failWith(context.DeadlineExceeded), req: post("/admin/v1/deliveries/msg_0PEND1NG000000000000000000/retry-now", ""), status: 503, slug: "service-unavailable"},
 	{name: "unexpected error in authentication", setup: func(_ *testing.T, e *env) { e.clients.authErr = errors.New(internalText) },
 		req: get("/v1/jobs/req_0X000000000000000000000000"), status: 500, slug: "internal-error"},
 }

@@ -446,6 +446,47 @@ func (f *fakeDeliveries) StartBulkReplay(_ context.Context, flt webhooks.Filter,
 	return r, nil
 }
 
+// RetryNow "delivers" a PENDING delivery at its next attempt.
+func (f *fakeDeliveries) RetryNow(_ context.Context, id string) (webhooks.Delivery, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return webhooks.Delivery{}, f.err
+	}
+	d, ok := f.byID[id]
+	switch {
+	case !ok:
+		return webhooks.Delivery{}, webhooks.ErrNotFound
+	case d.Status != webhooks.StatusPending:
+		return webhooks.Delivery{}, &webhooks.NotPendingError{Status: d.Status}
+	}
+	d.Attempts++
+	d.Status, d.LastAttemptAt, d.DeliveredAt, d.NextAttemptAt, d.LastStatusCode = webhooks.StatusDelivered, at(10), at(10), nil, 200
+	d.AttemptLog = append(d.AttemptLog, webhooks.Attempt{Number: d.Attempts, StartedAt: *at(10), DurationMs: 3, URL: d.URL,
+		StatusCode: 200, Outcome: webhooks.OutcomeDelivered})
+	f.byID[id] = d
+	return d, nil
+}
+
+func (f *fakeDeliveries) RetryNowAll(_ context.Context, flt webhooks.Filter, dryRun bool) (webhooks.RetryNowResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.gotFilter, f.gotDryRun = flt, dryRun
+	if f.err != nil {
+		return webhooks.RetryNowResult{}, f.err
+	}
+	r := webhooks.RetryNowResult{DryRun: dryRun}
+	for _, d := range f.byID {
+		if d.Status == webhooks.StatusPending && (flt.ClientID == "" || d.ClientID == flt.ClientID) {
+			r.Matched++
+		}
+	}
+	if !dryRun {
+		r.Retried = r.Matched
+	}
+	return r, nil
+}
+
 func (f *fakeDeliveries) GetReplay(_ context.Context, id string) (webhooks.BulkReplay, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -475,7 +516,7 @@ type env struct {
 func newEnv() *env {
 	e := &env{jobs: newFakeJobs(), clients: newFakeClients(), deliveries: newFakeDeliveries(), logs: &testkit.SyncBuffer{},
 		serve: handlers.ServePublic | handlers.ServeAdmin}
-	e.deps = handlers.Deps{Jobs: e.jobs, Clients: e.clients, Deliveries: e.deliveries, Replays: e.deliveries,
+	e.deps = handlers.Deps{Jobs: e.jobs, Clients: e.clients, Deliveries: e.deliveries, Replays: e.deliveries, Retries: e.deliveries,
 		Ready:      func(context.Context) error { return e.readyErr },
 		AdminToken: adminToken, MaxBody: 1024, Grace: 24 * time.Hour,
 		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}

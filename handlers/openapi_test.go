@@ -632,6 +632,9 @@ func TestOpenAPIConformance(t *testing.T) {
 		post("/admin/v1/deliveries/msg_0D0NE000000000000000000000/replay", ""),
 		post("/admin/v1/deliveries/replay", `{}`),
 		post("/admin/v1/deliveries/replay", `{"status":"DELIVERED","clientId":"cli_0A000000000000000000000000","since":"2026-01-01T00:00:00Z","until":"2027-01-01T00:00:00Z","dryRun":true}`),
+		post("/admin/v1/deliveries/retry-now", `{"clientId":"cli_0A000000000000000000000000","since":"2026-01-01T00:00:00Z","until":"2027-01-01T00:00:00Z","dryRun":true}`),
+		post("/admin/v1/deliveries/retry-now", `{}`),
+		post("/admin/v1/deliveries/msg_0PEND1NG000000000000000000/retry-now", ""),
 		get("/admin/v1/replays/rpl_0FAKE100000000000000000000"), get("/admin/v1/replays/rpl_0FAKE200000000000000000000"),
 	}
 	for _, rq := range happy {

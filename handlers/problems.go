@@ -67,6 +67,7 @@ var (
 	probMethod       = problemKind{"method-not-allowed", "Method not allowed", http.StatusMethodNotAllowed}
 	probIdempotency  = problemKind{"idempotency-conflict", "Idempotency-Key reused with a different request", http.StatusConflict}
 	probPending      = problemKind{"delivery-pending", "The delivery is already pending", http.StatusConflict}
+	probNotPending   = problemKind{"delivery-not-pending", "Only a PENDING delivery can be retried now", http.StatusConflict}
 	probJobType      = problemKind{"invalid-job-type", "The job type is missing, too long or not well-formed", http.StatusUnprocessableEntity}
 	probUnknownType  = problemKind{"unknown-job-type", "No processor is registered for this job type", http.StatusUnprocessableEntity}
 	probCallbackURL  = problemKind{"invalid-callback-url", "The callback URL is not allowed", http.StatusUnprocessableEntity}
@@ -107,9 +108,10 @@ func badRequest(kind problemKind, detail string, fields ...FieldError) error {
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	log := loggerFrom(r.Context())
 	var (
-		reqErr *requestError
-		valErr *jobs.ValidationError
-		wkErr  *workers.ValidationError
+		reqErr     *requestError
+		valErr     *jobs.ValidationError
+		wkErr      *workers.ValidationError
+		notPending *webhooks.NotPendingError
 	)
 	p := Problem{Instance: logPath(r)}
 	kind := probInternal
@@ -150,7 +152,9 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, jobs.ErrIdempotencyConflict):
 		kind, p.Detail = probIdempotency, "this Idempotency-Key was used within 24 h with a different body"
 	case errors.Is(err, webhooks.ErrConflict):
-		kind, p.Detail = probPending, "a PENDING delivery is already scheduled; replay it once it is DELIVERED or FAILED"
+		kind, p.Detail = probPending, "a PENDING delivery is already scheduled; retry it now (POST …/retry-now), or replay it once it is DELIVERED or FAILED"
+	case errors.As(err, &notPending):
+		kind, p.Detail = probNotPending, "the delivery is "+string(notPending.Status)+"; only a PENDING delivery can be retried now (replay a finished one)"
 	case errors.Is(err, page.ErrBadCursor):
 		kind, p.Detail = probParameter, "cursor is not one this API returned"
 		p.Errors = []FieldError{{Field: "cursor", Code: "invalid", Message: "malformed cursor"}}

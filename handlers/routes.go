@@ -23,6 +23,7 @@ type Deps struct {
 	Clients      ClientStore
 	Deliveries   DeliveryReader
 	Replays      Replayer
+	Retries      Retrier
 	Limiter      RateLimiter // nil: no rate limit
 	Ready        func(ctx context.Context) error
 	AdminToken   string
@@ -94,8 +95,10 @@ func Router(d Deps, serve int) *mux.Router {
 		a.Handle("/workers/{id}", deleteWorker(d.Workers)).Methods(http.MethodDelete)
 		a.Handle("/deliveries", listDeliveries(d.Deliveries)).Methods(http.MethodGet)
 		a.Handle("/deliveries/replay", bulkReplay(d.Replays, d.MaxBody)).Methods(http.MethodPost)
+		a.Handle("/deliveries/retry-now", bulkRetryNow(d.Retries, d.MaxBody)).Methods(http.MethodPost)
 		a.Handle("/deliveries/{id}", getDelivery(d.Deliveries)).Methods(http.MethodGet)
 		a.Handle("/deliveries/{id}/replay", replayDelivery(d.Replays)).Methods(http.MethodPost)
+		a.Handle("/deliveries/{id}/retry-now", retryNow(d.Retries)).Methods(http.MethodPost)
 		a.Handle("/replays/{replayId}", getReplay(d.Replays)).Methods(http.MethodGet)
 		if d.Metrics != nil {
 			r.Handle("/metrics", adminAuth(d.AdminToken)(d.Metrics)).Methods(http.MethodGet)

@@ -139,6 +139,20 @@ func (s *Store) PostponeDelivery(ctx context.Context, d webhooks.Delivery, n int
 		fields: []any{fDelivery, stateOf(next).String()}})
 }
 
+// ExpediteDelivery moves d's next attempt to now (an operator's retry-now),
+// provided d is PENDING with the attempts it was read with (else
+// webhooks.ErrStale). A deferral is dropped with it, and recovery steps in
+// RecoverAfter from now if the attempt has not happened by then.
+func (s *Store) ExpediteDelivery(ctx context.Context, d webhooks.Delivery, now time.Time) error {
+	now = now.UTC().Truncate(time.Millisecond)
+	next := d
+	next.NextAttemptAt, next.UpdatedAt = &now, now
+	next.DeferredUntil, next.DeferredReason, next.DeferredAttempt = nil, "", 0
+	at := now.Add(s.recoverAfter)
+	return s.writeDelivery(ctx, deliveryWrite{d: d, allowed: string(webhooks.StatusPending), attempts: d.Attempts, due: &at,
+		fields: []any{fDelivery, stateOf(next).String()}})
+}
+
 // ReopenDelivery moves a DELIVERED or FAILED delivery back to PENDING for a
 // replay due now, with a fresh round of attempts; webhooks.ErrConflict if
 // it is PENDING.

@@ -262,8 +262,8 @@ return redis.call('HMGET', KEYS[1], 'c', 'j', 's', 'pr', 'le', 'ev')
 `)
 
 // writeDeliveryScript changes a delivery whose status and attempt count
-// are still as read: records an attempt, postpones one, or reopens it for a
-// replay. The delivery field d is "<status> <attempts> …" (record.go).
+// are still as read: records an attempt, postpones one, brings one forward
+// to now (retry-now), or reopens it for a replay. The delivery field d is "<status> <attempts> …" (record.go).
 //
 // KEYS[1] -> bmr:{P}:r:<b>
 // KEYS[2] -> bmr:{P}:due

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/boomerang-dev/boomerang/ids"
@@ -157,6 +158,32 @@ func (q *Queue) ScheduleAttempt(ctx context.Context, deliveryID string, n int, a
 		opts = append(opts, asynq.ProcessAt(ceilSecond(at)))
 	}
 	return q.enqueue(ctx, q.queueOf(deliveryID), deliveryID+":"+strconv.Itoa(n), asynq.NewTask(TypeDelivery, payload), opts...)
+}
+
+// RunAttemptNow makes attempt n of a delivery run at once: its task, if
+// scheduled or waiting for a retry, moves to its queue's pending list (so
+// its old time passes with nothing left to run); if there is none, one is
+// enqueued for now. A task already pending runs soon anyway. A task running
+// right now may have read the old schedule and be about to wait for it, so
+// a second task makes the attempt under another id: the attempt is made and
+// recorded once whichever runs first (webhooks.Dispatcher.Attempt).
+func (q *Queue) RunAttemptNow(ctx context.Context, deliveryID string, n int) error {
+	queue, id := q.queueOf(deliveryID), deliveryID+":"+strconv.Itoa(n)
+	err := q.inspector.RunTask(queue, id)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+		return q.ScheduleAttempt(ctx, deliveryID, n, q.now())
+	// asynq tells these apart only by message (its error codes are internal).
+	case strings.Contains(err.Error(), "already in pending state"):
+		return nil
+	case strings.Contains(err.Error(), "already running"):
+		payload, _ := json.Marshal(attemptPayload{deliveryID, n})
+		return q.enqueue(ctx, queue, id+":now", asynq.NewTask(TypeDelivery, payload),
+			asynq.MaxRetry(infraRetries), asynq.Timeout(wholeSeconds(q.deliveryTimeout+10*time.Second)))
+	}
+	return fmt.Errorf("run attempt %d of %s now: %w", n, deliveryID, err)
 }
 
 // StartReplay runs a bulk replay in the background, once per replay id.

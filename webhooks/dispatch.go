@@ -38,6 +38,9 @@ type Store interface {
 	// ReopenDelivery moves a DELIVERED or FAILED delivery back to PENDING
 	// for a replay due at now (ErrConflict if it is PENDING).
 	ReopenDelivery(ctx context.Context, id string, now time.Time) (Delivery, error)
+	// ExpediteDelivery moves d's next attempt to now, provided d is still
+	// PENDING with the attempts it was read with (else ErrStale).
+	ExpediteDelivery(ctx context.Context, d Delivery, now time.Time) error
 	// ListDeliveries pages through deliveries, newest first.
 	ListDeliveries(ctx context.Context, f Filter, limit int, cursor string) ([]Delivery, string, error)
 	CountDeliveries(ctx context.Context, f Filter) (int64, error)
@@ -49,6 +52,14 @@ type Store interface {
 // idempotent per (deliveryID, attempt), because crashes make it repeat.
 type Scheduler interface {
 	ScheduleAttempt(ctx context.Context, deliveryID string, attempt int, at time.Time) error
+}
+
+// AttemptRunner has the workers make an attempt at once (tasks.Queue): the
+// bulk retry-now needs it.
+type AttemptRunner interface {
+	// RunAttemptNow makes attempt n, scheduled for later or not, run at
+	// once; the schedule it had becomes a no-op.
+	RunAttemptNow(ctx context.Context, deliveryID string, attempt int) error
 }
 
 // SecretSource gives the signing secrets of a client at the time of asking.
@@ -73,6 +84,7 @@ type Dispatcher struct {
 	store     Store
 	client    *http.Client
 	scheduler Scheduler
+	runner    AttemptRunner
 	replays   ReplayStarter
 	gate      *gate
 	deferLog  *rateLog
@@ -91,6 +103,7 @@ type DispatcherOptions struct {
 	Transport http.RoundTripper
 	Secrets   SecretSource
 	Scheduler Scheduler
+	Runner    AttemptRunner // nil: retry-now is refused (ErrNoRunner)
 	Replays   ReplayStarter
 	Policy    RetryPolicy
 	// HostConcurrency caps attempts in flight per receiver host (0: no
@@ -125,6 +138,7 @@ func NewDispatcher(o DispatcherOptions) *Dispatcher {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		scheduler: o.Scheduler,
+		runner:    o.Runner,
 		replays:   o.Replays,
 		signers:   &signerCache{src: o.Secrets, m: map[string]*signing.Signer{}},
 		gate:      newGate(o.HostConcurrency, o.BreakerThreshold, o.BreakerCooldown, o.Now),
@@ -196,6 +210,12 @@ func (d *Dispatcher) ensureScheduled(ctx context.Context, dl Delivery) error {
 }
 
 func (d *Dispatcher) attempt(ctx context.Context, dl Delivery) error {
+	return d.attemptOr(ctx, dl, d.postpone)
+}
+
+// attemptOr makes the next attempt of dl, or, if the gate defers it, calls
+// onDefer instead.
+func (d *Dispatcher) attemptOr(ctx context.Context, dl Delivery, onDefer func(context.Context, Delivery, int, *DeferError) error) error {
 	signer, err := d.signers.get(ctx, dl.ClientID)
 	if err != nil {
 		return err
@@ -215,7 +235,7 @@ func (d *Dispatcher) attempt(ctx context.Context, dl Delivery) error {
 		a = Attempt{Number: n, StartedAt: d.now().UTC(), URL: dl.URL, ErrorClass: ClassCircuit,
 			Error: "not sent: " + deferral.Reason + " (" + deferral.Detail + ")"}
 	default:
-		return d.postpone(ctx, dl, n, deferral)
+		return onDefer(ctx, dl, n, deferral)
 	}
 
 	status := StatusPending

@@ -102,7 +102,7 @@ func newEnvOn(t testing.TB, rdb *redis.Client, opts ...option) *env {
 		sched: &fakeScheduler{}, secrets: &fakeSecrets{}, starter: &fakeStarter{}}
 	tr := egress.Policy{AllowPrivate: true}.Transport()
 	t.Cleanup(tr.CloseIdleConnections)
-	do := webhooks.DispatcherOptions{Transport: tr, Secrets: e.secrets, Scheduler: e.sched, Replays: e.starter,
+	do := webhooks.DispatcherOptions{Transport: tr, Secrets: e.secrets, Scheduler: e.sched, Runner: e.sched, Replays: e.starter,
 		Policy: testPolicy(), Timeout: 5 * time.Second, UserAgent: "Boomerang-test/1.0", Now: e.clock.Now}
 	so := redisstore.Options{Retention: testRetention, RecoverAfter: testRecoverAfter, Now: e.clock.Now}
 	for _, opt := range opts {
@@ -229,6 +229,11 @@ func (s *fakeScheduler) ScheduleAttempt(_ context.Context, id string, n int, at 
 	}
 	s.calls = append(s.calls, schedCall{id, n, at})
 	return nil
+}
+
+// RunAttemptNow records a call with a zero At.
+func (s *fakeScheduler) RunAttemptNow(ctx context.Context, id string, n int) error {
+	return s.ScheduleAttempt(ctx, id, n, time.Time{})
 }
 
 func (s *fakeScheduler) setErr(err error, okCalls int) {

@@ -35,6 +35,7 @@ func openRedis(ctx context.Context, cfg *config.Config, stdout io.Writer, log *s
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	warnDurability(ctx, rdb, log)
 	return rdb, func() { rdb.Close() }, nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -25,11 +24,14 @@ import (
 
 // serve runs the service until ctx ends.
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	addr := fs.String("addr", "", "listen address (overrides BOOMERANG_ADDR)")
+	fs := newFlagSet("serve", "serve [--addr ADDR]", stderr)
+	addr := fs.String("addr", "", "listen `address` (overrides BOOMERANG_ADDR)")
+	fs.Usage = func() { serveUsage(fs) }
 	if err := fs.Parse(args); err != nil {
-		return err
+		return commandError("serve", err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected argument %q (its configuration is BOOMERANG_* variables: serve -h)", fs.Arg(0))
 	}
 	cfg, err := config.Load(getenv)
 	if err != nil {
@@ -139,7 +141,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return nil
 	}
 
-	deps := handlers.Deps{Jobs: app.jobs, Work: app.jobs, Workers: app.workers, Clients: app.clients, Deliveries: app.store, Replays: app.dispatcher,
+	deps := handlers.Deps{Jobs: app.jobs, Work: app.jobs, Workers: app.workers, Clients: app.clients, Deliveries: app.store, Replays: app.dispatcher, Retries: app.dispatcher,
 		WorkerLimits: handlers.WorkerLimits{WaitMax: cfg.WorkerWaitMax, LeaseMin: cfg.WorkerLeaseMin, LeaseMax: cfg.WorkerLeaseMax},
 		Limiter:      clients.NewRateLimiter(app.store, float64(cfg.RateLimit), cfg.RateBurst, time.Now),
 		Ready:        ready, AdminToken: cfg.AdminToken, MaxBody: cfg.MaxBodyBytes, Grace: cfg.SecretGrace, Logger: log,
@@ -157,6 +159,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			return err
 		}
 		servers = append(servers, s)
+	}
+	if !cfg.Embedded() {
+		adminURL := ownURL(apiListener.Addr().String())
+		if cfg.AdminAddr != "" {
+			adminURL = ownURL(cfg.AdminAddr)
+		}
+		printFirstClient(ctx, app.clients, adminURL, stdout, log)
 	}
 	s, err := serveHTTP(apiListener, handlers.New(deps, public), "API", stdout, log)
 	if err != nil {

@@ -56,7 +56,7 @@ func wire(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, pub
 	queue := tasks.NewQueue(rdb, store.Tags(), cfg.DeliveryTimeout)
 	policy := egress.Policy{AllowPrivate: cfg.AllowPrivateCallbacks, AllowCIDRs: cfg.AllowCallbackCIDRs, RequireHTTPS: cfg.RequireHTTPS}
 	dispatcher := webhooks.NewDispatcher(webhooks.DispatcherOptions{
-		Store: m.Deliveries(store), Transport: policy.Transport(), Secrets: cl, Scheduler: queue, Replays: queue,
+		Store: m.Deliveries(store), Transport: policy.Transport(), Secrets: cl, Scheduler: queue, Runner: queue, Replays: queue,
 		Policy:           webhooks.RetryPolicy{Initial: cfg.RetryInitial, MaxInterval: cfg.RetryMaxInterval, MaxAttempts: cfg.RetryMaxAttempts},
 		Timeout:          cfg.DeliveryTimeout,
 		HostConcurrency:  cfg.HostConcurrency,
