@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -29,6 +30,9 @@ type Deps struct {
 	MaxBody      int64
 	Grace        time.Duration // signing-secret rotation grace period
 	Logger       *slog.Logger
+	// Console, if set, is the admin console, served at /admin/ wherever
+	// the admin API is (it does its own login; the API keeps its bearer).
+	Console http.Handler
 }
 
 // completionsPrefix starts completion URLs: the token follows.
@@ -94,6 +98,15 @@ func Router(d Deps, serve int) *mux.Router {
 		a.Handle("/deliveries/{id}", getDelivery(d.Deliveries)).Methods(http.MethodGet)
 		a.Handle("/deliveries/{id}/replay", replayDelivery(d.Replays)).Methods(http.MethodPost)
 		a.Handle("/replays/{replayId}", getReplay(d.Replays)).Methods(http.MethodGet)
+		if d.Console != nil {
+			r.PathPrefix("/admin/").MatcherFunc(notAdminAPI).Handler(d.Console)
+		}
 	}
 	return r
+}
+
+// notAdminAPI keeps the console out of /admin/v1, whose unknown routes
+// stay problems.
+func notAdminAPI(r *http.Request, _ *mux.RouteMatch) bool {
+	return r.URL.Path != "/admin/v1" && !strings.HasPrefix(r.URL.Path, "/admin/v1/")
 }

@@ -123,6 +123,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		WorkerLimits: handlers.WorkerLimits{WaitMax: cfg.WorkerWaitMax, LeaseMin: cfg.WorkerLeaseMin, LeaseMax: cfg.WorkerLeaseMax},
 		Limiter:      clients.NewRateLimiter(app.store, float64(cfg.RateLimit), cfg.RateBurst, time.Now),
 		Ready:        ready, AdminToken: cfg.AdminToken, MaxBody: cfg.MaxBodyBytes, Grace: cfg.SecretGrace, Logger: log}
+	deps.Console = newConsole(cfg, rdb, app, log)
 	public := handlers.ServePublic | handlers.ServeAdmin
 	var servers []*http.Server
 	if cfg.AdminAddr != "" {

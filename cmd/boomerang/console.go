@@ -1,0 +1,19 @@
+package main
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/boomerang-dev/boomerang/config"
+	"github.com/boomerang-dev/boomerang/console"
+	"github.com/boomerang-dev/boomerang/tasks"
+	"github.com/redis/go-redis/v9"
+)
+
+// newConsole is the admin console over the same services as the admin
+// API, with asynqmon (read-only) at /admin/queues.
+func newConsole(cfg config.Config, rdb redis.UniversalClient, a app, log *slog.Logger) http.Handler {
+	return console.New(console.Options{AdminToken: cfg.AdminToken, Deliveries: a.store, Replays: a.dispatcher,
+		Jobs: a.jobs, Clients: a.clients, Queues: tasks.NewStats(rdb, a.store.Tags(), 0), Ready: a.store,
+		Monitor: tasks.Monitor(rdb, "/admin/queues"), Grace: cfg.SecretGrace, Logger: log})
+}
