@@ -231,7 +231,6 @@ func (c *Console) clients(w http.ResponseWriter, r *http.Request, s session) {
 		"Next": nextURL("/admin/clients", url.Values{}, next)})
 }
 
-
 func (c *Console) createClient(w http.ResponseWriter, r *http.Request, s session) {
 	name := strings.TrimSpace(r.PostFormValue("name"))
 	if name == "" || len(name) > 200 {
