@@ -150,10 +150,10 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "same-origin")
+	h.Set("X-Frame-Options", "DENY")
 	if !strings.HasPrefix(r.URL.Path, "/admin/queues") {
 		// asynqmon's page sets its own globals inline; ours need nothing inline.
 		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
-		h.Set("X-Frame-Options", "DENY")
 	}
 	if c.o.AdminToken == "" {
 		http.Error(w, "the console needs BOOMERANG_ADMIN_TOKEN", http.StatusNotFound)

@@ -436,7 +436,7 @@ func TestCSRF(t *testing.T) {
 	}
 	if len(fx.rp.replays)+len(fx.rp.bulk)+len(fx.cl.created)+fx.cl.keys+len(fx.cl.revoked)+fx.cl.rotated != 0 {
 		t.Errorf("refused POSTs changed something: replays %v, bulk %v, created %v, keys %d, revoked %v, rotated %d",
-			fx.rp.replays, fx.rp.bulk, fx.cl.created, fx.cl.keys, fx.rp.bulk, fx.cl.rotated)
+			fx.rp.replays, fx.rp.bulk, fx.cl.created, fx.cl.keys, fx.cl.revoked, fx.cl.rotated)
 	}
 	if a := b.do("GET", "/admin/deliveries", nil); a.code != http.StatusOK {
 		t.Errorf("refused POST /admin/logout ended the session: got %d, want 200", a.code)
@@ -491,8 +491,18 @@ func TestTokenNeverInURL(t *testing.T) {
 		bodies = append(bodies, a.body)
 	}
 	for _, u := range fx.visited {
-		if strings.Contains(u, testToken) || strings.Contains(u, url.QueryEscape(testToken)) {
-			t.Errorf("admin token in URL %q", u)
+		for name, secret := range map[string]string{"admin token": testToken, "CSRF token": csrf} {
+			if strings.Contains(u, secret) || strings.Contains(u, url.QueryEscape(secret)) {
+				t.Errorf("%s in URL %q", name, u)
+			}
+		}
+	}
+	// The CSRF token is only ever in POST forms.
+	for i, body := range bodies {
+		for _, form := range regexp.MustCompile(`(?s)<form[^>]*>.*?</form>`).FindAllString(body, -1) {
+			if strings.Contains(form, csrf) && !strings.Contains(form, `method="post"`) {
+				t.Errorf("page %d: a form that is not a POST carries the CSRF token:\n%s", i, form)
+			}
 		}
 	}
 	for i, body := range bodies {
@@ -582,5 +592,42 @@ func TestSecretsShownOnceAndQueuePage(t *testing.T) {
 		if !strings.Contains(a.body, want) {
 			t.Errorf("queue page lacks %q:\n%s", want, a.body)
 		}
+	}
+}
+
+// TestBulkReplay: the dry run counts and offers the real run for the same
+// filter; the real run goes to a progress page whose status the page polls.
+func TestBulkReplay(t *testing.T) {
+	fx := newFixture(t, 2)
+	b := fx.browser()
+	csrf := b.login()
+	a := b.do("POST", "/admin/replays", url.Values{"csrf": {csrf}, "dryRun": {"1"}, "client": {fx.cl.id}})
+	if a.code != http.StatusOK || !strings.Contains(a.body, "<strong>7</strong> FAILED deliveries match") || !strings.Contains(a.body, `id="bulk-run"`) {
+		t.Fatalf("dry run: got %d, want 200 with the count 7 and a button to run it\n%s", a.code, a.body)
+	}
+	if len(fx.rp.bulk) != 0 {
+		t.Fatalf("the dry run started a replay: %v", fx.rp.bulk)
+	}
+	run := url.Values{"csrf": {csrfOf(t, a.body)}, "client": {fx.cl.id}}
+	for _, m := range regexp.MustCompile(`name="(status|since|until)" value="([^"]*)"`).FindAllStringSubmatch(a.body, -1) {
+		run.Set(m[1], m[2])
+	}
+	a = b.do("POST", "/admin/replays", run)
+	loc := a.hdr.Get("Location")
+	if a.code != http.StatusSeeOther || !strings.HasPrefix(loc, "/admin/replays/"+ids.Replay) {
+		t.Fatalf("run: got %d Location %q, want 303 to /admin/replays/rpl_…", a.code, loc)
+	}
+	if len(fx.rp.bulk) != 1 || fx.rp.bulk[0].Status != webhooks.StatusFailed || fx.rp.bulk[0].ClientID != fx.cl.id {
+		t.Errorf("bulk replays started: got %+v, want one of FAILED deliveries of %s", fx.rp.bulk, fx.cl.id)
+	}
+	if a := b.do("GET", loc, nil); a.code != http.StatusOK || !strings.Contains(a.body, `data-status-url="`+loc+`/status"`) {
+		t.Errorf("progress page: got %d, want 200 polling %s/status\n%s", a.code, loc, a.body)
+	}
+	a = b.do("GET", loc+"/status", nil)
+	if a.code != http.StatusOK || !strings.Contains(a.body, `"matched":7`) || !strings.Contains(a.body, `"replayed":3`) {
+		t.Errorf("status: got %d %s, want 200 with matched 7, replayed 3", a.code, a.body)
+	}
+	if a := b.do("GET", "/admin/replays/rpl_bogus/status", nil); a.code != http.StatusNotFound {
+		t.Errorf("status of a malformed replay id: got %d, want 404", a.code)
 	}
 }

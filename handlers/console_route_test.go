@@ -28,6 +28,8 @@ func TestConsoleMount(t *testing.T) {
 		{ServePublic | ServeAdmin, "/admin/v1/deliveries", false, http.StatusUnauthorized},
 		{ServePublic | ServeAdmin, "/admin/v1/nothing-here", false, http.StatusNotFound},
 		{ServePublic | ServeAdmin, "/admin/v1", false, http.StatusNotFound},
+		{ServePublic | ServeAdmin, "/admin", false, http.StatusMovedPermanently},
+		{ServePublic, "/admin", false, http.StatusNotFound},
 	}
 	for _, tc := range cases {
 		rec := httptest.NewRecorder()
@@ -36,7 +38,7 @@ func TestConsoleMount(t *testing.T) {
 		if got != tc.wantConsole || rec.Code != tc.wantCode {
 			t.Errorf("serve=%d GET %s: got console=%v %d, want console=%v %d", tc.serve, tc.path, got, rec.Code, tc.wantConsole, tc.wantCode)
 		}
-		if !got && rec.Code >= 400 && !strings.Contains(rec.Header().Get("Content-Type"), "problem+json") {
+		if !got && rec.Code >= 400 && rec.Code != http.StatusMovedPermanently && !strings.Contains(rec.Header().Get("Content-Type"), "problem+json") {
 			t.Errorf("serve=%d GET %s: %d is not a problem (%q)", tc.serve, tc.path, rec.Code, rec.Header().Get("Content-Type"))
 		}
 	}

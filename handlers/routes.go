@@ -99,6 +99,7 @@ func Router(d Deps, serve int) *mux.Router {
 		a.Handle("/deliveries/{id}/replay", replayDelivery(d.Replays)).Methods(http.MethodPost)
 		a.Handle("/replays/{replayId}", getReplay(d.Replays)).Methods(http.MethodGet)
 		if d.Console != nil {
+			r.Handle("/admin", http.RedirectHandler("/admin/", http.StatusMovedPermanently))
 			r.PathPrefix("/admin/").MatcherFunc(notAdminAPI).Handler(d.Console)
 		}
 	}

@@ -86,16 +86,23 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	s := startService(t, map[string]string{"BOOMERANG_REDIS_URL": redistest.URL(t), "BOOMERANG_RETRY_MAX_ATTEMPTS": "1"})
 	s.createClient("acme")
-	id := s.submit("echo", recv.URL+"/hooks/boomerang", map[string]string{"order": "A-1042"})
+	// Three jobs, three FAILED deliveries: one replayed by its button, two
+	// by a bulk replay.
+	var jobIDs []string
+	for _, order := range []string{"A-1042", "A-1043", "A-1044"} {
+		jobIDs = append(jobIDs, s.submit("echo", recv.URL+"/hooks/boomerang", map[string]string{"order": order}))
+	}
+	id := jobIDs[0]
 	var dlv string
-	waitFor(t, "a FAILED delivery", 20*time.Second, func() bool {
-		j := s.job(id)
-		if j.Delivery != nil && j.Delivery.Status == "FAILED" {
-			dlv = j.Delivery.ID
-			return true
+	waitFor(t, "three FAILED deliveries", 20*time.Second, func() bool {
+		for _, id := range jobIDs {
+			if j := s.job(id); j.Delivery == nil || j.Delivery.Status != "FAILED" {
+				return false
+			}
 		}
-		return false
+		return true
 	})
+	dlv = s.job(id).Delivery.ID
 
 	shots := filepath.Join("..", "..", "docs", "img")
 	if err := os.MkdirAll(shots, 0o755); err != nil {
@@ -108,6 +115,19 @@ func TestConsoleInBrowser(t *testing.T) {
 		defer cancel()
 		if err := chromedp.Do(ctx, steps...); err != nil {
 			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	// click clicks and waits for the page it loads, which must be a 200.
+	click := func(what string, sel chromedp.ID) {
+		t.Helper()
+		ctx, cancel := step()
+		defer cancel()
+		resp, err := chromedp.RunResponse(ctx, chromedp.Click(sel))
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if resp.Status != http.StatusOK {
+			t.Fatalf("%s: %s answered %d", what, resp.URL, resp.Status)
 		}
 	}
 	read := func(what string, a chromedp.Action[string]) string {
@@ -139,23 +159,29 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("not logged in, /admin/deliveries went to %q, want /admin/login", u)
 	}
 	shot("login")
-	do("log in", chromedp.SendKeys(chromedp.ID("token"), s.admin), chromedp.Click(chromedp.ID("login")),
-		chromedp.WaitVisible(chromedp.ID("deliveries")))
+	do("type the token", chromedp.SendKeys(chromedp.ID("token"), s.admin))
+	click("log in", "login")
+	do("see the deliveries", chromedp.WaitVisible(chromedp.ID("deliveries")))
 
 	link := chromedp.CSS(`a[href="/admin/deliveries/` + dlv + `"]`)
-	do("filter FAILED deliveries", chromedp.SetValue(chromedp.ID("f-status"), "FAILED"), chromedp.Click(chromedp.ID("filter")),
-		chromedp.WaitVisible(link))
+	do("choose FAILED", chromedp.SetValue(chromedp.ID("f-status"), "FAILED"))
+	click("filter", "filter")
+	do("find the delivery", chromedp.WaitVisible(link))
 	shot("deliveries")
-	if u := read("location", chromedp.Location()); !strings.Contains(u, "status=FAILED") || strings.Contains(u, s.admin) {
+	if u := read("location", chromedp.Location()); !strings.Contains(u, "status=FAILED") || strings.Contains(u, s.admin) || strings.Contains(u, "csrf") {
 		t.Errorf("deliveries URL after filtering: %q, want status=FAILED and no token", u)
 	}
-	do("open the FAILED delivery", chromedp.Click(link), chromedp.WaitVisible(chromedp.ID("delivery-status")))
+	ctx, cancel := step()
+	if resp, err := chromedp.RunResponse(ctx, chromedp.Click(link)); err != nil || resp.Status != http.StatusOK {
+		t.Fatalf("open the FAILED delivery: %v %v", resp, err)
+	}
+	cancel()
 	if st := read("status", chromedp.Text(chromedp.ID("delivery-status"))); st != "FAILED" {
 		t.Fatalf("delivery %s before the replay: got %q, want FAILED", dlv, st)
 	}
 
 	broken.Store(false) // the receiver is fixed
-	do("replay it", chromedp.Click(chromedp.ID("replay")), chromedp.WaitVisible(chromedp.ID("delivery-status")))
+	click("replay it", "replay")
 	deadline := time.Now().Add(20 * time.Second)
 	for st := ""; st != "DELIVERED"; {
 		if time.Now().After(deadline) {
@@ -166,9 +192,35 @@ func TestConsoleInBrowser(t *testing.T) {
 		st = read("status", chromedp.Text(chromedp.ID("delivery-status")))
 	}
 	shot("delivery")
-	if j := s.job(id); j.Delivery == nil || j.Delivery.Status != "DELIVERED" || hits.Load() != 2 {
-		t.Errorf("after the replay: the API says %+v, the receiver saw %d requests; want DELIVERED and 2", j.Delivery, hits.Load())
+	if j := s.job(id); j.Delivery == nil || j.Delivery.Status != "DELIVERED" || hits.Load() != 4 {
+		t.Errorf("after the replay: the API says %+v, the receiver saw %d requests; want DELIVERED and 4", j.Delivery, hits.Load())
 	}
+
+	do("deliveries, FAILED", chromedp.Navigate(s.base+"/admin/deliveries?status=FAILED"))
+	click("bulk replay: dry run", "bulk-count")
+	if m := read("matched", chromedp.Text(chromedp.ID("matched"))); !strings.HasPrefix(m, "2 FAILED deliveries match") {
+		t.Errorf("dry run: got %q, want 2 FAILED deliveries", m)
+	}
+	click("bulk replay", "bulk-run")
+	deadline = time.Now().Add(20 * time.Second)
+	for state := ""; state != "done"; state = read("replay state", chromedp.Text(chromedp.ID("state"))) {
+		if time.Now().After(deadline) {
+			t.Fatalf("bulk replay: still %q on its page after 20 s", state)
+		}
+		time.Sleep(100 * time.Millisecond) // the page polls; this test only reads it
+	}
+	if n := read("replayed", chromedp.Text(chromedp.ID("replayed"))); n != "2" {
+		t.Errorf("bulk replay page: %s replayed, want 2", n)
+	}
+	shot("replay")
+	waitFor(t, "every delivery DELIVERED", 20*time.Second, func() bool {
+		for _, id := range jobIDs {
+			if j := s.job(id); j.Delivery == nil || j.Delivery.Status != "DELIVERED" {
+				return false
+			}
+		}
+		return true
+	})
 
 	do("queue state", chromedp.Navigate(s.base+"/admin/state"), chromedp.WaitVisible(chromedp.ID("queues")))
 	if q := read("queues", chromedp.Text(chromedp.ID("queues"))); !strings.Contains(q, "maintenance") {

@@ -23,7 +23,7 @@
       .then(function (rep) {
         var bar = document.getElementById("bar");
         bar.max = Math.max(rep.matched, 1);
-        bar.value = rep.replayed + rep.skipped;
+        bar.value = rep.state === "running" ? rep.replayed + rep.skipped : bar.max;
         set("state", rep.state); set("replayed", rep.replayed); set("skipped", rep.skipped); set("matched", rep.matched);
         set("replay-error", rep.error || "");
         document.getElementById("state").className = "status " + rep.state;
