@@ -631,3 +631,23 @@ func TestBulkReplay(t *testing.T) {
 		t.Errorf("status of a malformed replay id: got %d, want 404", a.code)
 	}
 }
+
+func TestJobTypes(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		want    string
+		wantErr bool
+	}{
+		{"", "[]", false},
+		{"echo", "[echo]", false},
+		{" echo, resize.v2  thumb_1 ", "[echo resize.v2 thumb_1]", false},
+		{"echo,echo", "", true},
+		{"no/slash", "", true},
+		{strings.Repeat("a,", 101), "", true},
+	} {
+		got, err := jobTypes(tc.in)
+		if (err != nil) != tc.wantErr || (err == nil && fmt.Sprint(got) != tc.want) {
+			t.Errorf("jobTypes(%q): got %v, %v; want %s, error %v", tc.in, got, err, tc.want, tc.wantErr)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -237,7 +238,12 @@ func (c *Console) createClient(w http.ResponseWriter, r *http.Request, s session
 		c.failErr(w, r, s, inputError("name is required, at most 200 characters"))
 		return
 	}
-	cl, key, secret, err := c.o.Clients.Create(r.Context(), name)
+	types, err := jobTypes(r.PostFormValue("jobTypes"))
+	if err != nil {
+		c.failErr(w, r, s, err)
+		return
+	}
+	cl, key, secret, err := c.o.Clients.Create(r.Context(), name, types...)
 	if err != nil {
 		c.failErr(w, r, s, err)
 		return
@@ -341,4 +347,22 @@ func (c *Console) queueState(w http.ResponseWriter, r *http.Request, s session) 
 		data["Ready"] = n
 	}
 	c.render(w, r, http.StatusOK, "state", s, data)
+}
+
+// jobTypeName is what an allowed job type may look like (as the admin
+// API's); the service's own type pattern decides at submission.
+var jobTypeName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,256}$`)
+
+// jobTypes reads a list of job types separated by commas or spaces; none
+// means every type.
+func jobTypes(field string) ([]string, error) {
+	types := strings.FieldsFunc(field, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' || r == '\r' })
+	seen := map[string]bool{}
+	for _, t := range types {
+		if !jobTypeName.MatchString(t) || seen[t] || len(types) > 100 {
+			return nil, inputError("job types must be at most 100 distinct names of letters, digits, _ . and -, separated by commas")
+		}
+		seen[t] = true
+	}
+	return types, nil
 }

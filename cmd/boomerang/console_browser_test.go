@@ -222,6 +222,10 @@ func TestConsoleInBrowser(t *testing.T) {
 		return true
 	})
 
+	do("jobs", chromedp.Navigate(s.base+"/admin/jobs"), chromedp.WaitVisible(chromedp.ID("jobs")))
+	if list := read("jobs", chromedp.Text(chromedp.ID("jobs"))); !strings.Contains(list, id) || !strings.Contains(list, "COMPLETED") {
+		t.Errorf("the jobs page does not list job %s as COMPLETED:\n%s", id, list)
+	}
 	do("queue state", chromedp.Navigate(s.base+"/admin/state"), chromedp.WaitVisible(chromedp.ID("queues")))
 	if q := read("queues", chromedp.Text(chromedp.ID("queues"))); !strings.Contains(q, "maintenance") {
 		t.Errorf("the queue page lists no maintenance queue:\n%s", q)
