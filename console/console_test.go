@@ -651,3 +651,43 @@ func TestJobTypes(t *testing.T) {
 		}
 	}
 }
+
+// TestMonitorBehindLogin: asynqmon is reached only by a logged-in browser,
+// and only with GET: nothing can change a queue through it.
+func TestMonitorBehindLogin(t *testing.T) {
+	var reached []string
+	mon := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached = append(reached, r.Method+" "+r.URL.Path)
+		w.WriteHeader(http.StatusOK)
+	})
+	fx := &fixture{t: t, now: time.Now(), log: &bytes.Buffer{}}
+	fx.srv = httptest.NewServer(New(Options{AdminToken: testToken, Deliveries: &fakeDeliveries{}, Replays: &fakeReplays{},
+		Jobs: fakeJobs{}, Clients: &fakeClients{}, Monitor: mon, Now: fx.clock}))
+	t.Cleanup(fx.srv.Close)
+	anon := fx.browser()
+	if a := anon.do("GET", "/admin/queues/api/queues", nil); a.code != http.StatusSeeOther {
+		t.Errorf("GET /admin/queues/api/queues without a session: got %d, want 303 to the login", a.code)
+	}
+	b := fx.browser()
+	csrf := b.login()
+	for _, tc := range []struct {
+		method, path string
+		want         int
+	}{
+		{"GET", "/admin/queues/", http.StatusOK},
+		{"GET", "/admin/queues/api/queues", http.StatusOK},
+		{"POST", "/admin/queues/api/queues/p0.0:pause", http.StatusMethodNotAllowed},
+		{"DELETE", "/admin/queues/api/queues/p0.0", http.StatusMethodNotAllowed},
+	} {
+		var f url.Values
+		if tc.method != "GET" {
+			f = url.Values{"csrf": {csrf}}
+		}
+		if a := b.do(tc.method, tc.path, f); a.code != tc.want {
+			t.Errorf("%s %s: got %d, want %d", tc.method, tc.path, a.code, tc.want)
+		}
+	}
+	if fmt.Sprint(reached) != "[GET /admin/queues/ GET /admin/queues/api/queues]" {
+		t.Errorf("asynqmon was asked %v, want only the two GETs", reached)
+	}
+}
