@@ -42,6 +42,7 @@ type Config struct {
 	Addr                string
 	AdminAddr           string // empty: admin API on Addr
 	DebugAddr           string // empty: no pprof listener
+	MetricsAddr         string // empty: /metrics served with the admin API, behind its token
 	AdminToken          string
 	Role                Role
 
@@ -112,6 +113,7 @@ var Vars = []Var{
 	{"BOOMERANG_PARTITIONS", "1 (16 on a cluster)", "partitions jobs are spread over, each with its own keys and asynq queue, so that a cluster's masters share the work; fixed once a Redis is in use"},
 	{"BOOMERANG_ADDR", ":8080", "listen address of the HTTP API"},
 	{"BOOMERANG_ADMIN_ADDR", "(empty: same as BOOMERANG_ADDR)", "serve /admin on its own listener, e.g. 127.0.0.1:8081; the public listener then answers 404 for /admin"},
+	{"BOOMERANG_METRICS_ADDR", "(empty: /metrics with the admin API, behind the admin token)", "serve Prometheus metrics at /metrics on their own listener, without a token, e.g. 127.0.0.1:9464 (keep it private); the only way a worker-only process serves them"},
 	{"BOOMERANG_DEBUG_ADDR", "", "serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (keep it private)"},
 	{"BOOMERANG_ADMIN_TOKEN", "(generated in embedded mode)", "bearer token of the admin API, at least 32 characters; required with a real Redis"},
 	{"BOOMERANG_ROLE", "all", "all, api or worker"},
@@ -169,6 +171,7 @@ func Load(getenv func(string) string) (Config, error) {
 		AdminAddr:           p.str("BOOMERANG_ADMIN_ADDR", ""),
 		AdminToken:          p.str("BOOMERANG_ADMIN_TOKEN", ""),
 		DebugAddr:           p.str("BOOMERANG_DEBUG_ADDR", ""),
+		MetricsAddr:         p.str("BOOMERANG_METRICS_ADDR", ""),
 		Role:                Role(p.str("BOOMERANG_ROLE", "all")),
 		Concurrency:         p.int("BOOMERANG_CONCURRENCY", 50, 1, 10000),
 		TaskCheckInterval:   p.dur("BOOMERANG_TASK_CHECK_INTERVAL", time.Second, time.Millisecond),

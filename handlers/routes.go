@@ -30,6 +30,8 @@ type Deps struct {
 	MaxBody      int64
 	Grace        time.Duration // signing-secret rotation grace period
 	Logger       *slog.Logger
+	Observe      ObserveRequest // nil: requests are not observed
+	Metrics      http.Handler   // served at /metrics with the admin API, behind its token; nil: not served
 	// Console, if set, is the admin console, served at /admin/ wherever
 	// the admin API is (it does its own login; the API keeps its bearer).
 	Console http.Handler
@@ -47,7 +49,7 @@ const (
 // New returns the HTTP API; serve says which parts (ServePublic|ServeAdmin).
 // Parts not served answer 404, as if they did not exist.
 func New(d Deps, serve int) http.Handler {
-	return logRequests(d.Logger, Router(d, serve))
+	return logRequests(d.Logger, observeRequests(d.Observe, Router(d, serve)))
 }
 
 // Router is the whole route table.
@@ -55,6 +57,7 @@ func Router(d Deps, serve int) *mux.Router {
 	r := mux.NewRouter()
 	r.NotFoundHandler = unrouted(r)
 	r.MethodNotAllowedHandler = r.NotFoundHandler
+	r.Use(noteRoute)
 
 	r.Handle("/healthz", healthz()).Methods(http.MethodGet)
 	r.Handle("/readyz", readyz(d.Ready)).Methods(http.MethodGet)
@@ -98,6 +101,9 @@ func Router(d Deps, serve int) *mux.Router {
 		a.Handle("/deliveries/{id}", getDelivery(d.Deliveries)).Methods(http.MethodGet)
 		a.Handle("/deliveries/{id}/replay", replayDelivery(d.Replays)).Methods(http.MethodPost)
 		a.Handle("/replays/{replayId}", getReplay(d.Replays)).Methods(http.MethodGet)
+		if d.Metrics != nil {
+			r.Handle("/metrics", adminAuth(d.AdminToken)(d.Metrics)).Methods(http.MethodGet)
+		}
 		if d.Console != nil {
 			r.Handle("/admin", http.RedirectHandler("/admin/", http.StatusMovedPermanently))
 			r.PathPrefix("/admin/").MatcherFunc(notAdminAPI).Handler(d.Console)

@@ -11,9 +11,10 @@ import (
 )
 
 // newConsole is the admin console over the same services as the admin
-// API, with asynqmon (read-only) at /admin/queues.
+// API, with asynqmon (read-only) at /admin/queues; its queue page shares
+// the metrics' tasks.Stats reading (at most one every 10 s).
 func newConsole(cfg config.Config, rdb redis.UniversalClient, a app, log *slog.Logger) http.Handler {
 	return console.New(console.Options{AdminToken: cfg.AdminToken, Deliveries: a.store, Replays: a.dispatcher,
-		Jobs: a.jobs, Clients: a.clients, Queues: tasks.NewStats(rdb, a.store.Tags(), 0), Ready: a.store,
+		Jobs: a.jobs, Clients: a.clients, Queues: a.stats, Ready: a.store,
 		Monitor: tasks.Monitor(rdb, "/admin/queues"), Grace: cfg.SecretGrace, Logger: log})
 }

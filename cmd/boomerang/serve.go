@@ -92,6 +92,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		defer dbg.Close()
 	}
 
+	if cfg.MetricsAddr != "" {
+		ms, err := startHTTP(cfg.MetricsAddr, metricsOnly(app.metrics.Handler(log)), "metrics", stdout, log)
+		if err != nil {
+			return err
+		}
+		defer ms.Close()
+	} else if !cfg.Role.RunsAPI() {
+		log.Info("metrics not served: a worker-only process serves them only on BOOMERANG_METRICS_ADDR")
+	}
+
 	var workersUp atomic.Bool
 	shutdownWorkers := func() {}
 	if cfg.Role.RunsWorkers() {
@@ -122,7 +132,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	deps := handlers.Deps{Jobs: app.jobs, Work: app.jobs, Workers: app.workers, Clients: app.clients, Deliveries: app.store, Replays: app.dispatcher,
 		WorkerLimits: handlers.WorkerLimits{WaitMax: cfg.WorkerWaitMax, LeaseMin: cfg.WorkerLeaseMin, LeaseMax: cfg.WorkerLeaseMax},
 		Limiter:      clients.NewRateLimiter(app.store, float64(cfg.RateLimit), cfg.RateBurst, time.Now),
-		Ready:        ready, AdminToken: cfg.AdminToken, MaxBody: cfg.MaxBodyBytes, Grace: cfg.SecretGrace, Logger: log}
+		Ready:        ready, AdminToken: cfg.AdminToken, MaxBody: cfg.MaxBodyBytes, Grace: cfg.SecretGrace, Logger: log,
+		Observe: app.metrics.ObserveRequest}
+	if cfg.MetricsAddr == "" {
+		deps.Metrics = app.metrics.Handler(log) // with the admin API, behind its token
+	}
 	deps.Console = newConsole(cfg, rdb, app, log)
 	public := handlers.ServePublic | handlers.ServeAdmin
 	var servers []*http.Server
@@ -234,6 +248,13 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// metricsOnly serves h at /metrics and nothing else.
+func metricsOnly(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	return mux
 }
 
 // pprofHandler serves Go's profiles; only on BOOMERANG_DEBUG_ADDR.

@@ -10,6 +10,7 @@ import (
 	"github.com/boomerang-dev/boomerang/config"
 	"github.com/boomerang-dev/boomerang/egress"
 	"github.com/boomerang-dev/boomerang/jobs"
+	"github.com/boomerang-dev/boomerang/metrics"
 	"github.com/boomerang-dev/boomerang/recovery"
 	"github.com/boomerang-dev/boomerang/redisstore"
 	"github.com/boomerang-dev/boomerang/tasks"
@@ -27,6 +28,8 @@ type app struct {
 	queue      *tasks.Queue
 	sweeper    *recovery.Sweeper
 	workers    *workers.Registry
+	metrics    *metrics.Metrics
+	stats      *tasks.Stats // queue state, read at most every 10 s for every reader
 }
 
 func maxJobTimeout(cfg config.Config) time.Duration {
@@ -46,10 +49,14 @@ func wire(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, pub
 		return app{}, fmt.Errorf("redis: %w", err)
 	}
 	cl := clients.NewService(store, clients.Options{Logger: log})
+	m, stats := metrics.New(), tasks.NewStats(rdb, store.Tags(), 0)
+	if err := m.WatchQueues(metrics.QueueOptions{Stats: stats, ReadyLengths: store.ReadyLengths, Tags: store.Tags()}); err != nil {
+		return app{}, err
+	}
 	queue := tasks.NewQueue(rdb, store.Tags(), cfg.DeliveryTimeout)
 	policy := egress.Policy{AllowPrivate: cfg.AllowPrivateCallbacks, AllowCIDRs: cfg.AllowCallbackCIDRs, RequireHTTPS: cfg.RequireHTTPS}
 	dispatcher := webhooks.NewDispatcher(webhooks.DispatcherOptions{
-		Store: store, Transport: policy.Transport(), Secrets: cl, Scheduler: queue, Replays: queue,
+		Store: m.Deliveries(store), Transport: policy.Transport(), Secrets: cl, Scheduler: queue, Replays: queue,
 		Policy:           webhooks.RetryPolicy{Initial: cfg.RetryInitial, MaxInterval: cfg.RetryMaxInterval, MaxAttempts: cfg.RetryMaxAttempts},
 		Timeout:          cfg.DeliveryTimeout,
 		HostConcurrency:  cfg.HostConcurrency,
@@ -60,7 +67,7 @@ func wire(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, pub
 	})
 	reg := registry(cfg)
 	svc := jobs.NewService(jobs.ServiceOptions{
-		Store: store, Registry: reg, MaxDeadline: cfg.JobMaxDeadline, PublicURL: publicURL, URLs: egress.Checker{Policy: policy}, Enqueuer: queue, Deliverer: dispatcher,
+		Store: m.Jobs(store, reg.Names()), Registry: reg, MaxDeadline: cfg.JobMaxDeadline, PublicURL: publicURL, URLs: egress.Checker{Policy: policy}, Enqueuer: queue, Deliverer: dispatcher,
 		MaxAttempts: cfg.JobMaxAttempts, Partitions: store.Partitions(), Logger: log,
 		RetryDelay: webhooks.RetryPolicy{Initial: time.Second, MaxInterval: 5 * time.Minute, MaxAttempts: cfg.JobMaxAttempts}.Delay,
 		Limits: jobs.Limits{MaxPayloadBytes: cfg.Limits.MaxPayloadBytes, MaxMetadataKeys: cfg.Limits.MaxMetadataKeys,
@@ -75,7 +82,7 @@ func wire(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, pub
 		sweeper.IdleCheck = min(5*time.Second, cfg.WorkerLeaseMin)
 	}
 	wr := workers.NewRegistry(store, reg.External, time.Now)
-	return app{store: store, clients: cl, jobs: svc, dispatcher: dispatcher, queue: queue, sweeper: sweeper, workers: wr}, nil
+	return app{store: store, clients: cl, jobs: svc, dispatcher: dispatcher, queue: queue, sweeper: sweeper, workers: wr, metrics: m, stats: stats}, nil
 }
 
 // startWorkers runs the job runner (new jobs, from the ready queue), the
