@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -32,6 +33,9 @@ type Deps struct {
 	Logger       *slog.Logger
 	Observe      ObserveRequest // nil: requests are not observed
 	Metrics      http.Handler   // served at /metrics with the admin API, behind its token; nil: not served
+	// Console, if set, is the admin console, served at /admin/ wherever
+	// the admin API is (it does its own login; the API keeps its bearer).
+	Console http.Handler
 }
 
 // completionsPrefix starts completion URLs: the token follows.
@@ -103,6 +107,16 @@ func Router(d Deps, serve int) *mux.Router {
 		if d.Metrics != nil {
 			r.Handle("/metrics", adminAuth(d.AdminToken)(d.Metrics)).Methods(http.MethodGet)
 		}
+		if d.Console != nil {
+			r.Handle("/admin", http.RedirectHandler("/admin/", http.StatusMovedPermanently))
+			r.PathPrefix("/admin/").MatcherFunc(notAdminAPI).Handler(d.Console)
+		}
 	}
 	return r
+}
+
+// notAdminAPI keeps the console out of /admin/v1, whose unknown routes
+// stay problems.
+func notAdminAPI(r *http.Request, _ *mux.RouteMatch) bool {
+	return r.URL.Path != "/admin/v1" && !strings.HasPrefix(r.URL.Path, "/admin/v1/")
 }

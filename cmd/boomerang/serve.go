@@ -149,6 +149,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if cfg.MetricsAddr == "" {
 		deps.Metrics = app.metrics.Handler(log) // with the admin API, behind its token
 	}
+	deps.Console = newConsole(cfg, rdb, app, log)
 	public := handlers.ServePublic | handlers.ServeAdmin
 	var servers []*http.Server
 	if cfg.AdminAddr != "" {
