@@ -132,18 +132,22 @@ func (c *Client) call(ctx context.Context, r request, out any) (int, error) {
 		return c.send(ctx, r, body, out)
 	}
 	var status int
-	var last error
+	var last error // the last failure that was not the context's end
 	op := func() error {
 		s, err := c.send(ctx, r, body, out)
-		status, last = s, err
+		status = s
+		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			last = err
+		}
 		if err != nil && !retryable(ctx, err) {
 			return backoff.Permanent(err)
 		}
 		return err
 	}
 	err := backoff.Retry(op, backoff.WithContext(c.newBackOff(), ctx))
-	if err != nil && ctx.Err() != nil && last != nil && !errors.Is(last, ctx.Err()) {
-		// Retrying was cut short: say why the last attempt failed too.
+	if err != nil && ctx.Err() != nil && last != nil {
+		// Retrying was cut short: say why the last answered attempt failed
+		// too (an attempt cut off by the context's end says nothing more).
 		err = fmt.Errorf("%w; last attempt: %w", err, last)
 	}
 	return status, err
