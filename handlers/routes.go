@@ -51,6 +51,7 @@ func Router(d Deps, serve int) *mux.Router {
 	r := mux.NewRouter()
 	r.NotFoundHandler = unrouted(r)
 	r.MethodNotAllowedHandler = r.NotFoundHandler
+	r.Use(routeSpan)
 
 	r.Handle("/healthz", healthz()).Methods(http.MethodGet)
 	r.Handle("/readyz", readyz(d.Ready)).Methods(http.MethodGet)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/boomerang-dev/boomerang/tracing"
 	"github.com/boomerang-dev/boomerang/webhooks"
 )
 
@@ -98,6 +99,9 @@ func (s *Service) record(ctx context.Context, j Job) (webhooks.Delivery, error) 
 		return webhooks.Delivery{}, err
 	}
 	m := webhooks.Message{ID: j.DeliveryID, RequestID: j.ID, ClientID: j.ClientID, EventType: EventType(j.Status), URL: j.CallbackURL, Body: body}
+	// The delivery's attempts continue from the span that ends the job.
+	j.TraceParent = tracing.Within(ctx, j.TraceParent)
+	tracing.JobEnded(ctx, string(j.Status), errorCode(j.Error))
 	return s.store.FinishJob(context.WithoutCancel(ctx), j, m)
 }
 
@@ -112,4 +116,11 @@ func (s *Service) deliverLater(ctx context.Context, d webhooks.Delivery) {
 	if err := s.store.ReturnReady(ctx, d.RequestID); err != nil {
 		s.log.WarnContext(ctx, "could not hand a webhook to the workers; recovery will", "deliveryId", d.ID, "error", fmt.Sprint(err))
 	}
+}
+
+func errorCode(e *Error) string {
+	if e == nil {
+		return ""
+	}
+	return e.Code
 }
