@@ -210,10 +210,20 @@ func TestTraces(t *testing.T) {
 	if code, _ := svc.call("POST", "/admin/v1/workers", svc.admin, map[string]any{"name": "tr", "types": []string{"ext"}}, &wk); code != http.StatusCreated {
 		t.Fatalf("create worker: %d", code)
 	}
-	var claim struct{ RequestID, Traceparent string }
+	var claim struct{ RequestID, LeaseID, Traceparent string }
 	if code, _ := svc.call("POST", "/v1/worker/claim", wk.WorkerKey, map[string]any{"types": []string{"ext"}, "waitSeconds": 5}, &claim); code != http.StatusOK || claim.RequestID != extID {
 		t.Fatalf("claim: %d %+v, want job %s", code, claim, extID)
 	}
+
+	// …and a report sent with it keeps the webhook in the job's trace.
+	if code, _ := svc.call("POST", "/v1/worker/jobs/"+extID+"/complete", wk.WorkerKey, map[string]any{"leaseId": claim.LeaseID, "result": 2},
+		nil, "traceparent", claim.Traceparent); code != http.StatusOK {
+		t.Fatalf("complete: %d", code)
+	}
+	waitFor(t, "the external job delivered", 10*time.Second, func() bool {
+		j := svc.job(extID)
+		return j.Delivery != nil && j.Delivery.Status == "DELIVERED"
+	})
 
 	// 4. A replay starts a new trace, linked to the original.
 	if code, _ := svc.call("POST", "/admin/v1/deliveries/"+dlvID+"/replay", svc.admin, nil, nil); code != http.StatusAccepted && code != http.StatusOK {
@@ -314,6 +324,12 @@ func TestTraces(t *testing.T) {
 	esub := find(t, spans, "job.submit", "boomerang.request_id", extID)
 	if tr, parent := traceparentOf(claim.Traceparent); tr != extTrace || parent != esub.id {
 		t.Errorf("claim traceparent %q, want trace %s parent %s (the submission's span)", claim.Traceparent, extTrace, esub.id)
+	}
+	complete := find(t, spans, "POST /v1/worker/jobs/{requestId}/complete")
+	ea := find(t, spans, "webhook.attempt", "boomerang.request_id", extID)
+	if complete.trace != extTrace || complete.parent != esub.id || ea.trace != extTrace || ea.parent != complete.id {
+		t.Errorf("complete span in %s under %s, its attempt in %s under %s; want both in %s, the attempt under %s, the report under %s",
+			complete.trace, complete.parent, ea.trace, ea.parent, extTrace, complete.id, esub.id)
 	}
 
 	// Log lines about the echo job carry its ids and its trace.
