@@ -72,6 +72,7 @@ func (s *Service) end(ctx context.Context, j Job, status Status, why *Error) (Jo
 	if j.Status.Final() {
 		return j, ErrFinished
 	}
+	ctx = tracing.ForJob(ctx, j.TraceParent) // its log lines in the job's trace
 	done := s.now().UTC()
 	j.Status, j.Error, j.LastError, j.Result = status, why, nil, nil
 	j.UpdatedAt, j.CompletedAt, j.DeliveryID = done, &done, DeliveryID(j.ID)

@@ -15,6 +15,19 @@ import (
 // span gets its trace id. Log calls must use the *Context variants.
 func LogHandler(h slog.Handler) slog.Handler { return logHandler{h: h} }
 
+type jobTraceKey struct{}
+
+// ForJob makes the log lines written with ctx carry the trace of a job's
+// stored traceparent rather than the current span's: a line about a job
+// logged by another trace's request (a cancel, an external worker's
+// report) is found with the job's trace. ctx as it is without one.
+func ForJob(ctx context.Context, traceparent string) context.Context {
+	if sc := parse(traceparent); sc.IsValid() {
+		return context.WithValue(ctx, jobTraceKey{}, sc.TraceID().String())
+	}
+	return ctx
+}
+
 type logHandler struct {
 	h slog.Handler
 	// has says which of requestId, deliveryId and traceId the attributes
@@ -45,7 +58,9 @@ func (l logHandler) Handle(ctx context.Context, r slog.Record) error {
 		}
 	}
 	if has.trace == "" {
-		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		if id, ok := ctx.Value(jobTraceKey{}).(string); ok {
+			r.AddAttrs(slog.String("traceId", id))
+		} else if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 			r.AddAttrs(slog.String("traceId", sc.TraceID().String()))
 		}
 	}

@@ -145,6 +145,7 @@ func TestReplay(t *testing.T) {
 func TestLogHandler(t *testing.T) {
 	tr, _ := newTracer(t)
 	spanCtx, _ := tr.StartProcess(context.Background(), clientTP, "req_01AB", "echo", 1)
+	otherCtx, _ := tr.StartProcess(context.Background(), otherTP, "req_01CD", "echo", 1)
 	cases := []struct {
 		name  string
 		ctx   context.Context
@@ -158,6 +159,8 @@ func TestLogHandler(t *testing.T) {
 			map[string]string{"requestId": "req_01AB", "deliveryId": "msg_01AB"}},
 		{"ids from With count", context.Background(), []any{"requestId", "req_01AB"}, nil,
 			map[string]string{"requestId": "req_01AB", "deliveryId": "msg_01AB"}},
+		{"ForJob's trace wins over another trace's span", tracing.ForJob(otherCtx, clientTP), nil, []any{"requestId", "req_01AB"},
+			map[string]string{"requestId": "req_01AB", "deliveryId": "msg_01AB", "traceId": clientTrace}},
 		{"a line about no job is left alone", context.Background(), nil, []any{"replayId", "rpl_1"},
 			map[string]string{"replayId": "rpl_1"}},
 	}

@@ -333,10 +333,17 @@ func TestTraces(t *testing.T) {
 	}
 
 	// Log lines about the echo job carry its ids and its trace.
-	var sawAttempt, sawCompleted bool
+	var sawAttempt, sawCompleted, sawClaimed bool
 	for _, line := range strings.Split(svc.stderr.String(), "\n") {
 		var l struct{ Msg, RequestID, DeliveryID, TraceID string }
-		if json.Unmarshal([]byte(line), &l) != nil || (l.RequestID != echoID && l.DeliveryID != dlvID) {
+		if json.Unmarshal([]byte(line), &l) != nil {
+			continue
+		}
+		if l.Msg == "job claimed by an external worker" {
+			// Logged by the claim's request (a trace of its own), in the job's.
+			sawClaimed = l.RequestID == extID && l.TraceID == extTrace
+		}
+		if l.RequestID != echoID && l.DeliveryID != dlvID {
 			continue
 		}
 		if l.RequestID != echoID || l.DeliveryID != dlvID || l.TraceID == "" {
@@ -344,6 +351,9 @@ func TestTraces(t *testing.T) {
 		}
 		sawAttempt = sawAttempt || (l.Msg == "delivery attempt" && l.TraceID == clientTrace)
 		sawCompleted = sawCompleted || (l.Msg == "job completed" && l.TraceID == clientTrace)
+	}
+	if !sawClaimed {
+		t.Errorf("no \"job claimed by an external worker\" line of %s in trace %s", extID, extTrace)
 	}
 	if !sawAttempt || !sawCompleted {
 		t.Errorf("no \"delivery attempt\" (%v) or \"job completed\" (%v) line in trace %s:\n%s", sawAttempt, sawCompleted, clientTrace, svc.stderr)
