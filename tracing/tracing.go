@@ -231,6 +231,7 @@ const (
 	keyJobStatus  = attribute.Key("boomerang.job.status")
 	keyAttempt    = attribute.Key("boomerang.delivery.attempt")
 	keyOutcome    = attribute.Key("boomerang.delivery.outcome")
+	keyDeferred   = attribute.Key("boomerang.delivery.deferred")
 )
 
 // StartSubmit starts the span of a job's submission, a child of ctx's
@@ -305,6 +306,8 @@ func (a AttemptSpan) End(status int, class, outcome string, err error) {
 		a.s.SetAttributes(keyOutcome.String(outcome))
 	}
 	switch {
+	case err != nil && outcome == "deferred": // a wait, not a failure: why it waits
+		a.s.SetAttributes(keyDeferred.String(err.Error()))
 	case err != nil:
 		a.s.RecordError(err)
 		a.s.SetStatus(codes.Error, err.Error())

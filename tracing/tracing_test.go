@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/boomerang-dev/boomerang/tracing"
+	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -181,6 +183,43 @@ func TestLogHandler(t *testing.T) {
 		for k, v := range c.want {
 			if got[k] != v {
 				t.Errorf("%s: %s = %v, want %v (line %v)", c.name, k, got[k], v, got)
+			}
+		}
+	}
+}
+
+// An attempt's span says how it went; a deferral is no error.
+func TestAttemptSpan(t *testing.T) {
+	cases := []struct {
+		status         int
+		class, outcome string
+		err            error
+		wantError      bool
+		wantAttrs      map[string]string
+	}{
+		{204, "", "delivered", nil, false, map[string]string{"http.response.status_code": "204", "boomerang.delivery.outcome": "delivered"}},
+		{500, "status", "retry", nil, true, map[string]string{"http.response.status_code": "500", "error.type": "status", "boomerang.delivery.outcome": "retry"}},
+		{0, "timeout", "failed", nil, true, map[string]string{"error.type": "timeout", "boomerang.delivery.outcome": "failed"}},
+		{0, "", "deferred", errors.New("circuit open until 12:00"), false,
+			map[string]string{"boomerang.delivery.outcome": "deferred", "boomerang.delivery.deferred": "circuit open until 12:00"}},
+	}
+	for _, c := range cases {
+		tr, exp := newTracer(t)
+		_, s := tr.StartAttempt(context.Background(), clientTP, "msg_01AB", "req_01AB", 2)
+		s.End(c.status, c.class, c.outcome, c.err)
+		got := exp.GetSpans()[0]
+		attrs := map[string]string{}
+		for _, a := range got.Attributes {
+			attrs[string(a.Key)] = a.Value.Emit()
+		}
+		if (got.Status.Code == codes.Error) != c.wantError || got.Parent.TraceID().String() != clientTrace ||
+			attrs["boomerang.delivery.attempt"] != "2" || attrs["boomerang.delivery_id"] != "msg_01AB" {
+			t.Errorf("End(%d, %q, %q, %v): status %v, parent %v, attrs %v; want error %v, a child of %s",
+				c.status, c.class, c.outcome, c.err, got.Status, got.Parent, attrs, c.wantError, clientTP)
+		}
+		for k, v := range c.wantAttrs {
+			if attrs[k] != v {
+				t.Errorf("End(%d, %q, %q, %v): %s = %q, want %q", c.status, c.class, c.outcome, c.err, k, attrs[k], v)
 			}
 		}
 	}
