@@ -154,7 +154,12 @@ func TestTraces(t *testing.T) {
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		upMu.Lock()
 		upstreamTP = append(upstreamTP, r.Header.Get("traceparent"))
+		first := len(upstreamTP) == 1
 		upMu.Unlock()
+		if first { // the job's retry comes through asynq, an hour or a second later
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprint(w, `{"ok":true}`)
 	}))
@@ -192,7 +197,7 @@ func TestTraces(t *testing.T) {
 	dlvID := svc.job(echoID).Delivery.ID
 
 	// 2. Without a traceparent, the trace starts at the API and reaches
-	// the HTTP upstream.
+	// the HTTP upstream, at each processing attempt.
 	fwdID := svc.submit("fwd", rcv.srv.URL+"/ok", map[string]string{"x": "y"})
 	waitFor(t, "the forwarded job delivered", 10*time.Second, func() bool {
 		j := svc.job(fwdID)
@@ -306,18 +311,25 @@ func TestTraces(t *testing.T) {
 	// The forwarded job: its trace starts at the API, and the upstream got
 	// the processing span's traceparent.
 	fsub := find(t, spans, "job.submit", "boomerang.request_id", fwdID)
-	fproc := find(t, spans, "job.process", "boomerang.request_id", fwdID)
+	fproc := find(t, spans, "job.process", "boomerang.request_id", fwdID, "boomerang.job.attempt", "2")
+	fproc1 := find(t, spans, "job.process", "boomerang.request_id", fwdID, "boomerang.job.attempt", "1")
 	if fsrv, ok := byID(spans, fsub.parent); !ok || fsrv.parent != "" || fsrv.trace == clientTrace {
 		t.Errorf("the forwarded job's server span = %+v, want a root of a new trace", fsrv)
 	}
 	upMu.Lock()
 	gotUp := append([]string(nil), upstreamTP...)
 	upMu.Unlock()
-	if len(gotUp) != 1 {
-		t.Fatalf("upstream got %d requests, want 1", len(gotUp))
+	if len(gotUp) != 2 {
+		t.Fatalf("upstream got %d requests, want 2 (503, then 200)", len(gotUp))
 	}
-	if tr, parent := traceparentOf(gotUp[0]); tr != fproc.trace || parent != fproc.id || fproc.parent != fsub.id {
-		t.Errorf("upstream traceparent %q, want trace %s parent %s (the processing span, child of %s)", gotUp[0], fproc.trace, fproc.id, fsub.id)
+	for i, p := range []span{fproc1, fproc} {
+		if tr, parent := traceparentOf(gotUp[i]); tr != p.trace || parent != p.id || p.parent != fsub.id {
+			t.Errorf("upstream request %d: traceparent %q, want trace %s parent %s (processing attempt %d's span, child of %s; its parent %s)",
+				i+1, gotUp[i], p.trace, p.id, i+1, fsub.id, p.parent)
+		}
+	}
+	if fproc1.attrs["error.type"] != "upstream_503" {
+		t.Errorf("the failed processing attempt's error.type = %q, want upstream_503", fproc1.attrs["error.type"])
 	}
 
 	// The external job's claim: its submission's traceparent.
