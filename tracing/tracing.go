@@ -189,6 +189,14 @@ func parse(traceparent string) trace.SpanContext {
 	return trace.SpanContextFromContext(ctx)
 }
 
+// TraceID is the trace id of a stored traceparent, "" if none.
+func TraceID(traceparent string) string {
+	if sc := parse(traceparent); sc.IsValid() {
+		return sc.TraceID().String()
+	}
+	return ""
+}
+
 // continued is ctx with the stored traceparent as the remote parent of the
 // spans started from it (and the trace of its log lines); ctx as it is
 // when traceparent is not valid.

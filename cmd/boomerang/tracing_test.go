@@ -239,6 +239,10 @@ func TestTraces(t *testing.T) {
 		return j.Delivery != nil && j.Delivery.Status == "DELIVERED" && j.Delivery.Attempts == 3
 	})
 
+	var view struct{ TraceID string } // the admin API shows the delivery's trace
+	if code, _ := svc.call("GET", "/admin/v1/deliveries/"+dlvID, svc.admin, nil, &view); code != http.StatusOK {
+		t.Fatalf("GET the delivery: %d", code)
+	}
 	if n := len(col.all()); n != 0 {
 		t.Logf("%d spans exported before shutdown (the batch delay is a minute)", n)
 	}
@@ -303,6 +307,9 @@ func TestTraces(t *testing.T) {
 	}
 	if a3.trace != replay.trace || a3.parent != replay.id {
 		t.Errorf("attempt 3 in trace %s, parent %s; want the replay's trace %s, parent %s", a3.trace, a3.parent, replay.trace, replay.id)
+	}
+	if view.TraceID != replay.trace {
+		t.Errorf("GET the delivery: traceId %q, want the replay's trace %s", view.TraceID, replay.trace)
 	}
 	if admin, ok := byID(spans, replay.parent); !ok || admin.name != "POST /admin/v1/deliveries/{id}/replay" {
 		t.Errorf("webhook.replay's parent = %+v, want the admin request's span", admin)
