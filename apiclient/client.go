@@ -213,6 +213,9 @@ func (c *Client) open(ctx context.Context, r request, body []byte) (*http.Respon
 	for k, vs := range r.header {
 		req.Header[k] = vs
 	}
+	if tp, ok := ctx.Value(traceParentKey{}).(string); ok {
+		req.Header.Set("traceparent", tp)
+	}
 	if req.Header.Get("Accept") == "" {
 		req.Header.Set("Accept", "application/json")
 	}

@@ -26,6 +26,20 @@ type Claim struct {
 	LeaseID        string            `json:"leaseId"`
 	LeaseExpiresAt time.Time         `json:"leaseExpiresAt"`
 	Deadline       *time.Time        `json:"deadline"`
+	// TraceParent is the job's W3C traceparent, when the server exports
+	// traces: send it back with WithTraceParent.
+	TraceParent string `json:"traceparent,omitempty"`
+}
+
+type traceParentKey struct{}
+
+// WithTraceParent makes the calls made with ctx send traceparent as their
+// W3C traceparent header (a worker's reports, in its job's trace).
+func WithTraceParent(ctx context.Context, traceparent string) context.Context {
+	if traceparent == "" {
+		return ctx
+	}
+	return context.WithValue(ctx, traceParentKey{}, traceparent)
 }
 
 type claimBody struct {

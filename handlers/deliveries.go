@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/boomerang-dev/boomerang/ids"
+	"github.com/boomerang-dev/boomerang/tracing"
 	"github.com/boomerang-dev/boomerang/webhooks"
 )
 
@@ -70,8 +71,9 @@ func deliveryView(d webhooks.Delivery) any {
 	return struct {
 		webhooks.Delivery
 		AttemptCount int                `json:"attemptCount"`
+		TraceID      string             `json:"traceId,omitempty"`
 		Attempts     []webhooks.Attempt `json:"attempts"`
-	}{d, d.Attempts, log}
+	}{d, d.Attempts, tracing.TraceID(d.TraceParent), log}
 }
 
 func replayDelivery(rp Replayer) http.Handler {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/boomerang-dev/boomerang/clients"
+	"github.com/boomerang-dev/boomerang/tracing"
 	"github.com/gorilla/mux"
 )
 
@@ -192,5 +193,16 @@ func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 			attrs = append(attrs, "requestId", id)
 		}
 		log.InfoContext(r.Context(), "http request", attrs...)
+	})
+}
+
+// routeSpan names the request's trace span (tracing.Tracer.Handler) after
+// its route template, never the raw path.
+func routeSpan(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if t, err := mux.CurrentRoute(r).GetPathTemplate(); err == nil {
+			tracing.NameRoute(r, t)
+		}
+		next.ServeHTTP(w, r)
 	})
 }

@@ -59,6 +59,7 @@ func Router(d Deps, serve int) *mux.Router {
 	r.NotFoundHandler = unrouted(r)
 	r.MethodNotAllowedHandler = r.NotFoundHandler
 	r.Use(noteRoute)
+	r.Use(routeSpan)
 
 	r.Handle("/healthz", healthz()).Methods(http.MethodGet)
 	r.Handle("/readyz", readyz(d.Ready)).Methods(http.MethodGet)

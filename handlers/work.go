@@ -109,6 +109,9 @@ type claimResponse struct {
 	LeaseID        string            `json:"leaseId"`
 	LeaseExpiresAt time.Time         `json:"leaseExpiresAt"`
 	Deadline       *time.Time        `json:"deadline"`
+	// TraceParent is the job's W3C traceparent, for the worker's spans
+	// (absent with tracing off).
+	TraceParent string `json:"traceparent,omitempty"`
 }
 
 func claimJob(svc ExternalWork, limits WorkerLimits, maxBody int64) http.Handler {
@@ -141,7 +144,8 @@ func claimJob(svc ExternalWork, limits WorkerLimits, maxBody int64) http.Handler
 		}
 		w.Header().Set("X-Request-Id", j.ID)
 		respond(w, http.StatusOK, claimResponse{RequestID: j.ID, Type: j.Type, Payload: j.Payload, Metadata: meta,
-			Attempt: j.Attempts, LeaseID: j.LeaseID, LeaseExpiresAt: j.UpdatedAt.Add(o.Lease).UTC(), Deadline: j.Deadline})
+			Attempt: j.Attempts, LeaseID: j.LeaseID, LeaseExpiresAt: j.UpdatedAt.Add(o.Lease).UTC(), Deadline: j.Deadline,
+			TraceParent: j.TraceParent})
 	})
 }
 

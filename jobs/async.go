@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/boomerang-dev/boomerang/ids"
+	"github.com/boomerang-dev/boomerang/tracing"
 )
 
 // Async completion: a type's upstream accepts the work and finishes it
@@ -127,6 +128,7 @@ func (s *Service) CompleteByToken(ctx context.Context, token string, c Completio
 	if err != nil {
 		return Job{}, err
 	}
+	ctx = tracing.ForJob(ctx, j.TraceParent) // its log lines in the job's trace
 	status, result := StatusCompleted, c.Result
 	if c.Error != nil {
 		status, result = StatusFailed, nil

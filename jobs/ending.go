@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/boomerang-dev/boomerang/tracing"
 	"github.com/boomerang-dev/boomerang/webhooks"
 )
 
@@ -71,6 +72,7 @@ func (s *Service) end(ctx context.Context, j Job, status Status, why *Error) (Jo
 	if j.Status.Final() {
 		return j, ErrFinished
 	}
+	ctx = tracing.ForJob(ctx, j.TraceParent) // its log lines in the job's trace
 	done := s.now().UTC()
 	j.Status, j.Error, j.LastError, j.Result = status, why, nil, nil
 	j.UpdatedAt, j.CompletedAt, j.DeliveryID = done, &done, DeliveryID(j.ID)
@@ -98,6 +100,9 @@ func (s *Service) record(ctx context.Context, j Job) (webhooks.Delivery, error) 
 		return webhooks.Delivery{}, err
 	}
 	m := webhooks.Message{ID: j.DeliveryID, RequestID: j.ID, ClientID: j.ClientID, EventType: EventType(j.Status), URL: j.CallbackURL, Body: body}
+	// The delivery's attempts continue from the span that ends the job.
+	j.TraceParent = tracing.Within(ctx, j.TraceParent)
+	tracing.JobEnded(ctx, string(j.Status), errorCode(j.Error))
 	return s.store.FinishJob(context.WithoutCancel(ctx), j, m)
 }
 
@@ -112,4 +117,11 @@ func (s *Service) deliverLater(ctx context.Context, d webhooks.Delivery) {
 	if err := s.store.ReturnReady(ctx, d.RequestID); err != nil {
 		s.log.WarnContext(ctx, "could not hand a webhook to the workers; recovery will", "deliveryId", d.ID, "error", fmt.Sprint(err))
 	}
+}
+
+func errorCode(e *Error) string {
+	if e == nil {
+		return ""
+	}
+	return e.Code
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/boomerang-dev/boomerang/tracing"
 )
 
 // Work done outside Boomerang: external workers claim jobs of their types
@@ -74,11 +76,11 @@ func (s *Service) claimNext(ctx context.Context, o ClaimOptions) (Job, bool, err
 				err = s.finishExternal(ctx, j, StatusFailed, nil, &Error{Code: "attempts_exhausted",
 					Message: fmt.Sprintf("no worker finished the job in %d attempts (their leases lapsed)", j.Attempts-1)})
 			default:
-				s.log.InfoContext(ctx, "job claimed by an external worker", "requestId", j.ID, "type", j.Type, "attempt", j.Attempts)
+				s.log.InfoContext(tracing.ForJob(ctx, j.TraceParent), "job claimed by an external worker", "requestId", j.ID, "type", j.Type, "attempt", j.Attempts)
 				return j, true, nil
 			}
 			if err != nil {
-				s.log.WarnContext(ctx, "could not end a claimed job", "requestId", j.ID, "error", err)
+				s.log.WarnContext(tracing.ForJob(ctx, j.TraceParent), "could not end a claimed job", "requestId", j.ID, "error", err)
 			}
 		}
 	}
@@ -158,6 +160,7 @@ func (s *Service) Fail(ctx context.Context, id, leaseID string, types []string, 
 	if err != nil {
 		return Job{}, err
 	}
+	ctx = tracing.ForJob(ctx, j.TraceParent) // its log lines in the job's trace
 	if !retryable || j.Attempts >= s.maxAttempts {
 		if err := s.finishExternal(ctx, j, StatusFailed, nil, &e); err != nil {
 			return Job{}, err
@@ -207,6 +210,7 @@ func (s *Service) leased(ctx context.Context, id, leaseID string, types []string
 // webhook. The same outcome recorded already under the same lease (a
 // repeated call) is no error.
 func (s *Service) finishExternal(ctx context.Context, j Job, status Status, result json.RawMessage, e *Error) error {
+	ctx = tracing.ForJob(ctx, j.TraceParent) // its log lines in the job's trace
 	done := s.now().UTC()
 	j.Status, j.Result, j.Error, j.LastError = status, result, e, nil
 	j.UpdatedAt, j.CompletedAt, j.DeliveryID = done, &done, DeliveryID(j.ID)

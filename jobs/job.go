@@ -90,6 +90,10 @@ type Job struct {
 	// TokenHash, set by a completion through a token, makes the store
 	// accept the write only if the record holds this token's hash.
 	TokenHash string `json:"-"`
+	// TraceParent is the W3C traceparent the job's later steps continue
+	// (tracing): its submission's span, then the span that ended it.
+	// Stored, not shown; "" with tracing off.
+	TraceParent string `json:"-"`
 }
 
 // Error is why a job failed, as clients see it.

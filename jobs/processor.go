@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/boomerang-dev/boomerang/tracing"
 )
 
 // Input is what a processor gets of a job.
@@ -229,6 +231,7 @@ func postUpstream(ctx context.Context, client *http.Client, url, userAgent strin
 	if userAgent != "" {
 		req.Header.Set("User-Agent", userAgent)
 	}
+	tracing.Inject(ctx, req.Header) // the processing span's traceparent
 	if requestID != "" {
 		req.Header.Set("Boomerang-Request-Id", requestID)
 		req.Header.Set("Idempotency-Key", idemKey)

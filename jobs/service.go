@@ -19,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/boomerang-dev/boomerang/ids"
+	"github.com/boomerang-dev/boomerang/tracing"
 
 	"github.com/boomerang-dev/boomerang/webhooks"
 )
@@ -200,6 +201,7 @@ type Service struct {
 	publicURL   string
 	now         func() time.Time
 	log         *slog.Logger
+	tracer      *tracing.Tracer
 
 	running *runningSet // processors running here, by job id (Stop)
 	board   *board      // external claims waiting for work here
@@ -235,6 +237,7 @@ type ServiceOptions struct {
 	PublicURL string
 	Now       func() time.Time
 	Logger    *slog.Logger
+	Tracer    *tracing.Tracer // nil: no spans
 }
 
 // NewService returns a Service.
@@ -261,7 +264,7 @@ func NewService(o ServiceOptions) *Service {
 	}
 	return &Service{store: o.Store, registry: o.Registry, urls: o.URLs, enqueuer: o.Enqueuer, deliverer: o.Deliverer,
 		maxAttempts: o.MaxAttempts, retryDelay: o.RetryDelay, lease: o.Lease, partitions: o.Partitions,
-		limits: o.Limits, maxDeadline: o.MaxDeadline, publicURL: strings.TrimRight(o.PublicURL, "/"), now: o.Now, log: o.Logger,
+		limits: o.Limits, maxDeadline: o.MaxDeadline, publicURL: strings.TrimRight(o.PublicURL, "/"), now: o.Now, log: o.Logger, tracer: o.Tracer,
 		running: newRunningSet(), board: newBoard(), beats: newBeats(), hub: newHub()}
 }
 
@@ -414,6 +417,9 @@ func (s *Service) Submit(ctx context.Context, clientID string, sub Submission) (
 	j := Job{ID: ids.NewIn(ids.Request, now, partition), ClientID: clientID, Type: sub.Type, Status: StatusAccepted,
 		Payload: sub.Payload, CallbackURL: sub.CallbackURL, Metadata: sub.Metadata,
 		CreatedAt: now.Truncate(time.Millisecond), UpdatedAt: now, External: typ.External}
+	ctx, span := s.tracer.StartSubmit(ctx, j.ID, j.Type)
+	defer span.End(nil)
+	j.TraceParent = span.TraceParent()
 	if sub.Deadline != nil {
 		d := sub.Deadline.UTC().Truncate(time.Millisecond)
 		j.Deadline = &d
@@ -493,7 +499,9 @@ func (s *Service) notClaimed(ctx context.Context, id string, err error) error {
 }
 
 // runClaimed processes a job this run has claimed.
-func (s *Service) runClaimed(ctx context.Context, j Job) error {
+func (s *Service) runClaimed(ctx context.Context, j Job) (err error) {
+	ctx, span := s.tracer.StartProcess(ctx, j.TraceParent, j.ID, j.Type, j.Attempts)
+	defer func() { span.End(err) }()
 	if j.Attempts > s.maxAttempts { // crashed or interrupted runs used them all up
 		// This claim counts in j.Attempts although it does not process: the
 		// store only lets the claim's own attempt number write the outcome.
@@ -601,6 +609,7 @@ func (s *Service) failed(ctx context.Context, j Job, typ Type, perr error, timed
 	}
 	at := s.now().UTC().Add(s.retryDelay(j.Attempts))
 	j.LastError, j.UpdatedAt = e, s.now().UTC()
+	tracing.JobEnded(ctx, "", e.Code)
 	wctx := context.WithoutCancel(ctx)
 	if err := s.store.RetryJob(wctx, j, at); errors.Is(err, ErrFinished) || errors.Is(err, ErrNotFound) {
 		// This run's lease lapsed and another run took the job over: that
@@ -644,13 +653,7 @@ func (s *Service) fail(ctx context.Context, j Job, e *Error) error {
 // finish records the job's outcome and creates its delivery in one atomic
 // write, then makes the first delivery attempt.
 func (s *Service) finish(ctx context.Context, j Job) error {
-	body, err := WebhookBody(j)
-	if err != nil {
-		return err
-	}
-	event := EventType(j.Status)
-	m := webhooks.Message{ID: j.DeliveryID, RequestID: j.ID, ClientID: j.ClientID, EventType: event, URL: j.CallbackURL, Body: body}
-	d, err := s.store.FinishJob(context.WithoutCancel(ctx), j, m)
+	d, err := s.record(ctx, j)
 	if errors.Is(err, ErrFinished) || errors.Is(err, ErrNotFound) {
 		// Another run of this job finished it first; it delivers.
 		s.log.WarnContext(ctx, "job finished by another run", "requestId", j.ID, "error", err)

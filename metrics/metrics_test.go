@@ -223,7 +223,7 @@ func TestDeliveryStoreCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A replay delivers again, much later: an attempt, not a lag.
-	d, err := store.ReopenDelivery(ctx, d.ID, ended.Add(time.Hour))
+	d, err := store.ReopenDelivery(ctx, d.ID, ended.Add(time.Hour), "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,7 +42,11 @@ func TestMemoryAndCommandBudget(t *testing.T) {
 		now := time.Now().UTC()
 		return jobs.Job{ID: ids.NewIn(ids.Request, now, 0), ClientID: "cli_01KJ00000000000000000BENCH", Type: "echo", Status: jobs.StatusAccepted,
 			Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)), CallbackURL: url, Metadata: map[string]string{"bench": "load-1"},
-			CreatedAt: now.Truncate(time.Millisecond), UpdatedAt: now}
+			CreatedAt: now.Truncate(time.Millisecond), UpdatedAt: now,
+			// Measured with traces on, the heavier case: the record
+			// carries a traceparent (TestTraceParentTravelsWithTheRecord
+			// checks it costs no command).
+			TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
 	}
 	var held []jobs.Job // claimed
 	var dlvs []webhooks.Delivery

@@ -153,7 +153,7 @@ func TestClusterJobPath(t *testing.T) {
 
 	// The other operations, once each.
 	d := getDelivery(t, s, jobs.DeliveryID(jobIDs[5]), true) // FAILED
-	if _, err := s.ReopenDelivery(ctx, d.ID, time.Now()); err != nil || len(d.AttemptLog) != 1 {
+	if _, err := s.ReopenDelivery(ctx, d.ID, time.Now(), ""); err != nil || len(d.AttemptLog) != 1 {
 		t.Errorf("ReopenDelivery on a cluster = %v (log of %d)", err, len(d.AttemptLog))
 	}
 	if err := s.PostponeDelivery(ctx, getDelivery(t, s, d.ID, false), 2, time.Now().Add(time.Minute), webhooks.DeferHostBusy); err != nil {

@@ -34,7 +34,7 @@ func (s *Store) GetDelivery(ctx context.Context, id string, withAttempts bool) (
 
 // deliveryFields are the record fields a delivery and its webhook body are
 // made of: all but the payload and the attempt log.
-var deliveryFields = []string{fClient, fStatic, fState, fResult, fError, fDelivery, fDlvError}
+var deliveryFields = []string{fClient, fStatic, fState, fResult, fError, fDelivery, fDlvError, fTrace}
 
 // readDelivery reads a record whole, or without its attempt log (up to
 // maxAttemptLog entries of up to some KiB each, which a delivery attempt
@@ -155,8 +155,10 @@ func (s *Store) ExpediteDelivery(ctx context.Context, d webhooks.Delivery, now t
 
 // ReopenDelivery moves a DELIVERED or FAILED delivery back to PENDING for a
 // replay due now, with a fresh round of attempts; webhooks.ErrConflict if
-// it is PENDING.
-func (s *Store) ReopenDelivery(ctx context.Context, id string, now time.Time) (webhooks.Delivery, error) {
+// it is PENDING. traceParent, if not "", is stored for the attempts to
+// continue; the delivery returned still has the one it had (the replay
+// links to it).
+func (s *Store) ReopenDelivery(ctx context.Context, id string, now time.Time, traceParent string) (webhooks.Delivery, error) {
 	d, err := s.GetDelivery(ctx, id, false)
 	if err != nil {
 		return webhooks.Delivery{}, err
@@ -170,6 +172,9 @@ func (s *Store) ReopenDelivery(ctx context.Context, id string, now time.Time) (w
 		due: &at, fields: []any{fDelivery, stateOf(next).String()}}
 	if d.Status == webhooks.StatusFailed {
 		w.failedOp = "rem"
+	}
+	if traceParent != "" {
+		w.fields = append(w.fields, fTrace, traceParent)
 	}
 	switch err := s.writeDelivery(ctx, w); {
 	case errors.Is(err, webhooks.ErrStale):

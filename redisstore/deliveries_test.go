@@ -279,7 +279,7 @@ func TestReopenDelivery(t *testing.T) {
 			}
 			d = getDelivery(t, s, d.ID, false)
 		}
-		got, err := s.ReopenDelivery(ctx, d.ID, replayAt)
+		got, err := s.ReopenDelivery(ctx, d.ID, replayAt, "")
 		if err != nil {
 			t.Fatalf("ReopenDelivery(%s) = %v", end, err)
 		}
@@ -305,7 +305,7 @@ func TestReopenDelivery(t *testing.T) {
 		}
 		// A PENDING delivery cannot be reopened.
 		before := snapshot(t, rdb)
-		if _, err := s.ReopenDelivery(ctx, d.ID, replayAt.Add(time.Second)); !errors.Is(err, webhooks.ErrConflict) {
+		if _, err := s.ReopenDelivery(ctx, d.ID, replayAt.Add(time.Second), ""); !errors.Is(err, webhooks.ErrConflict) {
 			t.Errorf("ReopenDelivery of a PENDING delivery = %v, want ErrConflict", err)
 		}
 		unchanged(t, rdb, before, "ReopenDelivery of a PENDING delivery")
@@ -321,7 +321,7 @@ func TestReopenDelivery(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.ReopenDelivery(ctx, "msg_"+strconv.Itoa(1), t0); !errors.Is(err, webhooks.ErrNotFound) {
+	if _, err := s.ReopenDelivery(ctx, "msg_"+strconv.Itoa(1), t0, ""); !errors.Is(err, webhooks.ErrNotFound) {
 		t.Errorf("ReopenDelivery(malformed) = %v, want ErrNotFound", err)
 	}
 }

@@ -85,7 +85,7 @@ func listingFixture(t *testing.T, s *redisstore.Store, n int) []listed {
 			}
 			if k == 7 && i%16 == 7 { // and some are replayed: PENDING again
 				l.dlv = webhooks.StatusPending
-				if _, err := s.ReopenDelivery(ctx, d.ID, done.Add(time.Hour)); err != nil {
+				if _, err := s.ReopenDelivery(ctx, d.ID, done.Add(time.Hour), ""); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -53,6 +53,9 @@ func (s *Store) CreateJob(ctx context.Context, j jobs.Job, idem *jobs.Idempotenc
 	if j.External {
 		args = append(args, fExternal, "1", fListed, strconv.FormatInt(ms(j.CreatedAt), 10))
 	}
+	if j.TraceParent != "" {
+		args = append(args, fTrace, j.TraceParent) // same HSET: no command more
+	}
 	res, err := s.runReplicated(ctx, createJobScript, keys, args)
 	if err != nil {
 		return "", "", fmt.Errorf("create job: %w", err)
@@ -336,7 +339,8 @@ func (s *Store) FinishJob(ctx context.Context, j jobs.Job, m webhooks.Message) (
 	created := done.Truncate(time.Millisecond)
 	event := jobs.EventType(j.Status)
 	d := webhooks.Delivery{ID: ids.Delivery + body, RequestID: j.ID, ClientID: j.ClientID, EventType: event, URL: j.CallbackURL,
-		Status: webhooks.StatusPending, CreatedAt: created, UpdatedAt: created, NextAttemptAt: &created, Payload: m.Body}
+		Status: webhooks.StatusPending, CreatedAt: created, UpdatedAt: created, NextAttemptAt: &created, Payload: m.Body,
+		TraceParent: j.TraceParent}
 	st := jobState{status: j.Status, attempts: j.Attempts, updated: nanos(j.UpdatedAt), completed: nanos(done)}
 	w := write{due: created.Add(s.recoverAfter), event: `final {"status":"` + string(j.Status) + `"}`,
 		anyAttempt: j.Status == jobs.StatusCanceled || j.Status == jobs.StatusExpired || j.TokenHash != "",
@@ -348,6 +352,9 @@ func (s *Store) FinishJob(ctx context.Context, j jobs.Job, m webhooks.Message) (
 		e, _ := json.Marshal(j.Error)
 		w.fields = append(w.fields, fError, e)
 		w.idxB, w.memB = []string{key(tag, "jobs:f"), key(tag, "jobs:f:"+j.ClientID)}, body
+	}
+	if j.TraceParent != "" {
+		w.fields = append(w.fields, fTrace, j.TraceParent) // where the delivery's attempts continue
 	}
 	if err := s.writeJob(ctx, j, w); err != nil {
 		return webhooks.Delivery{}, err

@@ -404,7 +404,7 @@ func TestUnknownAndMalformedIDsAreNotFound(t *testing.T) {
 		if _, err := s.GetDelivery(ctx, msg, true); !errors.Is(err, webhooks.ErrNotFound) {
 			t.Errorf("GetDelivery(%q) = %v, want ErrNotFound", msg, err)
 		}
-		if _, err := s.ReopenDelivery(ctx, msg, t0); !errors.Is(err, webhooks.ErrNotFound) {
+		if _, err := s.ReopenDelivery(ctx, msg, t0, ""); !errors.Is(err, webhooks.ErrNotFound) {
 			t.Errorf("ReopenDelivery(%q) = %v, want ErrNotFound", msg, err)
 		}
 	}
@@ -433,7 +433,7 @@ func TestUnknownAndMalformedIDsAreNotFound(t *testing.T) {
 	if err := s.RecordAttempt(ctx, kd, attempt(kd, 1, t0, true), webhooks.StatusDelivered); !errors.Is(err, webhooks.ErrNotFound) {
 		t.Errorf("RecordAttempt(delivery of a job not finished) = %v, want ErrNotFound", err)
 	}
-	if _, err := s.ReopenDelivery(ctx, kd.ID, t0); !errors.Is(err, webhooks.ErrNotFound) {
+	if _, err := s.ReopenDelivery(ctx, kd.ID, t0, ""); !errors.Is(err, webhooks.ErrNotFound) {
 		t.Errorf("ReopenDelivery(delivery of a job not finished) = %v, want ErrNotFound", err)
 	}
 	unchanged(t, rdb, before, "calls with unknown or malformed ids")

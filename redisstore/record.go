@@ -36,6 +36,9 @@ import (
 //	w      "1" once someone watched the job: its changes are then published
 //	ev     the number of the last event of a watched job
 //	e:<n>  event n: "<name> <JSON>"; the last maxEvents are kept
+//	tp     the W3C traceparent the job's and its delivery's later steps
+//	       continue (package tracing): the submission's span, then the one
+//	       that ended the job, then a replay's; absent with tracing off
 //
 // Times of 0 mean none. The job's creation time is its id's; the webhook
 // body is rebuilt from the record (jobs.WebhookBody is deterministic), so
@@ -58,6 +61,7 @@ const (
 	fProgress  = "pr"
 	fEvents    = "ev"
 	fEvent     = "e:"
+	fTrace     = "tp"
 )
 
 // maxEvents is how many events a watched job keeps for watchers that
@@ -166,7 +170,7 @@ func decodeJob(body string, f map[string]string) jobs.Job {
 		j.Progress = &jobs.Progress{}
 		_ = json.Unmarshal([]byte(p), j.Progress)
 	}
-	j.External, j.LeaseID = f[fExternal] != "", f[fLease]
+	j.External, j.LeaseID, j.TraceParent = f[fExternal] != "", f[fLease], f[fTrace]
 	return j
 }
 
@@ -227,7 +231,7 @@ func decodeDelivery(body string, f map[string]string, withBody, withLog bool) (w
 		Status: st.status, Attempts: st.attempts, LastAttemptAt: fromMillis(st.lastAttempt), NextAttemptAt: fromMillis(st.nextAttempt),
 		LastStatusCode: st.lastCode, LastError: f[fDlvError], Replays: st.reps, DeliveredAt: fromMillis(st.delivered),
 		DeferredUntil: fromMillis(st.deferredUntil), DeferredReason: st.deferredReason,
-		RoundStart: st.roundStart, DeferredAttempt: st.deferredAttempt}
+		RoundStart: st.roundStart, DeferredAttempt: st.deferredAttempt, TraceParent: f[fTrace]}
 	if c := fromMillis(st.created); c != nil {
 		d.CreatedAt = *c
 	}

@@ -182,7 +182,7 @@ func TestWritesTouchTheRecord(t *testing.T) {
 				return s.PostponeDelivery(ctx, d, 2, now.Add(time.Minute), webhooks.DeferHostBusy)
 			}},
 			{"RecordAttempt DELIVERED", func() error { return s.RecordAttempt(ctx, d, attempt(d, 2, now, true), webhooks.StatusDelivered) }},
-			{"ReopenDelivery", func() error { _, err := s.ReopenDelivery(ctx, d.ID, now); return err }},
+			{"ReopenDelivery", func() error { _, err := s.ReopenDelivery(ctx, d.ID, now, ""); return err }},
 		}
 		for _, st := range steps {
 			if err := rdb.PExpire(ctx, recordKey(s, j.ID), marker).Err(); err != nil {

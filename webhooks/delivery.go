@@ -92,6 +92,10 @@ type Delivery struct {
 	// are stored, not shown.
 	RoundStart      int `json:"-"`
 	DeferredAttempt int `json:"-"`
+	// TraceParent is the W3C traceparent its attempts continue (package
+	// tracing): the span that ended its job, or its replay's. Stored, not
+	// shown.
+	TraceParent string `json:"-"`
 }
 
 // Error classes of failed attempts.

@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/boomerang-dev/boomerang/egress"
 	"github.com/boomerang-dev/boomerang/signing"
+	"github.com/boomerang-dev/boomerang/tracing"
 )
 
 // Store keeps deliveries and their attempt logs (redisstore.Store). A
@@ -36,8 +38,10 @@ type Store interface {
 	// the Defer* reasons), provided no attempt was recorded meanwhile.
 	PostponeDelivery(ctx context.Context, d Delivery, n int, until time.Time, reason string) error
 	// ReopenDelivery moves a DELIVERED or FAILED delivery back to PENDING
-	// for a replay due at now (ErrConflict if it is PENDING).
-	ReopenDelivery(ctx context.Context, id string, now time.Time) (Delivery, error)
+	// for a replay due at now (ErrConflict if it is PENDING), storing
+	// traceParent (if not "") for its attempts; the Delivery returned
+	// has the TraceParent it had.
+	ReopenDelivery(ctx context.Context, id string, now time.Time, traceParent string) (Delivery, error)
 	// ExpediteDelivery moves d's next attempt to now, provided d is still
 	// PENDING with the attempts it was read with (else ErrStale).
 	ExpediteDelivery(ctx context.Context, d Delivery, now time.Time) error
@@ -94,6 +98,7 @@ type Dispatcher struct {
 	userAgent string
 	now       func() time.Time
 	log       *slog.Logger
+	tracer    *tracing.Tracer
 }
 
 // DispatcherOptions wires a Dispatcher. Transport carries the SSRF guard
@@ -118,6 +123,7 @@ type DispatcherOptions struct {
 	UserAgent        string
 	Now              func() time.Time
 	Logger           *slog.Logger
+	Tracer           *tracing.Tracer // nil: no spans
 }
 
 // NewDispatcher returns a Dispatcher; redirects are never followed.
@@ -148,6 +154,7 @@ func NewDispatcher(o DispatcherOptions) *Dispatcher {
 		userAgent: o.UserAgent,
 		now:       o.Now,
 		log:       o.Logger,
+		tracer:    o.Tracer,
 	}
 }
 
@@ -215,13 +222,15 @@ func (d *Dispatcher) attempt(ctx context.Context, dl Delivery) error {
 
 // attemptOr makes the next attempt of dl, or, if the gate defers it, calls
 // onDefer instead.
-func (d *Dispatcher) attemptOr(ctx context.Context, dl Delivery, onDefer func(context.Context, Delivery, int, *DeferError) error) error {
+func (d *Dispatcher) attemptOr(ctx context.Context, dl Delivery, onDefer func(context.Context, Delivery, int, *DeferError) error) (err error) {
 	signer, err := d.signers.get(ctx, dl.ClientID)
 	if err != nil {
 		return err
 	}
 	n := dl.Attempts + 1
 	var a Attempt
+	ctx, span := d.tracer.StartAttempt(ctx, dl.TraceParent, dl.ID, dl.RequestID, n)
+	defer func() { span.End(a.StatusCode, a.ErrorClass, cmp.Or(a.Outcome, "deferred"), err) }()
 	var retryAfter time.Duration
 	t, deferral := d.gate.acquireWait(ctx, hostOf(dl.URL), endpointOf(dl.ClientID, dl.URL))
 	switch {
@@ -309,6 +318,7 @@ func (d *Dispatcher) send(ctx context.Context, dl Delivery, n int, signer *signi
 	req.Header.Set(signing.HeaderID, dl.ID)
 	req.Header.Set(signing.HeaderTimestamp, strconv.FormatInt(ts, 10))
 	req.Header.Set(signing.HeaderSignature, sig)
+	tracing.Inject(ctx, req.Header) // the attempt's span
 
 	resp, err := d.client.Do(req)
 	if err != nil {

@@ -14,11 +14,19 @@ import (
 // attempt now, with the same webhook-id; attempt numbers continue and the
 // delivery gets a fresh round of MaxAttempts. A PENDING delivery is
 // ErrConflict.
-func (d *Dispatcher) Replay(ctx context.Context, id string) (Delivery, error) {
+func (d *Dispatcher) Replay(ctx context.Context, id string) (_ Delivery, err error) {
 	now := d.now().UTC()
-	dl, err := d.store.ReopenDelivery(ctx, id, now)
+	// A new trace, which the replayed attempts continue, linked to the
+	// original.
+	ctx, span := d.tracer.StartReplay(ctx, id)
+	defer func() { span.End(err) }()
+	dl, err := d.store.ReopenDelivery(ctx, id, now, span.TraceParent())
 	if err != nil {
 		return Delivery{}, err
+	}
+	span.Link(dl.TraceParent)
+	if tp := span.TraceParent(); tp != "" {
+		dl.TraceParent = tp
 	}
 	// If this fails the delivery stays PENDING and the recovery sweep
 	// schedules it; the caller still learns of the failure.

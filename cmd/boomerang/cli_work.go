@@ -240,6 +240,7 @@ func sleep(ctx context.Context, d time.Duration) {
 // is reported. It logs one line.
 func (w *worker) runJob(ctx context.Context, c apiclient.Claim) {
 	log := w.log.With("job", c.RequestID, "type", c.Type, "attempt", c.Attempt)
+	ctx = apiclient.WithTraceParent(ctx, c.TraceParent) // heartbeats and reports in the job's trace
 	jobCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	if c.Deadline != nil {
@@ -301,6 +302,9 @@ func jobEnv(c apiclient.Claim) []string {
 		"BOOMERANG_JOB_ATTEMPT=" + strconv.Itoa(c.Attempt)}
 	if c.Deadline != nil {
 		env = append(env, "BOOMERANG_JOB_DEADLINE="+c.Deadline.Format(time.RFC3339))
+	}
+	if c.TraceParent != "" {
+		env = append(env, "TRACEPARENT="+c.TraceParent) // the OpenTelemetry convention for a child process
 	}
 	return env
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/boomerang-dev/boomerang/config"
 	"github.com/boomerang-dev/boomerang/handlers"
 	"github.com/boomerang-dev/boomerang/jobs"
+	"github.com/boomerang-dev/boomerang/tracing"
 )
 
 // serve runs the service until ctx ends.
@@ -41,6 +42,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		cfg.Addr = *addr
 	}
 	log := newLogger(cfg, stderr)
+	tracer, err := startTracing(getenv, stdout, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing(ctx, tracer, cfg.ShutdownTimeout, log) // last: after the servers and workers
 
 	rdb, stopRedis, err := openRedis(ctx, &cfg, stdout, log)
 	if err != nil {
@@ -63,7 +69,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		publicURL = ownURL(cfg.Addr)
 	}
 
-	app, err := wire(ctx, cfg, rdb, publicURL, log)
+	app, err := wire(ctx, cfg, rdb, publicURL, log, tracer)
 	if err != nil {
 		return err
 	}
@@ -154,7 +160,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	var servers []*http.Server
 	if cfg.AdminAddr != "" {
 		public = handlers.ServePublic
-		s, err := startHTTP(cfg.AdminAddr, handlers.New(deps, handlers.ServeAdmin), "admin API", stdout, log)
+		s, err := startHTTP(cfg.AdminAddr, tracer.Handler(handlers.New(deps, handlers.ServeAdmin)), "admin API", stdout, log)
 		if err != nil {
 			shutdownWorkers()
 			return err
@@ -168,7 +174,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 		printFirstClient(ctx, app.clients, adminURL, stdout, log)
 	}
-	s, err := serveHTTP(apiListener, handlers.New(deps, public), "API", stdout, log)
+	s, err := serveHTTP(apiListener, tracer.Handler(handlers.New(deps, public)), "API", stdout, log)
 	if err != nil {
 		shutdownWorkers()
 		return err
@@ -263,10 +269,11 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 			}
 		}
 	}
+	// Lines about a job carry its requestId, deliveryId and traceId.
 	if format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+		return slog.New(tracing.LogHandler(slog.NewTextHandler(w, opts)))
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(tracing.LogHandler(slog.NewJSONHandler(w, opts)))
 }
 
 // metricsOnly serves h at /metrics and nothing else.

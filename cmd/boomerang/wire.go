@@ -14,6 +14,7 @@ import (
 	"github.com/boomerang-dev/boomerang/recovery"
 	"github.com/boomerang-dev/boomerang/redisstore"
 	"github.com/boomerang-dev/boomerang/tasks"
+	"github.com/boomerang-dev/boomerang/tracing"
 	"github.com/boomerang-dev/boomerang/webhooks"
 	"github.com/boomerang-dev/boomerang/workers"
 	"github.com/redis/go-redis/v9"
@@ -42,7 +43,7 @@ func maxJobTimeout(cfg config.Config) time.Duration {
 
 // wire builds the domain; publicURL is the API's address as upstreams
 // reach it (completion URLs start with it).
-func wire(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, publicURL string, log *slog.Logger) (app, error) {
+func wire(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, publicURL string, log *slog.Logger, tracer *tracing.Tracer) (app, error) {
 	store, err := redisstore.New(ctx, rdb, redisstore.Options{Partitions: cfg.Partitions, Retention: cfg.Retention,
 		RecoverAfter: cfg.RecoverAfter, WaitReplicas: cfg.RedisWaitReplicas, WaitTimeout: cfg.RedisWaitTimeout})
 	if err != nil {
@@ -64,11 +65,12 @@ func wire(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, pub
 		BreakerCooldown:  cfg.BreakerCooldown,
 		UserAgent:        "Boomerang/" + version,
 		Logger:           log,
+		Tracer:           tracer,
 	})
 	reg := registry(cfg)
 	svc := jobs.NewService(jobs.ServiceOptions{
 		Store: m.Jobs(store, reg.Names()), Registry: reg, MaxDeadline: cfg.JobMaxDeadline, PublicURL: publicURL, URLs: egress.Checker{Policy: policy}, Enqueuer: queue, Deliverer: dispatcher,
-		MaxAttempts: cfg.JobMaxAttempts, Partitions: store.Partitions(), Logger: log,
+		MaxAttempts: cfg.JobMaxAttempts, Partitions: store.Partitions(), Logger: log, Tracer: tracer,
 		RetryDelay: webhooks.RetryPolicy{Initial: time.Second, MaxInterval: 5 * time.Minute, MaxAttempts: cfg.JobMaxAttempts}.Delay,
 		Limits: jobs.Limits{MaxPayloadBytes: cfg.Limits.MaxPayloadBytes, MaxMetadataKeys: cfg.Limits.MaxMetadataKeys,
 			MaxMetadataBytes: cfg.Limits.MaxMetadataBytes, MaxKeyLength: cfg.Limits.MaxKeyLength,
