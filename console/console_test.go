@@ -421,7 +421,7 @@ func TestCSRF(t *testing.T) {
 		{"/admin/logout", url.Values{}},
 	}
 	for _, p := range posts {
-		for _, bad := range []struct{ name, token string }{{"without", ""}, {"wrong", "x" + csrf[1:]}, {"another session's", otherCSRF}} {
+		for _, bad := range []struct{ name, token string }{{"without", ""}, {"wrong", wrongToken(csrf)}, {"another session's", otherCSRF}} {
 			f := url.Values{}
 			for k, v := range p.form {
 				f[k] = v
@@ -690,4 +690,13 @@ func TestMonitorBehindLogin(t *testing.T) {
 	if fmt.Sprint(reached) != "[GET /admin/queues/ GET /admin/queues/api/queues]" {
 		t.Errorf("asynqmon was asked %v, want only the two GETs", reached)
 	}
+}
+
+// wrongToken is tok with its first character changed (never to itself).
+func wrongToken(tok string) string {
+	c := byte('x')
+	if tok[0] == c {
+		c = 'y'
+	}
+	return string(c) + tok[1:]
 }
