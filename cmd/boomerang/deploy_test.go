@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -81,7 +82,11 @@ func TestDeployManifests(t *testing.T) {
 			t.Logf("%s is not in config.Vars yet (%s): tolerated, its listener not dialled", name, why)
 		}
 	}
-	d := &deployChecker{t: t, redisURL: redistest.URL(t), runs: map[string][]string{}}
+	otlp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	t.Cleanup(otlp.Close)
+	d := &deployChecker{t: t, redisURL: redistest.URL(t), otlpURL: otlp.URL, runs: map[string][]string{}}
 
 	t.Run("as committed", func(t *testing.T) {
 		d.t = t
@@ -162,6 +167,7 @@ type deployProbe struct {
 type deployChecker struct {
 	t        *testing.T
 	redisURL string
+	otlpURL  string // a local OTLP/HTTP sink that stands in for the collector
 	runs     map[string][]string
 }
 
@@ -355,12 +361,19 @@ func (d *deployChecker) start(w workload) []string {
 }
 
 // localEnv is a workload's environment for a process in this test: its
-// BOOMERANG_* variables, listeners moved to free loopback ports (mapped:
-// manifest port → address), the test's Redis and admin token for secrets.
+// BOOMERANG_* and OTEL_* variables (so the binary parses them as given),
+// listeners moved to free loopback ports (mapped: manifest port →
+// address), the test's Redis and admin token for secrets, and a local sink
+// for the OTLP endpoint.
 func (d *deployChecker) localEnv(manifest map[string]string, l map[int]string) (env map[string]string, mapped map[int]string) {
 	env, mapped = map[string]string{}, map[int]string{}
 	for k, v := range manifest {
-		if strings.HasPrefix(k, "BOOMERANG_") {
+		switch {
+		case strings.HasPrefix(k, "BOOMERANG_"):
+			env[k] = v
+		case strings.HasPrefix(k, "OTEL_") && strings.HasSuffix(k, "_ENDPOINT"):
+			env[k] = d.otlpURL
+		case strings.HasPrefix(k, "OTEL_"):
 			env[k] = v
 		}
 	}
