@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/boomerang-dev/boomerang/config"
+	"github.com/boomerang-dev/boomerang/tracing"
 )
 
 // serveUsage is serve -h: its flag, then every environment variable with
@@ -21,6 +22,9 @@ func serveUsage(fs *flag.FlagSet) {
 		fmt.Fprintf(w, "  %s [%s]\n", v.Name, v.Default)
 		fmt.Fprintf(w, "    \t%s\n", wrap(v.Help, 76, "    \t"))
 	}
+	fmt.Fprintln(w, "\nTraces (OpenTelemetry's standard variables; nothing is exported unless they ask;")
+	fmt.Fprintln(w, "the README's Traces section gives their defaults):")
+	fmt.Fprintf(w, "    \t%s\n", wrap(strings.Join(tracing.Vars, " "), 76, "    \t"))
 }
 
 // wrap breaks s into lines of at most width runes at spaces, each line

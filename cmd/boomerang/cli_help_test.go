@@ -8,6 +8,7 @@ import (
 
 	"github.com/boomerang-dev/boomerang/config"
 	"github.com/boomerang-dev/boomerang/testkit"
+	"github.com/boomerang-dev/boomerang/tracing"
 )
 
 // TestHelp: `boomerang help` lists every command, and every command's -h
@@ -36,6 +37,7 @@ func TestHelp(t *testing.T) {
 	for _, v := range config.Vars {
 		wants["serve"] = append(wants["serve"], v.Name+" ["+v.Default+"]")
 	}
+	wants["serve"] = append(wants["serve"], tracing.Vars...)
 	groups := map[string]struct {
 		subs  []subcommand
 		flags map[string]func(*flag.FlagSet)
