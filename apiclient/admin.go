@@ -279,7 +279,9 @@ func (c *Client) GetReplay(ctx context.Context, id string) (BulkReplay, error) {
 // delivery after it (a finished one is a delivery-not-pending problem).
 func (c *Client) RetryNow(ctx context.Context, id string) (DeliveryDetail, error) {
 	var out DeliveryDetail
-	_, err := c.call(ctx, request{method: http.MethodPost, path: deliveryPath(id) + "/retry-now"}, &out)
+	// The server answers after the attempt, which may take up to its
+	// delivery timeout: allow it the time it allows itself.
+	_, err := c.call(ctx, request{method: http.MethodPost, path: deliveryPath(id) + "/retry-now", wait: 10 * time.Minute}, &out)
 	return out, err
 }
 

@@ -25,6 +25,9 @@ func retryNow(rt Retrier) http.Handler {
 			writeError(w, r, err)
 			return
 		}
+		// The attempt is made before the answer, and may take up to the
+		// delivery timeout, which can exceed the server's write timeout.
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(bulkRetryTimeout))
 		d, err := rt.RetryNow(r.Context(), id)
 		if err != nil {
 			writeError(w, r, err)
@@ -34,7 +37,7 @@ func retryNow(rt Retrier) http.Handler {
 	})
 }
 
-// bulkRetryTimeout bounds a bulk retry-now's answer.
+// bulkRetryTimeout bounds a retry-now's answer.
 const bulkRetryTimeout = 10 * time.Minute
 
 // bulkRetryNow does the same for every PENDING delivery matching the

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/boomerang-dev/boomerang/tracing"
 )
 
 // NotPendingError: only a PENDING delivery can be retried now (a finished
@@ -34,6 +36,11 @@ var ErrNoRunner = errors.New("no attempt runner to retry deliveries now")
 // this process), it is handed to the workers to make as soon as their gate
 // lets it through.
 func (d *Dispatcher) RetryNow(ctx context.Context, id string) (Delivery, error) {
+	// Once begun, the attempt is made and recorded even if the asker goes
+	// away (a closed connection, a proxy's timeout): a webhook sent and
+	// not recorded would be sent again at its old time. The attempt keeps
+	// its own timeout.
+	ctx = context.WithoutCancel(ctx)
 	dl, err := d.store.GetDelivery(ctx, id, false)
 	if err != nil {
 		return Delivery{}, err
@@ -41,13 +48,26 @@ func (d *Dispatcher) RetryNow(ctx context.Context, id string) (Delivery, error) 
 	if dl.Status != StatusPending {
 		return Delivery{}, &NotPendingError{Status: dl.Status}
 	}
-	err = d.attemptOr(ctx, dl, func(ctx context.Context, dl Delivery, _ int, _ *DeferError) error {
+	// An operator's retry is a fresh try: an attempt that had already
+	// waited once for an open circuit is handed to the workers if the
+	// circuit is still open here, not failed without a request (which
+	// could spend the round's last attempt on nothing).
+	dl.DeferredReason, dl.DeferredAttempt = "", 0
+	deferred := ""
+	err = d.attemptOr(ctx, dl, func(ctx context.Context, dl Delivery, _ int, def *DeferError) error {
+		deferred = def.Reason
 		return d.expedite(ctx, dl)
 	})
 	if err != nil && !errors.Is(err, ErrStale) {
 		return Delivery{}, err
 	}
-	d.log.InfoContext(ctx, "delivery retried now", "deliveryId", id, "requestId", dl.RequestID, "attempt", dl.Attempts+1)
+	logCtx := tracing.ForJob(ctx, dl.TraceParent)
+	if deferred != "" {
+		d.log.InfoContext(logCtx, "delivery retry-now handed to the workers", "deliveryId", id, "requestId", dl.RequestID,
+			"attempt", dl.Attempts+1, "reason", deferred)
+	} else {
+		d.log.InfoContext(logCtx, "delivery retried now", "deliveryId", id, "requestId", dl.RequestID, "attempt", dl.Attempts+1)
+	}
 	return d.store.GetDelivery(ctx, id, true)
 }
 
@@ -68,6 +88,10 @@ const bulkRetryPage = 500
 // (its Status is ignored) to now, and hands each to the workers, page by
 // page through the same indexes as a list. A dry run only counts.
 func (d *Dispatcher) RetryNowAll(ctx context.Context, f Filter, dryRun bool) (RetryNowResult, error) {
+	// Begun, it goes to the end even if the asker goes away (a proxy's
+	// timeout on a large run): stopping half-way would leave the operator
+	// guessing which were moved. The counts are logged at the end.
+	ctx = context.WithoutCancel(ctx)
 	f.Status = StatusPending
 	if dryRun {
 		n, err := d.store.CountDeliveries(ctx, f)

@@ -221,3 +221,50 @@ func TestRetryNowDeferred(t *testing.T) {
 		t.Errorf("last Scheduler call %v, want RunAttemptNow of attempt 2", last)
 	}
 }
+
+// TestRetryNowAfterWaitingForTheCircuit: an attempt that a worker already
+// deferred once for an open circuit would, at its next run, fail without a
+// request. An operator's retry-now behind the same open circuit must not
+// spend it so: it is handed to the workers, with no attempt recorded.
+func TestRetryNowAfterWaitingForTheCircuit(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, withGate(10, 1, time.Hour))
+	rcv := newReceiver(t, status(http.StatusInternalServerError))
+	d := e.newDelivery(t, "cli_a", rcv.URL)
+	e.first(t, d)
+	e.clock.Advance(5 * time.Second) // attempt 2 is due; the circuit is open
+	if err := e.d.Attempt(ctx, d.ID, 2); err == nil {
+		t.Fatal("Attempt behind an open circuit = nil, want its deferral")
+	}
+	if got := e.get(t, d.ID); got.DeferredReason != webhooks.DeferEndpointOpen {
+		t.Fatalf("after the worker's run: deferred %q, want %q", got.DeferredReason, webhooks.DeferEndpointOpen)
+	}
+	got, err := e.d.RetryNow(ctx, d.ID)
+	if err != nil {
+		t.Fatalf("RetryNow = %v, want nil", err)
+	}
+	if got.Attempts != 1 || got.Status != webhooks.StatusPending {
+		t.Errorf("RetryNow behind the circuit the attempt already waited for: %s with %d attempts, want PENDING with 1 "+
+			"(handed to the workers, not failed without a request)", got.Status, got.Attempts)
+	}
+}
+
+// TestRetryNowOutlivesItsAsker: the attempt of a retry-now whose request
+// is gone (its context cancelled) is still made and recorded, so that a
+// webhook sent is never left unrecorded.
+func TestRetryNowOutlivesItsAsker(t *testing.T) {
+	e := newEnv(t)
+	rcv := newReceiver(t, status(http.StatusInternalServerError), status(http.StatusNoContent))
+	d := e.newDelivery(t, "cli_a", rcv.URL)
+	e.first(t, d)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	got, err := e.d.RetryNow(ctx, d.ID)
+	if err != nil {
+		t.Fatalf("RetryNow with its asker gone = %v, want nil", err)
+	}
+	if got.Status != webhooks.StatusDelivered || got.Attempts != 2 || len(rcv.Requests()) != 2 {
+		t.Errorf("RetryNow with its asker gone: %s with %d attempts, receiver saw %d; want DELIVERED, 2, 2",
+			got.Status, got.Attempts, len(rcv.Requests()))
+	}
+}
