@@ -282,6 +282,17 @@ func Load(getenv func(string) string) (Config, error) {
 		checkName("BOOMERANG_JOB_EXTERNAL", name)
 		define("BOOMERANG_JOB_EXTERNAL", name)
 	}
+	// Each listener needs its own address: the same one twice would fail
+	// at listen time with "address already in use", naming no variable.
+	listeners := []struct{ name, addr string }{{"BOOMERANG_ADDR", c.Addr}, {"BOOMERANG_ADMIN_ADDR", c.AdminAddr},
+		{"BOOMERANG_METRICS_ADDR", c.MetricsAddr}, {"BOOMERANG_DEBUG_ADDR", c.DebugAddr}}
+	for i, a := range listeners {
+		for _, b := range listeners[:i] {
+			if a.addr != "" && a.addr == b.addr && !strings.HasSuffix(a.addr, ":0") { // port 0: any free port
+				p.fail(a.name, "(%s) must differ from %s: each listener needs its own address", a.addr, b.name)
+			}
+		}
+	}
 	if c.WorkerLeaseMax < c.WorkerLeaseMin {
 		p.fail("BOOMERANG_WORKER_LEASE_MAX", "(%s) must not be less than BOOMERANG_WORKER_LEASE_MIN (%s)", c.WorkerLeaseMax, c.WorkerLeaseMin)
 	}

@@ -86,6 +86,9 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{"BOOMERANG_JOB_TIMEOUTS", "report=1ms", nil},
 		{"BOOMERANG_LOG_LEVEL", "loud", nil},
 		{"BOOMERANG_MAX_BODY_BYTES", "1", nil},
+		{"BOOMERANG_ADMIN_ADDR", ":8080", nil},
+		{"BOOMERANG_METRICS_ADDR", "127.0.0.1:9464", map[string]string{"BOOMERANG_ADMIN_ADDR": "127.0.0.1:9464"}},
+		{"BOOMERANG_DEBUG_ADDR", ":9", map[string]string{"BOOMERANG_ADDR": ":9"}},
 	}
 	for _, tt := range tests {
 		vars := map[string]string{tt.name: tt.value}
