@@ -16,7 +16,8 @@ type storedAttempt struct {
 	S    int64             `json:"s"` // start, Unix ms
 	D    int64             `json:"d"` // duration, ms
 	UA   string            `json:"ua"`
-	Sigs int               `json:"g"` // signatures sent
+	Sigs int               `json:"g"`           // signatures sent
+	TP   string            `json:"t,omitempty"` // traceparent sent, when tracing is on
 	SC   int               `json:"c,omitempty"`
 	RH   map[string]string `json:"h,omitempty"`
 	RB   string            `json:"b,omitempty"`
@@ -28,7 +29,7 @@ type storedAttempt struct {
 
 func encodeAttempt(a webhooks.Attempt) ([]byte, error) {
 	s := storedAttempt{N: a.Number, S: a.StartedAt.UnixMilli(), D: a.DurationMs, UA: a.RequestHeaders["User-Agent"],
-		Sigs: max(a.Signatures, 1), SC: a.StatusCode, RH: a.ResponseHeaders, RB: a.ResponseBody, EC: a.ErrorClass, E: a.Error, O: a.Outcome}
+		Sigs: max(a.Signatures, 1), TP: a.RequestHeaders["traceparent"], SC: a.StatusCode, RH: a.ResponseHeaders, RB: a.ResponseBody, EC: a.ErrorClass, E: a.Error, O: a.Outcome}
 	if a.NextAttemptAt != nil {
 		s.Next = a.NextAttemptAt.UnixMilli()
 	}
@@ -46,6 +47,9 @@ func decodeAttempt(raw []byte, d webhooks.Delivery) (webhooks.Attempt, error) {
 		ResponseHeaders: s.RH, ResponseBody: s.RB, ErrorClass: s.EC, Error: s.E, Outcome: s.O}
 	if s.EC != webhooks.ClassCircuit { // a short-circuited attempt sent nothing
 		a.RequestHeaders = webhooks.RequestHeaders(d, start.Unix(), s.UA, s.Sigs)
+		if s.TP != "" {
+			a.RequestHeaders["traceparent"] = s.TP
+		}
 	}
 	if s.Next != 0 {
 		next := time.UnixMilli(s.Next).UTC()

@@ -319,6 +319,9 @@ func (d *Dispatcher) send(ctx context.Context, dl Delivery, n int, signer *signi
 	req.Header.Set(signing.HeaderTimestamp, strconv.FormatInt(ts, 10))
 	req.Header.Set(signing.HeaderSignature, sig)
 	tracing.Inject(ctx, req.Header) // the attempt's span
+	if tp := req.Header.Get("traceparent"); tp != "" {
+		a.RequestHeaders["traceparent"] = tp // the log shows what was sent
+	}
 
 	resp, err := d.client.Do(req)
 	if err != nil {

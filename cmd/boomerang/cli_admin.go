@@ -40,11 +40,12 @@ type adminRun struct {
 // subcommand's own flags to its flag set before parsing.
 func runGroup(ctx context.Context, group string, subs []subcommand, flags map[string]func(*flag.FlagSet), args []string,
 	getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || isHelp(args[0]) {
+	if len(args) == 0 {
 		groupUsage(stderr, group, subs, flags)
-		if len(args) == 0 {
-			return fmt.Errorf("%s: want a subcommand (%s)", group, subNames(subs))
-		}
+		return fmt.Errorf("%s: want a subcommand (%s)", group, subNames(subs))
+	}
+	if isHelp(args[0]) { // asked for: on stdout, so that | less shows it
+		groupUsage(stdout, group, subs, flags)
 		return nil
 	}
 	for _, s := range subs {

@@ -137,8 +137,10 @@ func (a *adminRun) oneOrBulk() (id string, f apiclient.DeliveryFilter, err error
 	switch {
 	case len(a.positional) > 1:
 		return "", f, fmt.Errorf("want one DELIVERY_ID, got %d arguments", len(a.positional))
-	case len(a.positional) == 1 && (set || a.flagBool("all") || a.flagBool("dry-run")):
+	case len(a.positional) == 1 && (set || a.flagBool("all")):
 		return "", f, fmt.Errorf("give a DELIVERY_ID or filter flags, not both")
+	case len(a.positional) == 1 && a.flagBool("dry-run"):
+		return "", f, fmt.Errorf("--dry-run counts the matches of a filter: it does not apply to one DELIVERY_ID")
 	case len(a.positional) == 1:
 		return a.positional[0], f, nil
 	case !set && !a.flagBool("all"):

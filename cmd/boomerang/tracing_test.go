@@ -239,7 +239,10 @@ func TestTraces(t *testing.T) {
 		return j.Delivery != nil && j.Delivery.Status == "DELIVERED" && j.Delivery.Attempts == 3
 	})
 
-	var view struct{ TraceID string } // the admin API shows the delivery's trace
+	var view struct { // the admin API shows the delivery's trace, and each attempt's traceparent
+		TraceID  string
+		Attempts []struct{ RequestHeaders map[string]string }
+	}
 	if code, _ := svc.call("GET", "/admin/v1/deliveries/"+dlvID, svc.admin, nil, &view); code != http.StatusOK {
 		t.Fatalf("GET the delivery: %d", code)
 	}
@@ -310,6 +313,12 @@ func TestTraces(t *testing.T) {
 	}
 	if view.TraceID != replay.trace {
 		t.Errorf("GET the delivery: traceId %q, want the replay's trace %s", view.TraceID, replay.trace)
+	}
+	if n := len(view.Attempts); n != 3 {
+		t.Fatalf("GET the delivery: %d attempts, want 3", n)
+	}
+	if got, want := view.Attempts[2].RequestHeaders["traceparent"], "00-"+replay.trace+"-"+a3.id+"-01"; got != want {
+		t.Errorf("attempt 3's logged request headers: traceparent %q, want %q (the one sent)", got, want)
 	}
 	if admin, ok := byID(spans, replay.parent); !ok || admin.name != "POST /admin/v1/deliveries/{id}/replay" {
 		t.Errorf("webhook.replay's parent = %+v, want the admin request's span", admin)
