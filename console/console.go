@@ -78,10 +78,10 @@ type Options struct {
 	// Retrier, if set, gives PENDING deliveries a "Retry now" button, one
 	// by one and in bulk.
 	Retrier Retrier
-	Jobs       Jobs
-	Clients    Clients
-	Queues     QueueStats
-	Ready      ReadyLists
+	Jobs    Jobs
+	Clients Clients
+	Queues  QueueStats
+	Ready   ReadyLists
 	// Monitor, if set, is served read-only at /admin/queues/ to logged-in
 	// browsers (asynqmon, from tasks.Monitor).
 	Monitor http.Handler
