@@ -79,6 +79,7 @@ func (f *fakeDeliveries) ListDeliveries(_ context.Context, flt webhooks.Filter, 
 
 type fakeReplays struct {
 	mu      sync.Mutex
+	dl      *fakeDeliveries // if set, a PENDING delivery of it is refused, as the dispatcher does
 	replays []string
 	bulk    []webhooks.Filter
 }
@@ -86,6 +87,11 @@ type fakeReplays struct {
 func (f *fakeReplays) Replay(_ context.Context, id string) (webhooks.Delivery, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.dl != nil {
+		if d, err := f.dl.GetDelivery(context.Background(), id, false); err == nil && d.Status == webhooks.StatusPending {
+			return webhooks.Delivery{}, webhooks.ErrConflict
+		}
+	}
 	f.replays = append(f.replays, id)
 	return webhooks.Delivery{ID: id, Status: webhooks.StatusPending}, nil
 }
@@ -220,7 +226,7 @@ func newFixture(t *testing.T, deliveries int) *fixture {
 	t.Helper()
 	fx := &fixture{t: t, now: time.Date(2026, 12, 1, 6, 0, 0, 0, time.UTC), log: &bytes.Buffer{},
 		dl: &fakeDeliveries{}, rp: &fakeReplays{}, cl: &fakeClients{id: ids.New(ids.Client, time.Now())}}
-	fx.rt = &fakeRetrier{dl: fx.dl}
+	fx.rt, fx.rp.dl = &fakeRetrier{dl: fx.dl}, fx.dl
 	for i := range deliveries {
 		st := webhooks.StatusFailed
 		if i%2 == 1 {

@@ -68,6 +68,11 @@ func TestRetryNowButton(t *testing.T) {
 	if a.code != http.StatusConflict || !strings.Contains(a.body, "is FAILED, not PENDING") || !strings.Contains(a.body, `href="/admin/deliveries/`+failed+`" id="back"`) {
 		t.Errorf("retry-now of a FAILED delivery: got %d, want 409 naming FAILED with a link back to it\n%s", a.code, a.body)
 	}
+	// Replaying a PENDING delivery (a stale page): 409, pointing to Retry now.
+	a = b.do("POST", "/admin/deliveries/"+soon+"/replay", url.Values{"csrf": {csrf}})
+	if a.code != http.StatusConflict || !strings.Contains(a.body, "use Retry now") || !strings.Contains(a.body, `href="/admin/deliveries/`+soon+`" id="back"`) {
+		t.Errorf("replay of a PENDING delivery: got %d, want 409 advising Retry now with a link back to it\n%s", a.code, a.body)
+	}
 	if a := b.do("POST", "/admin/deliveries/msg_nope/retry-now", url.Values{"csrf": {csrf}}); a.code != http.StatusNotFound {
 		t.Errorf("retry-now of a malformed id: got %d, want 404", a.code)
 	}
