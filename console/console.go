@@ -38,6 +38,13 @@ type Replays interface {
 	GetReplay(ctx context.Context, id string) (webhooks.BulkReplay, error)
 }
 
+// Retrier makes the next attempt of PENDING deliveries now, one or every
+// one a filter matches (webhooks.Dispatcher).
+type Retrier interface {
+	RetryNow(ctx context.Context, id string) (webhooks.Delivery, error)
+	RetryNowAll(ctx context.Context, f webhooks.Filter, dryRun bool) (webhooks.RetryNowResult, error)
+}
+
 // Jobs lists jobs (jobs.Service).
 type Jobs interface {
 	List(ctx context.Context, f jobs.Filter, limit int, cursor string) ([]jobs.Job, string, error)
@@ -68,10 +75,13 @@ type Options struct {
 	AdminToken string
 	Deliveries Deliveries
 	Replays    Replays
-	Jobs       Jobs
-	Clients    Clients
-	Queues     QueueStats
-	Ready      ReadyLists
+	// Retrier, if set, gives PENDING deliveries a "Retry now" button, one
+	// by one and in bulk.
+	Retrier Retrier
+	Jobs    Jobs
+	Clients Clients
+	Queues  QueueStats
+	Ready   ReadyLists
 	// Monitor, if set, is served read-only at /admin/queues/ to logged-in
 	// browsers (asynqmon, from tasks.Monitor).
 	Monitor http.Handler
@@ -126,6 +136,10 @@ func (c *Console) routes() {
 	m.Handle("GET /admin/deliveries/{id}", c.auth(c.delivery))
 	m.Handle("POST /admin/deliveries/{id}/replay", c.auth(c.replay))
 	m.Handle("POST /admin/replays", c.auth(c.bulkReplay))
+	if c.o.Retrier != nil {
+		m.Handle("POST /admin/deliveries/{id}/retry-now", c.auth(c.retryNow))
+		m.Handle("POST /admin/deliveries/retry-now", c.auth(c.bulkRetryNow))
+	}
 	m.Handle("GET /admin/replays/{id}", c.auth(c.replayPage))
 	m.Handle("GET /admin/replays/{id}/status", c.auth(c.replayStatus))
 	m.Handle("GET /admin/jobs", c.auth(c.jobs))
@@ -224,7 +238,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !c.admin(r.PostFormValue("token")) {
-		c.o.Logger.Warn("console login refused", "remote", r.RemoteAddr)
+		c.o.Logger.WarnContext(r.Context(), "console login refused", "remote", r.RemoteAddr)
 		c.showLogin(w, r, http.StatusUnauthorized, "That is not the admin token (BOOMERANG_ADMIN_TOKEN).")
 		return
 	}
@@ -235,7 +249,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	}
 	setCookie(w, r, loginCookie, "", 0)
 	setCookie(w, r, sessionCookie, c.keys.encode(s), sessionTTL)
-	c.o.Logger.Info("console login", "remote", r.RemoteAddr)
+	c.o.Logger.InfoContext(r.Context(), "console login", "remote", r.RemoteAddr)
 	http.Redirect(w, r, "/admin/deliveries", http.StatusSeeOther)
 }
 

@@ -79,6 +79,7 @@ func (f *fakeDeliveries) ListDeliveries(_ context.Context, flt webhooks.Filter, 
 
 type fakeReplays struct {
 	mu      sync.Mutex
+	dl      *fakeDeliveries // if set, a PENDING delivery of it is refused, as the dispatcher does
 	replays []string
 	bulk    []webhooks.Filter
 }
@@ -86,6 +87,11 @@ type fakeReplays struct {
 func (f *fakeReplays) Replay(_ context.Context, id string) (webhooks.Delivery, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.dl != nil {
+		if d, err := f.dl.GetDelivery(context.Background(), id, false); err == nil && d.Status == webhooks.StatusPending {
+			return webhooks.Delivery{}, webhooks.ErrConflict
+		}
+	}
 	f.replays = append(f.replays, id)
 	return webhooks.Delivery{ID: id, Status: webhooks.StatusPending}, nil
 }
@@ -101,6 +107,52 @@ func (f *fakeReplays) StartBulkReplay(_ context.Context, flt webhooks.Filter, dr
 
 func (f *fakeReplays) GetReplay(_ context.Context, id string) (webhooks.BulkReplay, error) {
 	return webhooks.BulkReplay{ID: id, Matched: 7, Replayed: 3, State: webhooks.ReplayRunning}, nil
+}
+
+// fakeRetrier "delivers" a PENDING delivery of its fakeDeliveries when
+// retried now, and refuses any other as the dispatcher does.
+type fakeRetrier struct {
+	mu    sync.Mutex
+	dl    *fakeDeliveries
+	err   error // returned by every call, if set
+	ones  []string
+	bulk  []webhooks.Filter // real runs
+	dries []webhooks.Filter
+}
+
+func (f *fakeRetrier) RetryNow(_ context.Context, id string) (webhooks.Delivery, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return webhooks.Delivery{}, f.err
+	}
+	f.ones = append(f.ones, id)
+	for i, d := range f.dl.all {
+		if d.ID != id {
+			continue
+		}
+		if d.Status != webhooks.StatusPending {
+			return webhooks.Delivery{}, &webhooks.NotPendingError{Status: d.Status}
+		}
+		d.Status, d.Attempts, d.NextAttemptAt = webhooks.StatusDelivered, d.Attempts+1, nil
+		f.dl.all[i] = d
+		return d, nil
+	}
+	return webhooks.Delivery{}, webhooks.ErrNotFound
+}
+
+func (f *fakeRetrier) RetryNowAll(_ context.Context, flt webhooks.Filter, dry bool) (webhooks.RetryNowResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return webhooks.RetryNowResult{}, f.err
+	}
+	if dry {
+		f.dries = append(f.dries, flt)
+		return webhooks.RetryNowResult{DryRun: true, Matched: 5}, nil
+	}
+	f.bulk = append(f.bulk, flt)
+	return webhooks.RetryNowResult{Matched: 5, Retried: 4, Skipped: 1}, nil
 }
 
 type fakeJobs struct{}
@@ -166,6 +218,7 @@ type fixture struct {
 	dl      *fakeDeliveries
 	rp      *fakeReplays
 	cl      *fakeClients
+	rt      *fakeRetrier
 	visited []string // every URL requested and every Location answered
 }
 
@@ -173,6 +226,7 @@ func newFixture(t *testing.T, deliveries int) *fixture {
 	t.Helper()
 	fx := &fixture{t: t, now: time.Date(2026, 12, 1, 6, 0, 0, 0, time.UTC), log: &bytes.Buffer{},
 		dl: &fakeDeliveries{}, rp: &fakeReplays{}, cl: &fakeClients{id: ids.New(ids.Client, time.Now())}}
+	fx.rt, fx.rp.dl = &fakeRetrier{dl: fx.dl}, fx.dl
 	for i := range deliveries {
 		st := webhooks.StatusFailed
 		if i%2 == 1 {
@@ -182,7 +236,7 @@ func newFixture(t *testing.T, deliveries int) *fixture {
 			Status: st, ClientID: fx.cl.id, URL: "https://example.test/hook", CreatedAt: fx.now.Add(-time.Duration(i) * time.Second)})
 	}
 	var logMu sync.Mutex
-	c := New(Options{AdminToken: testToken, Deliveries: fx.dl, Replays: fx.rp, Jobs: fakeJobs{}, Clients: fx.cl,
+	c := New(Options{AdminToken: testToken, Deliveries: fx.dl, Replays: fx.rp, Retrier: fx.rt, Jobs: fakeJobs{}, Clients: fx.cl,
 		Queues: fakeQueues{}, Ready: fakeQueues{}, Grace: time.Hour, Now: fx.clock,
 		Logger: slog.New(slog.NewTextHandler(lockedWriter{&logMu, fx.log}, nil))})
 	fx.srv = httptest.NewServer(c)
@@ -211,6 +265,18 @@ func (fx *fixture) advance(d time.Duration) {
 	fx.nowMu.Lock()
 	defer fx.nowMu.Unlock()
 	fx.now = fx.now.Add(d)
+}
+
+// addPending adds a PENDING delivery, newest, whose next attempt is due
+// in next, and returns its id.
+func (fx *fixture) addPending(next time.Duration) string {
+	at := fx.clock().Add(next)
+	d := webhooks.Delivery{ID: ids.New(ids.Delivery, fx.clock()), Status: webhooks.StatusPending, ClientID: fx.cl.id,
+		URL: "https://example.test/hook", Attempts: 1, NextAttemptAt: &at, CreatedAt: fx.clock()}
+	fx.dl.mu.Lock()
+	defer fx.dl.mu.Unlock()
+	fx.dl.all = append([]webhooks.Delivery{d}, fx.dl.all...)
+	return d.ID
 }
 
 // browser is a cookie-keeping client that does not follow redirects.
@@ -407,6 +473,7 @@ func TestCSRF(t *testing.T) {
 	other := fx.browser()
 	otherCSRF := other.login() // another session's token is wrong here
 	d := fx.dl.all[0].ID
+	pending := fx.addPending(time.Hour)
 	key := ids.New(ids.Key, time.Now())
 	posts := []struct {
 		path string
@@ -414,6 +481,8 @@ func TestCSRF(t *testing.T) {
 	}{
 		{"/admin/deliveries/" + d + "/replay", url.Values{}},
 		{"/admin/replays", url.Values{"status": {"FAILED"}}},
+		{"/admin/deliveries/" + pending + "/retry-now", url.Values{}},
+		{"/admin/deliveries/retry-now", url.Values{"client": {fx.cl.id}}},
 		{"/admin/clients", url.Values{"name": {"evil"}}},
 		{"/admin/clients/" + fx.cl.id + "/keys", url.Values{}},
 		{"/admin/clients/" + fx.cl.id + "/keys/" + key + "/revoke", url.Values{}},
@@ -438,6 +507,9 @@ func TestCSRF(t *testing.T) {
 		t.Errorf("refused POSTs changed something: replays %v, bulk %v, created %v, keys %d, revoked %v, rotated %d",
 			fx.rp.replays, fx.rp.bulk, fx.cl.created, fx.cl.keys, fx.cl.revoked, fx.cl.rotated)
 	}
+	if len(fx.rt.ones)+len(fx.rt.bulk)+len(fx.rt.dries) != 0 {
+		t.Errorf("refused POSTs retried something now: one by one %v, in bulk %v, dry runs %v", fx.rt.ones, fx.rt.bulk, fx.rt.dries)
+	}
 	if a := b.do("GET", "/admin/deliveries", nil); a.code != http.StatusOK {
 		t.Errorf("refused POST /admin/logout ended the session: got %d, want 200", a.code)
 	}
@@ -451,9 +523,10 @@ func TestCSRF(t *testing.T) {
 			t.Errorf("POST %s with its CSRF token: got %d, want success\n%s", p.path, a.code, a.body)
 		}
 	}
-	if len(fx.rp.replays) != 1 || len(fx.rp.bulk) != 1 || len(fx.cl.created) != 1 || fx.cl.keys != 1 || len(fx.cl.revoked) != 1 || fx.cl.rotated != 1 {
-		t.Errorf("accepted POSTs: replays %v, bulk %v, created %v, keys %d, revoked %v, rotated %d; want one of each",
-			fx.rp.replays, fx.rp.bulk, fx.cl.created, fx.cl.keys, fx.cl.revoked, fx.cl.rotated)
+	if len(fx.rp.replays) != 1 || len(fx.rp.bulk) != 1 || len(fx.cl.created) != 1 || fx.cl.keys != 1 || len(fx.cl.revoked) != 1 || fx.cl.rotated != 1 ||
+		len(fx.rt.ones) != 1 || len(fx.rt.bulk) != 1 {
+		t.Errorf("accepted POSTs: replays %v, bulk %v, created %v, keys %d, revoked %v, rotated %d, retried now %v, in bulk %v; want one of each",
+			fx.rp.replays, fx.rp.bulk, fx.cl.created, fx.cl.keys, fx.cl.revoked, fx.cl.rotated, fx.rt.ones, fx.rt.bulk)
 	}
 	// Without a session, a POST is refused too.
 	anon := fx.browser()

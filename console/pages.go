@@ -99,7 +99,7 @@ func (c *Console) deliveries(w http.ResponseWriter, r *http.Request, s session) 
 		return
 	}
 	c.render(w, r, http.StatusOK, "deliveries", s, map[string]any{
-		"Query": q, "Statuses": webhooks.Statuses(), "Rows": list, "Paged": cursor != "",
+		"Query": q, "Statuses": webhooks.Statuses(), "Rows": list, "Paged": cursor != "", "CanRetry": c.o.Retrier != nil,
 		"First": "/admin/deliveries?" + q.values().Encode(), "Next": nextURL("/admin/deliveries", q.values(), next)})
 }
 
@@ -115,7 +115,52 @@ func (c *Console) delivery(w http.ResponseWriter, r *http.Request, s session) {
 		return
 	}
 	c.render(w, r, http.StatusOK, "delivery", s, map[string]any{"D": d, "Payload": indentJSON(d.Payload),
-		"Replayed": r.URL.Query().Get("replayed") != ""})
+		"Replayed": r.URL.Query().Get("replayed") != "", "Retried": r.URL.Query().Get("retried") != "",
+		"CanRetry": c.o.Retrier != nil, "Refresh": c.refreshes(d)})
+}
+
+// refreshes: a PENDING delivery's page reloads itself while its next
+// attempt is due within a minute (or unknown); one that waits longer for
+// it has nothing to show until then, and its Retry now button stays put.
+func (c *Console) refreshes(d webhooks.Delivery) bool {
+	if d.Status != webhooks.StatusPending {
+		return false
+	}
+	return d.NextAttemptAt == nil || d.NextAttemptAt.Sub(c.o.Now()) < time.Minute
+}
+
+// retryNow makes a PENDING delivery's next attempt now and shows the
+// delivery after it.
+func (c *Console) retryNow(w http.ResponseWriter, r *http.Request, s session) {
+	id := r.PathValue("id")
+	if !ids.Valid(ids.Delivery, id) {
+		c.failErr(w, r, s, webhooks.ErrNotFound)
+		return
+	}
+	if _, err := c.o.Retrier.RetryNow(r.Context(), id); err != nil {
+		c.failErr(w, r, s, err)
+		return
+	}
+	http.Redirect(w, r, "/admin/deliveries/"+id+"?retried=1", http.StatusSeeOther)
+}
+
+// bulkRetryNow counts (dry run), or retries now, every PENDING delivery
+// the filter matches (its status is always PENDING), and shows the counts.
+func (c *Console) bulkRetryNow(w http.ResponseWriter, r *http.Request, s session) {
+	q := readDeliveryQuery(r.PostFormValue)
+	q.Status = string(webhooks.StatusPending)
+	f, err := q.filter()
+	if err != nil {
+		c.failErr(w, r, s, err)
+		return
+	}
+	dry := r.PostFormValue("dryRun") != ""
+	res, err := c.o.Retrier.RetryNowAll(r.Context(), f, dry)
+	if err != nil {
+		c.failErr(w, r, s, err)
+		return
+	}
+	c.render(w, r, http.StatusOK, "retry_now", s, map[string]any{"Query": q, "R": res})
 }
 
 func indentJSON(raw json.RawMessage) string {
@@ -146,6 +191,10 @@ func (c *Console) bulkReplay(w http.ResponseWriter, r *http.Request, s session) 
 	q := readDeliveryQuery(r.PostFormValue)
 	if q.Status == "" {
 		q.Status = string(webhooks.StatusFailed)
+	}
+	if q.Status == string(webhooks.StatusPending) {
+		c.failErr(w, r, s, errReplayPending)
+		return
 	}
 	f, err := q.filter()
 	if err != nil {
@@ -334,14 +383,14 @@ func (c *Console) queueState(w http.ResponseWriter, r *http.Request, s session) 
 		qs, at, qerr = c.o.Queues.Queues(r.Context())
 	}
 	if qerr != nil {
-		c.o.Logger.Warn("console: read queue state", "error", qerr)
+		c.o.Logger.WarnContext(r.Context(), "console: read queue state", "error", qerr)
 		data["QueueError"] = "The queues could not be read just now; showing the last good reading, if any."
 	}
 	data["Queues"], data["ReadAt"] = qs, at
 	if c.o.Ready != nil {
 		n, err := c.o.Ready.ReadyLengths(r.Context())
 		if err != nil {
-			c.o.Logger.Warn("console: read ready lists", "error", err)
+			c.o.Logger.WarnContext(r.Context(), "console: read ready lists", "error", err)
 			data["ReadyError"] = "The ready lists could not be read."
 		}
 		data["Ready"] = n

@@ -11,12 +11,13 @@ import (
 	"time"
 
 	"github.com/boomerang-dev/boomerang/clients"
+	"github.com/boomerang-dev/boomerang/ids"
 	"github.com/boomerang-dev/boomerang/jobs"
 	"github.com/boomerang-dev/boomerang/page"
 	"github.com/boomerang-dev/boomerang/webhooks"
 )
 
-var pageNames = []string{"login", "error", "deliveries", "delivery", "replay_dry", "replay", "jobs", "clients", "client", "secret", "state"}
+var pageNames = []string{"login", "error", "deliveries", "delivery", "replay_dry", "replay", "retry_now", "jobs", "clients", "client", "secret", "state"}
 
 func parsePages() map[string]*template.Template {
 	funcs := template.FuncMap{
@@ -63,7 +64,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 	}
 	var buf bytes.Buffer
 	if err := c.pages[name].ExecuteTemplate(&buf, "layout", v); err != nil {
-		c.o.Logger.Error("console template", "page", name, "error", err)
+		c.o.Logger.ErrorContext(r.Context(), "console template", "page", name, "error", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
@@ -83,6 +84,7 @@ func (c *Console) failErr(w http.ResponseWriter, r *http.Request, s session, err
 	status, msg := http.StatusInternalServerError, "Something went wrong; the server log says what."
 	var ve *jobs.ValidationError
 	var ie inputError
+	var np *webhooks.NotPendingError
 	switch {
 	case errors.As(err, &ie):
 		status, msg = http.StatusBadRequest, ie.Error()
@@ -91,16 +93,33 @@ func (c *Console) failErr(w http.ResponseWriter, r *http.Request, s session, err
 	case errors.Is(err, webhooks.ErrNotFound), errors.Is(err, webhooks.ErrReplayNotFound), errors.Is(err, clients.ErrNotFound),
 		errors.Is(err, clients.ErrKeyNotFound), errors.Is(err, jobs.ErrNotFound):
 		status, msg = http.StatusNotFound, err.Error()
-	case errors.Is(err, webhooks.ErrConflict):
-		status, msg = http.StatusConflict, "The delivery is still PENDING: it will be attempted again on its schedule; replay it once it is DELIVERED or FAILED."
+	case errors.As(err, &np):
+		status, msg = http.StatusConflict, "The delivery is "+string(np.Status)+", not PENDING: there is no attempt left to make now; replay it instead."
+	case errors.Is(err, webhooks.ErrConflict), errors.Is(err, errReplayPending):
+		status, msg = http.StatusConflict, "PENDING deliveries are not replayed: their attempts are still under way. "+c.retryAdvice()
 	case errors.Is(err, page.ErrBadCursor):
 		status, msg = http.StatusBadRequest, "That page cursor is not one this console made: start from the first page."
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		return
 	default:
-		c.o.Logger.Error("console", "path", r.URL.Path, "error", err)
+		c.o.Logger.ErrorContext(r.Context(), "console", "path", r.URL.Path, "error", err)
 	}
-	c.render(w, r, status, "error", s, map[string]any{"Status": status, "Message": msg})
+	data := map[string]any{"Status": status, "Message": msg}
+	if id := r.PathValue("id"); ids.Valid(ids.Delivery, id) && status != http.StatusNotFound {
+		data["Back"] = "/admin/deliveries/" + id
+	}
+	c.render(w, r, status, "error", s, data)
+}
+
+// errReplayPending: a bulk replay was asked of PENDING deliveries.
+var errReplayPending = errors.New("PENDING deliveries are not replayed")
+
+// retryAdvice tells the operator how to send PENDING deliveries now.
+func (c *Console) retryAdvice() string {
+	if c.o.Retrier == nil {
+		return "They are attempted again on their schedule."
+	}
+	return "To send them now, use Retry now: on a delivery's page, or for many at once on the deliveries list filtered to PENDING."
 }
 
 // inputError is a form or query field the console cannot use.

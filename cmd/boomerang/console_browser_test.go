@@ -104,54 +104,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	})
 	dlv = s.job(id).Delivery.ID
 
-	shots := filepath.Join("..", "..", "docs", "img")
-	if err := os.MkdirAll(shots, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	step := func() (context.Context, context.CancelFunc) { return context.WithTimeout(browser, 30*time.Second) }
-	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		ctx, cancel := step()
-		defer cancel()
-		if err := chromedp.Do(ctx, steps...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	// click clicks and waits for the page it loads, which must be a 200.
-	click := func(what string, sel chromedp.ID) {
-		t.Helper()
-		ctx, cancel := step()
-		defer cancel()
-		resp, err := chromedp.RunResponse(ctx, chromedp.Click(sel))
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		if resp.Status != http.StatusOK {
-			t.Fatalf("%s: %s answered %d", what, resp.URL, resp.Status)
-		}
-	}
-	read := func(what string, a chromedp.Action[string]) string {
-		t.Helper()
-		ctx, cancel := step()
-		defer cancel()
-		v, err := chromedp.Run(ctx, a)
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		return v
-	}
-	shot := func(name string) {
-		t.Helper()
-		ctx, cancel := step()
-		defer cancel()
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-		if err == nil {
-			err = os.WriteFile(filepath.Join(shots, "console-"+name+".png"), png, 0o644)
-		}
-		if err != nil {
-			t.Fatalf("screenshot %s: %v", name, err)
-		}
-	}
+	dr := newDriver(t, browser)
+	do, click, read, shot, step := dr.do, dr.click, dr.read, dr.shot, dr.step
 
 	do("open the console", chromedp.Navigate(s.base+"/admin/deliveries"), // not logged in: to the login page
 		chromedp.WaitVisible(chromedp.ID("token")))
@@ -234,4 +188,159 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	do("asynqmon", chromedp.Navigate(s.base+"/admin/queues/"), chromedp.WaitVisible(chromedp.CSS("#root table")))
 	shot("asynqmon")
+}
+
+// TestConsoleInBrowserRetryNow: deliveries to a broken receiver wait an
+// hour for their retry (PENDING); once the receiver is fixed, the operator
+// clicks Retry now on one and sees it DELIVERED at once, then retries the
+// others from the PENDING list: a dry-run count, a confirmation, the
+// counts. It saves docs/img/console-retry-now.png.
+func TestConsoleInBrowserRetryNow(t *testing.T) {
+	testkit.Long(t)
+	browser := newBrowser(t)
+	var broken atomic.Bool
+	broken.Store(true)
+	var hits atomic.Int32
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if broken.Load() {
+			w.WriteHeader(http.StatusBadGateway)
+			_, _ = w.Write([]byte("upstream down"))
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer recv.Close()
+
+	s := startService(t, map[string]string{"BOOMERANG_REDIS_URL": redistest.URL(t), "BOOMERANG_RETRY_INITIAL": "1h"})
+	s.createClient("acme")
+	var jobIDs []string
+	for _, order := range []string{"B-2001", "B-2002", "B-2003"} {
+		jobIDs = append(jobIDs, s.submit("echo", recv.URL+"/hooks/boomerang", map[string]string{"order": order}))
+	}
+	waitFor(t, "three PENDING deliveries after one failed attempt each", 20*time.Second, func() bool {
+		for _, id := range jobIDs {
+			if j := s.job(id); j.Delivery == nil || j.Delivery.Status != "PENDING" || j.Delivery.Attempts != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	dlv := s.job(jobIDs[0]).Delivery.ID
+
+	dr := newDriver(t, browser)
+	do, click, read, shot := dr.do, dr.click, dr.read, dr.shot
+	do("open the console", chromedp.Navigate(s.base+"/admin/login"), chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), s.admin))
+	click("log in", "login")
+	do("the PENDING deliveries", chromedp.Navigate(s.base+"/admin/deliveries?status=PENDING"), chromedp.WaitVisible(chromedp.ID("deliveries")))
+	if page := read("the list", chromedp.Text(chromedp.CSS("main"))); strings.Contains(page, "Bulk replay") || !strings.Contains(page, "Retry now") {
+		t.Errorf("the PENDING list offers a bulk replay, or no Retry now:\n%s", page)
+	}
+	do("open the PENDING delivery", chromedp.Navigate(s.base+"/admin/deliveries/"+dlv), chromedp.WaitVisible(chromedp.ID("retry-now")))
+	if st := read("status", chromedp.Text(chromedp.ID("delivery-status"))); st != "PENDING" {
+		t.Fatalf("delivery %s before Retry now: got %q, want PENDING", dlv, st)
+	}
+
+	broken.Store(false) // the receiver is fixed
+	click("retry now", "retry-now")
+	deadline := time.Now().Add(20 * time.Second)
+	for st := read("status", chromedp.Text(chromedp.ID("delivery-status"))); st != "DELIVERED"; st = read("status", chromedp.Text(chromedp.ID("delivery-status"))) {
+		if time.Now().After(deadline) {
+			t.Fatalf("delivery %s after Retry now: still %q after 20 s (the receiver saw %d requests)", dlv, st, hits.Load())
+		}
+		time.Sleep(200 * time.Millisecond) // deferred by the gate: the workers make it
+		do("reload the delivery", chromedp.Navigate(s.base+"/admin/deliveries/"+dlv+"?retried=1"), chromedp.WaitVisible(chromedp.ID("delivery-status")))
+	}
+	if n := read("outcome", chromedp.Text(chromedp.ID("retried"))); !strings.Contains(n, "Retried now") {
+		t.Errorf("the delivery's page after Retry now says %q, want the outcome", n)
+	}
+	shot("retry-now")
+	if j := s.job(jobIDs[0]); j.Delivery == nil || j.Delivery.Status != "DELIVERED" || j.Delivery.Attempts != 2 {
+		t.Errorf("after Retry now the API says %+v; want DELIVERED after 2 attempts", j.Delivery)
+	}
+
+	do("the PENDING deliveries again", chromedp.Navigate(s.base+"/admin/deliveries?status=PENDING"), chromedp.WaitVisible(chromedp.ID("deliveries")))
+	click("bulk retry now: dry run", "retry-count")
+	if m := read("matched", chromedp.Text(chromedp.ID("matched"))); !strings.HasPrefix(m, "2 PENDING deliveries match") {
+		t.Errorf("dry run: got %q, want 2 PENDING deliveries", m)
+	}
+	click("bulk retry now", "retry-run")
+	if n := read("retried", chromedp.Text(chromedp.ID("retried"))); n != "2" {
+		t.Errorf("bulk Retry now: %s retried, want 2", n)
+	}
+	waitFor(t, "every delivery DELIVERED", 20*time.Second, func() bool {
+		for _, id := range jobIDs {
+			if j := s.job(id); j.Delivery == nil || j.Delivery.Status != "DELIVERED" {
+				return false
+			}
+		}
+		return true
+	})
+	for _, id := range jobIDs {
+		if j := s.job(id); j.Delivery.Attempts != 2 {
+			t.Errorf("job %s: delivered after %d attempts, want 2 (one failed, one retried now)", id, j.Delivery.Attempts)
+		}
+	}
+}
+
+// driver is a test's steps in the browser, each with its own timeout.
+type driver struct {
+	step  func() (context.Context, context.CancelFunc)
+	do    func(what string, steps ...chromedp.Action[chromedp.Void])
+	click func(what string, sel chromedp.ID) // clicks, and wants a 200 page
+	read  func(what string, a chromedp.Action[string]) string
+	shot  func(name string) // saves docs/img/console-<name>.png
+}
+
+func newDriver(t *testing.T, browser context.Context) driver {
+	shots := filepath.Join("..", "..", "docs", "img")
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	step := func() (context.Context, context.CancelFunc) { return context.WithTimeout(browser, 30*time.Second) }
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		ctx, cancel := step()
+		defer cancel()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	// click clicks and waits for the page it loads, which must be a 200.
+	click := func(what string, sel chromedp.ID) {
+		t.Helper()
+		ctx, cancel := step()
+		defer cancel()
+		resp, err := chromedp.RunResponse(ctx, chromedp.Click(sel))
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if resp.Status != http.StatusOK {
+			t.Fatalf("%s: %s answered %d", what, resp.URL, resp.Status)
+		}
+	}
+	read := func(what string, a chromedp.Action[string]) string {
+		t.Helper()
+		ctx, cancel := step()
+		defer cancel()
+		v, err := chromedp.Run(ctx, a)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return v
+	}
+	shot := func(name string) {
+		t.Helper()
+		ctx, cancel := step()
+		defer cancel()
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err == nil {
+			err = os.WriteFile(filepath.Join(shots, "console-"+name+".png"), png, 0o644)
+		}
+		if err != nil {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+	}
+	return driver{step: step, do: do, click: click, read: read, shot: shot}
 }
