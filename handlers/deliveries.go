@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -105,16 +106,8 @@ func bulkReplay(rp Replayer, maxBody int64) http.Handler {
 			writeError(w, r, err)
 			return
 		}
-		if req.Status == "" {
-			req.Status = string(webhooks.StatusFailed)
-		}
-		f, err := deliveryFilter(req.Status, req.ClientID, req.Since, req.Until)
+		f, err := bodyFilter(cmp.Or(req.Status, string(webhooks.StatusFailed)), req.ClientID, req.Since, req.Until)
 		if err != nil {
-			// These are body fields, not query parameters: 422 like every other.
-			var re *requestError
-			if errors.As(err, &re) {
-				err = invalid(re.fields...)
-			}
 			writeError(w, r, err)
 			return
 		}
@@ -126,6 +119,17 @@ func bulkReplay(rp Replayer, maxBody int64) http.Handler {
 		w.Header().Set("Location", "/admin/v1/replays/"+rep.ID)
 		respond(w, http.StatusAccepted, rep)
 	})
+}
+
+// bodyFilter is deliveryFilter for the fields of a request body (a bulk
+// replay's or retry-now's): a bad one is 422, like every body field.
+func bodyFilter(status, clientID, since, until string) (webhooks.Filter, error) {
+	f, err := deliveryFilter(status, clientID, since, until)
+	var re *requestError
+	if errors.As(err, &re) {
+		err = invalid(re.fields...)
+	}
+	return f, err
 }
 
 func getReplay(rp Replayer) http.Handler {

@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"time"
 
@@ -54,12 +53,8 @@ func bulkRetryNow(rt Retrier, maxBody int64) http.Handler {
 			writeError(w, r, err)
 			return
 		}
-		f, err := deliveryFilter(string(webhooks.StatusPending), req.ClientID, req.Since, req.Until)
+		f, err := bodyFilter(string(webhooks.StatusPending), req.ClientID, req.Since, req.Until)
 		if err != nil {
-			var re *requestError
-			if errors.As(err, &re) { // body fields: 422, as in bulkReplay
-				err = invalid(re.fields...)
-			}
 			writeError(w, r, err)
 			return
 		}
