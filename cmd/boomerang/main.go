@@ -61,7 +61,7 @@ func commands() []command {
 func printUsage(w io.Writer) {
 	fmt.Fprint(w, "usage: boomerang <command> [flags]\n\nCommands:\n")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, `
 submit, status, watch and cancel use BOOMERANG_URL (default http://localhost:8080)
