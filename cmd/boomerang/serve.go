@@ -21,6 +21,7 @@ import (
 	"github.com/boomerang-dev/boomerang/handlers"
 	"github.com/boomerang-dev/boomerang/jobs"
 	"github.com/boomerang-dev/boomerang/tracing"
+	"github.com/redis/go-redis/v9"
 )
 
 // serve runs the service until ctx ends.
@@ -74,109 +75,151 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer app.queue.Close()
-	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWatch()
-	go app.clients.Watch(watchCtx) // drop cached clients as they change, in every process
-	// What every process hears: job events for its watchers (API), types
-	// with work for its claims (API), jobs that ended (all).
-	var events <-chan jobs.Event
-	var available, stops <-chan string
-	if cfg.Role.RunsAPI() {
-		events, available = app.store.Events(watchCtx), app.store.Available(watchCtx)
-	}
-	stops = app.store.Stops(watchCtx) // workers stop processors; APIs forget coalesced heartbeats
-	app.jobs.Listen(events, available, stops)
+	defer listenForChanges(ctx, cfg, app)()
 	if cfg.Embedded() {
 		if err := createDemoClient(ctx, app.clients, cfg, getenv("BOOMERANG_ADMIN_TOKEN") == "", stdout); err != nil {
 			return err
 		}
 	}
+	closeSide, err := startSideListeners(cfg, app, stdout, log)
+	if err != nil {
+		return err
+	}
+	defer closeSide()
 
+	w, err := runWorkers(ctx, cfg, rdb, app, log)
+	if err != nil {
+		return err
+	}
+	if !cfg.Role.RunsAPI() {
+		return serveWorkerOnly(ctx, cfg, w, stdout, log)
+	}
+	return serveAPI(ctx, cfg, rdb, app, apiListener, w, tracer, stdout, log)
+}
+
+// listenForChanges subscribes this process to what every process hears:
+// client changes (cached clients dropped), job events for its watchers and
+// types with work for its claims (API), jobs that ended (all: workers stop
+// processors, APIs forget coalesced heartbeats). It returns the unsubscribe.
+func listenForChanges(ctx context.Context, cfg config.Config, app app) (stop func()) {
+	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	go app.clients.Watch(watchCtx)
+	var events <-chan jobs.Event
+	var available <-chan string
+	if cfg.Role.RunsAPI() {
+		events, available = app.store.Events(watchCtx), app.store.Available(watchCtx)
+	}
+	app.jobs.Listen(events, available, app.store.Stops(watchCtx))
+	return stopWatch
+}
+
+// startSideListeners starts the pprof and metrics listeners, if set; close
+// stops them.
+func startSideListeners(cfg config.Config, app app, stdout io.Writer, log *slog.Logger) (closeAll func(), err error) {
+	var servers []*http.Server
+	closeAll = func() {
+		for _, s := range servers {
+			_ = s.Close()
+		}
+	}
 	if cfg.DebugAddr != "" {
 		dbg, err := startHTTP(cfg.DebugAddr, pprofHandler(), "pprof", stdout, log)
 		if err != nil {
-			return err
+			return closeAll, err
 		}
-		defer dbg.Close()
+		servers = append(servers, dbg)
 	}
-
 	if cfg.MetricsAddr != "" {
 		ms, err := startHTTP(cfg.MetricsAddr, metricsOnly(app.metrics.Handler(log)), "metrics", stdout, log)
 		if err != nil {
-			return err
+			closeAll()
+			return closeAll, err
 		}
-		defer ms.Close()
+		servers = append(servers, ms)
 	} else if !cfg.Role.RunsAPI() {
 		log.Info("metrics not served: a worker-only process serves them only on BOOMERANG_METRICS_ADDR")
 	}
+	return closeAll, nil
+}
 
-	var workersUp atomic.Bool
-	shutdownWorkers := func() {}
+// workerState is this process's workers, if it runs any, and its
+// readiness.
+type workerState struct {
+	up       atomic.Bool
+	shutdown func()
+	ready    func(ctx context.Context) error
+}
+
+// runWorkers starts the workers if cfg's role runs them; ready then
+// answers whether Redis answers and they run.
+func runWorkers(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, app app, log *slog.Logger) (*workerState, error) {
+	w := &workerState{shutdown: func() {}}
 	if cfg.Role.RunsWorkers() {
 		stop, err := startWorkers(ctx, cfg, rdb, app, log)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		workersUp.Store(true)
-		shutdownWorkers = func() { workersUp.Store(false); stop() }
+		w.up.Store(true)
+		w.shutdown = func() { w.up.Store(false); stop() }
 	}
-
-	ready := func(ctx context.Context) error {
+	w.ready = func(ctx context.Context) error {
 		if err := rdb.Ping(ctx).Err(); err != nil {
 			return fmt.Errorf("redis unreachable")
 		}
-		if cfg.Role.RunsWorkers() && !workersUp.Load() {
+		if cfg.Role.RunsWorkers() && !w.up.Load() {
 			return errors.New("workers not running")
 		}
 		return nil
 	}
-	if !cfg.Role.RunsAPI() {
-		// A worker has no API; its admin listener, if set, serves only the
-		// health routes, for probes (deploy/kubernetes, boomerang healthcheck).
-		if cfg.AdminAddr != "" {
-			s, err := startHTTP(cfg.AdminAddr, handlers.New(handlers.Deps{Ready: ready, Logger: log}, 0), "health", stdout, log)
-			if err != nil {
-				shutdownWorkers()
-				return err
-			}
-			defer s.Close()
-		}
-		fmt.Fprintln(stdout, "boomerang: worker running (BOOMERANG_ROLE=worker)")
-		<-ctx.Done()
-		shutdownWorkers()
-		return nil
-	}
+	return w, nil
+}
 
+// serveWorkerOnly runs a process without the API until ctx ends. Its admin
+// listener, if set, serves only the health routes, for probes
+// (deploy/kubernetes, boomerang healthcheck).
+func serveWorkerOnly(ctx context.Context, cfg config.Config, w *workerState, stdout io.Writer, log *slog.Logger) error {
+	defer w.shutdown()
+	if cfg.AdminAddr != "" {
+		s, err := startHTTP(cfg.AdminAddr, handlers.New(handlers.Deps{Ready: w.ready, Logger: log}, 0), "health", stdout, log)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+	}
+	fmt.Fprintln(stdout, "boomerang: worker running (BOOMERANG_ROLE=worker)")
+	<-ctx.Done()
+	return nil
+}
+
+// serveAPI serves the API (and the admin API, console and metrics, on the
+// admin listener if set) on l until ctx ends, then shuts down gracefully.
+func serveAPI(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, app app, l net.Listener, w *workerState, tracer *tracing.Tracer,
+	stdout io.Writer, log *slog.Logger) error {
+	defer w.shutdown()
 	deps := handlers.Deps{Jobs: app.jobs, Work: app.jobs, Workers: app.workers, Clients: app.clients, Deliveries: app.store, Replays: app.dispatcher, Retries: app.dispatcher,
 		WorkerLimits: handlers.WorkerLimits{WaitMax: cfg.WorkerWaitMax, LeaseMin: cfg.WorkerLeaseMin, LeaseMax: cfg.WorkerLeaseMax},
 		Limiter:      clients.NewRateLimiter(app.store, float64(cfg.RateLimit), cfg.RateBurst, time.Now),
-		Ready:        ready, AdminToken: cfg.AdminToken, MaxBody: cfg.MaxBodyBytes, Grace: cfg.SecretGrace, Logger: log,
-		Observe: app.metrics.ObserveRequest}
+		Ready:        w.ready, AdminToken: cfg.AdminToken, MaxBody: cfg.MaxBodyBytes, Grace: cfg.SecretGrace, Logger: log,
+		Observe: app.metrics.ObserveRequest, Console: newConsole(cfg, rdb, app, log)}
 	if cfg.MetricsAddr == "" {
 		deps.Metrics = app.metrics.Handler(log) // with the admin API, behind its token
 	}
-	deps.Console = newConsole(cfg, rdb, app, log)
 	public := handlers.ServePublic | handlers.ServeAdmin
+	adminURL := ownURL(l.Addr().String())
 	var servers []*http.Server
 	if cfg.AdminAddr != "" {
-		public = handlers.ServePublic
+		public, adminURL = handlers.ServePublic, ownURL(cfg.AdminAddr)
 		s, err := startHTTP(cfg.AdminAddr, tracer.Handler(handlers.New(deps, handlers.ServeAdmin)), "admin API", stdout, log)
 		if err != nil {
-			shutdownWorkers()
 			return err
 		}
 		servers = append(servers, s)
 	}
 	if !cfg.Embedded() {
-		adminURL := ownURL(apiListener.Addr().String())
-		if cfg.AdminAddr != "" {
-			adminURL = ownURL(cfg.AdminAddr)
-		}
 		printFirstClient(ctx, app.clients, adminURL, stdout, log)
 	}
-	s, err := serveHTTP(apiListener, tracer.Handler(handlers.New(deps, public)), "API", stdout, log)
+	s, err := serveHTTP(l, tracer.Handler(handlers.New(deps, public)), "API", stdout, log)
 	if err != nil {
-		shutdownWorkers()
 		return err
 	}
 	servers = append(servers, s)
@@ -188,7 +231,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	for _, s := range servers {
 		_ = s.Shutdown(sctx)
 	}
-	shutdownWorkers()
 	return nil
 }
 
