@@ -238,7 +238,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !c.admin(r.PostFormValue("token")) {
-		c.o.Logger.WarnContext(r.Context(), "console login refused", "remote", r.RemoteAddr)
+		c.o.Logger.WarnContext(r.Context(), "console login refused", "remote", r.RemoteAddr, "forwardedFor", r.Header.Get("X-Forwarded-For"))
 		c.showLogin(w, r, http.StatusUnauthorized, "That is not the admin token (BOOMERANG_ADMIN_TOKEN).")
 		return
 	}
@@ -249,7 +249,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	}
 	setCookie(w, r, loginCookie, "", 0)
 	setCookie(w, r, sessionCookie, c.keys.encode(s), sessionTTL)
-	c.o.Logger.InfoContext(r.Context(), "console login", "remote", r.RemoteAddr)
+	c.o.Logger.InfoContext(r.Context(), "console login", "remote", r.RemoteAddr, "forwardedFor", r.Header.Get("X-Forwarded-For"))
 	http.Redirect(w, r, "/admin/deliveries", http.StatusSeeOther)
 }
 
