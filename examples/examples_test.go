@@ -108,6 +108,12 @@ func TestWorkers(t *testing.T) {
 				if !px.droppedClaim() {
 					t.Error("the proxy never dropped a claim connection")
 				}
+				tp := px.claimTraceparent(t, id)
+				for _, c := range append(px.calls(id, "heartbeat"), completes...) {
+					if c.traceparent != tp {
+						t.Errorf("%s sent traceparent %q, want the claim's %q", c.path, c.traceparent, tp)
+					}
+				}
 			})
 
 			t.Run("a handler error fails the job", func(t *testing.T) {
@@ -241,16 +247,22 @@ type server struct {
 func startServer(t *testing.T) *server {
 	t.Helper()
 	s := &server{out: &testkit.SyncBuffer{}}
+	// Traces are exported (to a sink that drops them) so that claims carry
+	// the job's traceparent, which the workers must send back.
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.Copy(io.Discard, r.Body) }))
+	t.Cleanup(sink.Close)
 	cmd := exec.Command(binary(t), "serve")
 	cmd.Env = environ(map[string]string{
-		"BOOMERANG_ADDR":                    "127.0.0.1:0",
-		"BOOMERANG_REDIS_URL":               redistest.URL(t),
-		"BOOMERANG_ADMIN_TOKEN":             adminToken,
-		"BOOMERANG_ALLOW_PRIVATE_CALLBACKS": "true",
-		"BOOMERANG_JOB_EXTERNAL":            jobType,
-		"BOOMERANG_LOG_FORMAT":              "json",
-		"BOOMERANG_SHUTDOWN_TIMEOUT":        "5s",
-		"BOOMERANG_TASK_CHECK_INTERVAL":     "50ms",
+		"OTEL_TRACES_EXPORTER":               "otlp",
+		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": sink.URL + "/v1/traces",
+		"BOOMERANG_ADDR":                     "127.0.0.1:0",
+		"BOOMERANG_REDIS_URL":                redistest.URL(t),
+		"BOOMERANG_ADMIN_TOKEN":              adminToken,
+		"BOOMERANG_ALLOW_PRIVATE_CALLBACKS":  "true",
+		"BOOMERANG_JOB_EXTERNAL":             jobType,
+		"BOOMERANG_LOG_FORMAT":               "json",
+		"BOOMERANG_SHUTDOWN_TIMEOUT":         "5s",
+		"BOOMERANG_TASK_CHECK_INTERVAL":      "50ms",
 	})
 	done := startProcess(t, "boomerang", cmd, s.out)
 	addr := regexp.MustCompile(`boomerang: API listening on (http://\S+)`)
@@ -403,10 +415,11 @@ func startWorker(t *testing.T, runtime, script string, env map[string]string) *w
 
 // workerCall is one worker request as the proxy saw it.
 type workerCall struct {
-	path   string
-	body   []byte
-	status int // 0: the proxy dropped the connection
-	answer []byte
+	path        string
+	body        []byte
+	status      int // 0: the proxy dropped the connection
+	answer      []byte
+	traceparent string // the header the worker sent
 }
 
 func (c workerCall) String() string {
@@ -428,6 +441,7 @@ func newProxy(t *testing.T, upstream string) *proxy {
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		verb := r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]
+		tp := r.Header.Get("traceparent")
 		p.mu.Lock()
 		p.seen[verb]++
 		first := p.seen[verb] == 1
@@ -443,7 +457,7 @@ func newProxy(t *testing.T, upstream string) *proxy {
 			return
 		case verb == "complete" && first:
 			answer := []byte(`{"type":"about:blank","title":"Service Unavailable","status":503}`)
-			p.record(workerCall{path: r.URL.Path, body: body, status: http.StatusServiceUnavailable, answer: answer})
+			p.record(workerCall{path: r.URL.Path, body: body, status: http.StatusServiceUnavailable, answer: answer, traceparent: tp})
 			w.Header().Set("Content-Type", "application/problem+json")
 			w.WriteHeader(http.StatusServiceUnavailable)
 			w.Write(answer)
@@ -463,7 +477,7 @@ func newProxy(t *testing.T, upstream string) *proxy {
 		}
 		defer resp.Body.Close()
 		answer, _ := io.ReadAll(resp.Body)
-		p.record(workerCall{path: r.URL.Path, body: body, status: resp.StatusCode, answer: answer})
+		p.record(workerCall{path: r.URL.Path, body: body, status: resp.StatusCode, answer: answer, traceparent: tp})
 		for k, v := range resp.Header {
 			w.Header()[k] = v
 		}
@@ -472,6 +486,24 @@ func newProxy(t *testing.T, upstream string) *proxy {
 	}))
 	t.Cleanup(p.srv.Close)
 	return p
+}
+
+// claimTraceparent is the traceparent of the claim answer that gave id.
+func (p *proxy) claimTraceparent(t *testing.T, id string) string {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.log {
+		var claim struct{ RequestID, TraceParent string }
+		if strings.HasSuffix(c.path, "/claim") && json.Unmarshal(c.answer, &claim) == nil && claim.RequestID == id {
+			if claim.TraceParent == "" {
+				t.Fatalf("the claim of %s carries no traceparent: %s", id, c.answer)
+			}
+			return claim.TraceParent
+		}
+	}
+	t.Fatalf("no claim answer gave %s", id)
+	return ""
 }
 
 func (p *proxy) record(c workerCall) {

@@ -197,16 +197,18 @@ class Api {
 
   /**
    * Posts body (JSON text) once. Rejects on network errors, on timeoutMs, and
-   * when signal aborts.
+   * when signal aborts. traceparent, the job's trace context from its claim,
+   * joins the call to the job's trace when the server exports traces.
    */
-  async post(path, body, { timeoutMs, signal }) {
+  async post(path, body, { timeoutMs, signal, traceparent }) {
     const ctl = new AbortController(); // AbortSignal.any needs Node 20.3
     const timer = setTimeout(() => ctl.abort(new Error(`no answer in ${timeoutMs} ms`)), timeoutMs);
     const onAbort = () => ctl.abort(signal.reason);
     signal?.addEventListener("abort", onAbort);
     try {
       if (signal?.aborted) throw signal.reason;
-      const res = await fetch(this.base + path, { method: "POST", headers: this.headers, body, signal: ctl.signal });
+      const headers = traceparent ? { ...this.headers, traceparent } : this.headers;
+      const res = await fetch(this.base + path, { method: "POST", headers, body, signal: ctl.signal });
       return new Answer(res.status, await res.text());
     } finally {
       clearTimeout(timer);
@@ -253,6 +255,9 @@ class Job {
     this.attempt = claim.attempt ?? 1;
     this.deadline = claim.deadline ?? null;
     this.leaseId = claim.leaseId;
+    // The job's trace context (W3C), when the server exports traces: sent
+    // back with every call about the job; a handler may pass it on too.
+    this.traceparent = claim.traceparent;
     this.dropReason = null; // set when the server says the job is not ours
     this.worker = worker;
     this.latestProgress = null;
@@ -283,7 +288,10 @@ class Job {
     if (this.latestProgress) body.progress = this.latestProgress;
     let a;
     try {
-      a = await this.worker.api.post(`/v1/worker/jobs/${this.id}/heartbeat`, JSON.stringify(body), { timeoutMs: 10_000 });
+      a = await this.worker.api.post(`/v1/worker/jobs/${this.id}/heartbeat`, JSON.stringify(body), {
+        timeoutMs: 10_000,
+        traceparent: this.traceparent,
+      });
     } catch (e) {
       log(`job ${this.id}: heartbeat failed: ${errorText(e)}`);
       return;
@@ -409,7 +417,7 @@ class Worker {
     for (;;) {
       let reason;
       try {
-        const a = await this.api.post(path, body, { timeoutMs: 30_000 });
+        const a = await this.api.post(path, body, { timeoutMs: 30_000, traceparent: job.traceparent });
         if (!a.retryable) return a;
         reason = a.describe();
       } catch (e) {

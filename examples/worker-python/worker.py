@@ -144,15 +144,20 @@ class Api:
             "User-Agent": "boomerang-worker-python/1",
         }
 
-    def post(self, path, body, timeout, register=None):
-        """Posts once. Raises OSError or http.client.HTTPException on network errors."""
+    def post(self, path, body, timeout, register=None, traceparent=None):
+        """Posts once. Raises OSError or http.client.HTTPException on network errors.
+        traceparent, the job's trace context from its claim, joins the call to the
+        job's trace when the server exports traces."""
         conn = self._conn_class(self._host, self._port, timeout=timeout)
         try:
             conn.connect()
             if register is not None:
                 register(conn)
             data = json.dumps(body, separators=(",", ":")).encode("utf-8")
-            conn.request("POST", self._prefix + path, body=data, headers=self._headers)
+            headers = self._headers
+            if traceparent:
+                headers = dict(headers, traceparent=traceparent)
+            conn.request("POST", self._prefix + path, body=data, headers=headers)
             resp = conn.getresponse()
             return Answer(resp.status, resp.read())
         finally:
@@ -196,6 +201,9 @@ class Job:
         self.attempt = claim.get("attempt", 1)
         self.deadline = claim.get("deadline")
         self.lease_id = claim["leaseId"]
+        # The job's trace context (W3C), when the server exports traces: sent
+        # back with every call about the job; a handler may pass it on too.
+        self.traceparent = claim.get("traceparent")
         self._worker = worker
         self._progress = None
         self._beat_lock = threading.Lock()  # heartbeats go one at a time, in order
@@ -229,7 +237,8 @@ class Job:
             body["progress"] = self._progress
         with self._beat_lock:
             try:
-                a = self._worker.api.post("/v1/worker/jobs/%s/heartbeat" % self.id, body, timeout=10)
+                a = self._worker.api.post("/v1/worker/jobs/%s/heartbeat" % self.id, body, timeout=10,
+                                          traceparent=self.traceparent)
             except (OSError, http.client.HTTPException) as e:
                 log("job %s: heartbeat failed: %s" % (self.id, e))
                 return
@@ -368,7 +377,7 @@ class Worker:
         backoff = Backoff()
         while True:
             try:
-                a = self.api.post(path, body, timeout=30)
+                a = self.api.post(path, body, timeout=30, traceparent=job.traceparent)
                 if not retryable(a):
                     return a
                 reason = a.describe()
