@@ -45,18 +45,22 @@ type StateCount struct {
 
 // Stats reads the state of Boomerang's queues through asynq's Inspector at
 // most once per maxAge, however many callers ask: every metrics scrape and
-// console page shares one reading, so scrapers cannot load Redis.
+// console page shares one reading, so scrapers cannot load Redis. The
+// Inspector takes no context, so a reading runs on its own goroutine (ended
+// by go-redis's timeouts at the latest) and a caller whose context ends
+// first gets the last good reading.
 type Stats struct {
 	insp   *asynq.Inspector
 	queues []string
 	maxAge time.Duration
 	now    func() time.Time
 
-	mu    sync.Mutex // held during a reading: concurrent callers wait for it
-	tried time.Time  // the last reading, good or not
-	at    time.Time  // the last good reading
-	last  []QueueState
-	err   error
+	mu      sync.Mutex
+	tried   time.Time // the last reading, good or not
+	at      time.Time // the last good reading
+	last    []QueueState
+	err     error
+	reading chan struct{} // closed when the reading under way ends; nil if none
 }
 
 // NewStats reads the queues of partitions (their names, as given to
@@ -70,21 +74,50 @@ func NewStats(rdb redis.UniversalClient, partitions []string, maxAge time.Durati
 }
 
 // Queues returns every queue's state and when it was read. A queue that
-// has never held a task reads as empty. A failed reading is returned as an
-// error with the last good one, if any.
+// has never held a task reads as empty. A failed reading, or one that
+// outlasts ctx, is returned as an error with the last good one, if any; a
+// failed reading is not retried before maxAge, so a struggling Redis is not
+// asked again on every scrape.
 func (s *Stats) Queues(ctx context.Context) ([]QueueState, time.Time, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if !s.tried.IsZero() && s.now().Sub(s.tried) < s.maxAge {
+		defer s.mu.Unlock()
 		return s.last, s.at, s.err
 	}
-	if err := ctx.Err(); err != nil {
-		return s.last, s.at, err
+	if s.reading == nil {
+		s.reading = make(chan struct{})
+		go s.read(s.reading)
 	}
+	done := s.reading
+	s.mu.Unlock()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.last, s.at, ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last, s.at, s.err
+}
+
+// read makes one reading, stores it, and closes done.
+func (s *Stats) read(done chan struct{}) {
+	states, err := s.readAll()
+	s.mu.Lock()
+	s.tried, s.err, s.reading = s.now(), err, nil
+	if err == nil {
+		s.at, s.last = s.tried, states
+	}
+	s.mu.Unlock()
+	close(done)
+}
+
+func (s *Stats) readAll() ([]QueueState, error) {
 	known, err := s.insp.Queues()
 	if err != nil {
-		s.tried, s.err = s.now(), err
-		return s.last, s.at, err
+		return nil, err
 	}
 	states := make([]QueueState, 0, len(s.queues))
 	for _, q := range s.queues {
@@ -94,10 +127,7 @@ func (s *Stats) Queues(ctx context.Context) ([]QueueState, time.Time, error) {
 		}
 		info, err := s.insp.GetQueueInfo(q)
 		if err != nil {
-			// Keep the last good reading, and do not retry before maxAge:
-			// a struggling Redis is not asked again on every scrape.
-			s.tried, s.err = s.now(), err
-			return s.last, s.at, err
+			return nil, err
 		}
 		states = append(states, QueueState{Queue: q, Pending: info.Pending, Active: info.Active,
 			Scheduled: info.Scheduled, Retry: info.Retry, Archived: info.Archived, Completed: info.Completed,
@@ -105,7 +135,5 @@ func (s *Stats) Queues(ctx context.Context) ([]QueueState, time.Time, error) {
 			FailedToday: info.Failed, ProcessedTotal: info.ProcessedTotal, FailedTotal: info.FailedTotal,
 			Paused: info.Paused})
 	}
-	s.tried = s.now()
-	s.at, s.last, s.err = s.tried, states, nil
-	return s.last, s.at, nil
+	return states, nil
 }

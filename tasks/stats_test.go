@@ -2,10 +2,14 @@ package tasks_test
 
 import (
 	"context"
+	"errors"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/boomerang-dev/boomerang/tasks"
+	"github.com/redis/go-redis/v9"
 )
 
 // TestStatsCountsAndCaches: the reading counts tasks by queue and state,
@@ -69,4 +73,48 @@ func readStats(t *testing.T, st *tasks.Stats) map[string]tasks.QueueState {
 		m[s.Queue] = s
 	}
 	return m
+}
+
+// TestStatsOutlastedByTheContext: a Redis that accepts connections and
+// never answers does not hold a caller past its context (asynq's Inspector
+// takes none); the caller gets the context's error.
+func TestStatsOutlastedByTheContext(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // held open, never answered
+			mu.Unlock()
+		}
+	}()
+	rdb := redis.NewClient(&redis.Options{Addr: l.Addr().String(), MaxRetries: -1})
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		rdb.Close()
+	})
+	st := tasks.NewStats(rdb, partitions, time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, at, err := st.Queues(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) || !at.IsZero() {
+		t.Errorf("Queues against a silent Redis = (read at %v, %v), want no reading and the context's deadline", at, err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Queues returned %v after its context's 100 ms deadline", took)
+	}
 }
