@@ -69,6 +69,9 @@ var durableSettings = []struct{ name, want, loss string }{
 
 func checkNode(ctx context.Context, c *redis.Client) (risks []Risk, unchecked string, err error) {
 	node := c.Options().Addr
+	if node == "FailoverClient" { // go-redis's placeholder: the Sentinels pick the address
+		node = "the master the Sentinels name"
+	}
 	for _, s := range durableSettings {
 		vals, err := c.ConfigGet(ctx, s.name).Result()
 		if err != nil {

@@ -16,10 +16,9 @@ import (
 // Redis may forbid CONFIG), so the operator checks by hand.
 func warnDurability(ctx context.Context, rdb redis.UniversalClient, log *slog.Logger) {
 	d, err := redisstore.CheckDurability(ctx, rdb)
-	if err != nil {
+	if err != nil { // some nodes may have answered: their risks are logged below
 		log.Warn("could not check the Redis persistence settings", "error", err,
 			"want", "appendonly yes, maxmemory-policy noeviction")
-		return
 	}
 	if d.Unchecked != "" {
 		log.Warn("could not check the Redis persistence settings; make sure of them by hand",
