@@ -246,6 +246,21 @@ func (s *Store) DeleteWorker(ctx context.Context, id string) error {
 	return err
 }
 
+// workersRevokedChannel carries the ids of workers whose keys were revoked.
+const workersRevokedChannel = "bmr:workers:revoked"
+
+// AnnounceWorkerRevoked publishes that a worker's key was revoked.
+func (s *Store) AnnounceWorkerRevoked(ctx context.Context, id string) error {
+	return s.rdb.Publish(ctx, workersRevokedChannel, id).Err()
+}
+
+// WorkerRevocations delivers the ids of workers announced as revoked, and
+// "" each time the subscription (re)starts, when announcements may have
+// been missed. The channel closes when ctx ends.
+func (s *Store) WorkerRevocations(ctx context.Context) <-chan string {
+	return s.subscribe(ctx, workersRevokedChannel)
+}
+
 // WorkerOfKey returns the worker a key hash admits.
 func (s *Store) WorkerOfKey(ctx context.Context, keyHash string) (workers.Worker, error) {
 	v, err := s.rdb.Get(ctx, workerKeyKey(keyHash)).Result()

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -48,14 +49,42 @@ type Store interface {
 	DeleteWorker(ctx context.Context, id string) error
 	// WorkerOfKey returns the worker a key hash admits, or ErrUnauthorized.
 	WorkerOfKey(ctx context.Context, keyHash string) (Worker, error)
+	// AnnounceWorkerRevoked tells every process that a worker's key is
+	// revoked; WorkerRevocations delivers those announcements (and "" when
+	// some may have been missed).
+	AnnounceWorkerRevoked(ctx context.Context, id string) error
+	WorkerRevocations(ctx context.Context) <-chan string
 }
 
-// Registry creates, lists, revokes and authenticates workers.
+// Registry creates, lists, revokes and authenticates workers. It caches
+// the workers that keys admit, as the clients' service caches API keys:
+// a worker's every claim, heartbeat and report would otherwise cost a
+// Redis read. A revocation reaches every process's cache through an
+// announcement (Watch), and cacheTTL bounds what a process trusts when no
+// announcement can reach it.
 type Registry struct {
 	store Store
 	types func() []string // the external job types there are
 	now   func() time.Time
+
+	mu    sync.Mutex
+	byKey map[string]cachedWorker // key hash → worker
+	// gen counts revocations heard; a worker read from the store is cached
+	// only if none came while it was read, since it may predate it.
+	gen uint64
 }
+
+type cachedWorker struct {
+	w       Worker
+	expires time.Time
+}
+
+// cacheTTL bounds how long a process trusts a cached worker key when no
+// revocation announcement reaches it (Redis unreachable).
+const cacheTTL = 10 * time.Second
+
+// maxCached bounds the cache; beyond it the cache starts afresh.
+const maxCached = 10_000
 
 // NewRegistry returns a Registry; types lists the job types workers may be
 // given (those done by external workers).
@@ -63,7 +92,36 @@ func NewRegistry(store Store, types func() []string, now func() time.Time) *Regi
 	if now == nil {
 		now = time.Now
 	}
-	return &Registry{store: store, types: types, now: now}
+	return &Registry{store: store, types: types, now: now, byKey: map[string]cachedWorker{}}
+}
+
+// Watch drops cached workers as their revocations are announced, until ctx
+// ends. Run it in every process that serves the worker routes.
+func (r *Registry) Watch(ctx context.Context) {
+	revoked := r.store.WorkerRevocations(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case id, ok := <-revoked:
+			if !ok {
+				return
+			}
+			r.forget(id)
+		}
+	}
+}
+
+// forget drops a worker from the cache, or every worker for "".
+func (r *Registry) forget(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.gen++
+	for k, c := range r.byKey {
+		if id == "" || c.w.ID == id {
+			delete(r.byKey, k)
+		}
+	}
 }
 
 // FieldError names one field at fault in a new worker.
@@ -122,20 +180,49 @@ func listOrNone(types []string) string {
 // List returns every worker, oldest first.
 func (r *Registry) List(ctx context.Context) ([]Worker, error) { return r.store.ListWorkers(ctx) }
 
-// Delete revokes a worker's key at once.
+// Delete revokes a worker's key at once: in this process now, in the
+// others when the announcement reaches them (within cacheTTL at worst).
 func (r *Registry) Delete(ctx context.Context, id string) error {
 	if !ids.Valid(ids.Worker, id) {
 		return ErrNotFound
 	}
-	return r.store.DeleteWorker(ctx, id)
+	if err := r.store.DeleteWorker(ctx, id); err != nil {
+		return err
+	}
+	r.forget(id)
+	if err := r.store.AnnounceWorkerRevoked(ctx, id); err != nil {
+		return fmt.Errorf("worker %s revoked, but other processes may admit its key for up to %s: %w", id, cacheTTL, err)
+	}
+	return nil
 }
 
-// Authenticate returns the worker a key admits.
+// Authenticate returns the worker a key admits. Only keys that admit a
+// worker are cached: unknown keys cannot fill the cache.
 func (r *Registry) Authenticate(ctx context.Context, key string) (Worker, error) {
 	if !strings.HasPrefix(key, KeyPrefix) || len(key) > 200 {
 		return Worker{}, ErrUnauthorized
 	}
-	return r.store.WorkerOfKey(ctx, HashKey(key))
+	hash := HashKey(key)
+	r.mu.Lock()
+	c, ok := r.byKey[hash]
+	gen := r.gen
+	r.mu.Unlock()
+	if ok && r.now().Before(c.expires) {
+		return c.w, nil
+	}
+	w, err := r.store.WorkerOfKey(ctx, hash)
+	if err != nil {
+		return Worker{}, err
+	}
+	r.mu.Lock()
+	if r.gen == gen {
+		if len(r.byKey) >= maxCached {
+			clear(r.byKey)
+		}
+		r.byKey[hash] = cachedWorker{w: w, expires: r.now().Add(cacheTTL)}
+	}
+	r.mu.Unlock()
+	return w, nil
 }
 
 // HashKey is how a worker key is stored.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -180,5 +181,82 @@ func TestDeleteRevokesAtOnce(t *testing.T) {
 		if err := r.Delete(ctx, id); !errors.Is(err, workers.ErrNotFound) {
 			t.Errorf("Delete(%q) = %v, want ErrNotFound", id, err)
 		}
+	}
+}
+
+// getCounter counts the GETs a client sends: worker keys are read with GET.
+type getCounter struct{ n atomic.Int64 }
+
+func (g *getCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (g *getCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "get" {
+			g.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+func (g *getCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// TestAuthenticateCachesAndRevocationsReachEveryProcess: a key is read from
+// Redis once, then served from the cache until cacheTTL (10 s); a revocation
+// in one process reaches another's cache through the announcement, long
+// before the TTL (the second process's clock does not move at all).
+func TestAuthenticateCachesAndRevocationsReachEveryProcess(t *testing.T) {
+	ctx := context.Background()
+	a, rdb, clock := registry(t)
+	gets := &getCounter{}
+	rdbB := redis.NewClient(rdb.Options()) // the same database, as another process sees it
+	t.Cleanup(func() { rdbB.Close() })
+	storeB, err := redisstore.New(ctx, rdbB, redisstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdbB.AddHook(gets) // after New, which reads the partition count
+	clockB := testkit.NewClock(t0)
+	b := workers.NewRegistry(storeB, func() []string { return []string{"thumbnail", "transcode"} }, clockB.Now)
+
+	w, key, err := a.Create(ctx, "w", []string{"transcode"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if got, err := b.Authenticate(ctx, key); err != nil || got.ID != w.ID {
+			t.Fatalf("Authenticate #%d = %s, %v; want %s", i+1, got.ID, err, w.ID)
+		}
+	}
+	if n := gets.n.Load(); n != 1 {
+		t.Errorf("3 authentications read the key %d times, want once (then the cache)", n)
+	}
+	clockB.Advance(11 * time.Second)
+	if _, err := b.Authenticate(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if n := gets.n.Load(); n != 2 {
+		t.Errorf("after the cache's 10 s: %d reads in all, want 2", n)
+	}
+	if _, err := b.Authenticate(ctx, "bmw_unknown"); !errors.Is(err, workers.ErrUnauthorized) {
+		t.Errorf("an unknown key = %v, want ErrUnauthorized", err)
+	}
+
+	watchCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go b.Watch(watchCtx)
+	clock.Advance(time.Second)
+	if err := a.Delete(ctx, w.ID); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := b.Authenticate(ctx, key)
+		if errors.Is(err, workers.ErrUnauthorized) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("5 s after the revocation, the other process still admits the key (%v)", err)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -98,7 +98,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 }
 
 // listenForChanges subscribes this process to what every process hears:
-// client changes (cached clients dropped), job events for its watchers and
+// client changes (cached clients dropped), revoked worker keys (API), job events for its watchers and
 // types with work for its claims (API), jobs that ended (all: workers stop
 // processors, APIs forget coalesced heartbeats). It returns the unsubscribe.
 func listenForChanges(ctx context.Context, cfg config.Config, app app) (stop func()) {
@@ -108,6 +108,7 @@ func listenForChanges(ctx context.Context, cfg config.Config, app app) (stop fun
 	var available <-chan string
 	if cfg.Role.RunsAPI() {
 		events, available = app.store.Events(watchCtx), app.store.Available(watchCtx)
+		go app.workers.Watch(watchCtx) // drop revoked worker keys from the cache
 	}
 	app.jobs.Listen(events, available, app.store.Stops(watchCtx))
 	return stopWatch
