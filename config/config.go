@@ -5,6 +5,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"net/url"
 	"regexp"
@@ -282,16 +283,8 @@ func Load(getenv func(string) string) (Config, error) {
 		checkName("BOOMERANG_JOB_EXTERNAL", name)
 		define("BOOMERANG_JOB_EXTERNAL", name)
 	}
-	// Each listener needs its own address: the same one twice would fail
-	// at listen time with "address already in use", naming no variable.
-	listeners := []struct{ name, addr string }{{"BOOMERANG_ADDR", c.Addr}, {"BOOMERANG_ADMIN_ADDR", c.AdminAddr},
-		{"BOOMERANG_METRICS_ADDR", c.MetricsAddr}, {"BOOMERANG_DEBUG_ADDR", c.DebugAddr}}
-	for i, a := range listeners {
-		for _, b := range listeners[:i] {
-			if a.addr != "" && a.addr == b.addr && !strings.HasSuffix(a.addr, ":0") { // port 0: any free port
-				p.fail(a.name, "(%s) must differ from %s: each listener needs its own address", a.addr, b.name)
-			}
-		}
+	if err := c.ListenerClash(); err != nil {
+		p.errs = append(p.errs, err)
 	}
 	if c.WorkerLeaseMax < c.WorkerLeaseMin {
 		p.fail("BOOMERANG_WORKER_LEASE_MAX", "(%s) must not be less than BOOMERANG_WORKER_LEASE_MIN (%s)", c.WorkerLeaseMax, c.WorkerLeaseMin)
@@ -309,6 +302,50 @@ func Load(getenv func(string) string) (Config, error) {
 		return Config{}, errors.Join(p.errs...)
 	}
 	return c, nil
+}
+
+// ListenerClash names two listeners of this process on one address (one
+// would fail at listen time with "address already in use", naming no
+// variable), or returns nil. Port 0 (any free port) never clashes; a host
+// left out or unspecified (":8080", "0.0.0.0:8080") clashes with any host
+// on the same port. A worker-only process does not listen on
+// BOOMERANG_ADDR. serve calls it again after its --addr flag.
+func (c Config) ListenerClash() error {
+	type listener struct{ name, addr string }
+	var ls []listener
+	if c.Role.RunsAPI() {
+		ls = append(ls, listener{"BOOMERANG_ADDR", c.Addr})
+	}
+	ls = append(ls, listener{"BOOMERANG_ADMIN_ADDR", c.AdminAddr}, listener{"BOOMERANG_METRICS_ADDR", c.MetricsAddr},
+		listener{"BOOMERANG_DEBUG_ADDR", c.DebugAddr})
+	for i, a := range ls {
+		for _, b := range ls[:i] {
+			if sameListener(a.addr, b.addr) {
+				return fmt.Errorf("%s (%s) must differ from %s (%s): each listener needs its own address", a.name, a.addr, b.name, b.addr)
+			}
+		}
+	}
+	return nil
+}
+
+// sameListener reports whether two listen addresses would take one port.
+func sameListener(a, b string) bool {
+	if a == "" || b == "" {
+		return false
+	}
+	ha, pa, errA := net.SplitHostPort(a)
+	hb, pb, errB := net.SplitHostPort(b)
+	if errA != nil || errB != nil {
+		return a == b
+	}
+	if pa != pb || pa == "0" {
+		return false
+	}
+	any := func(h string) bool {
+		ip, err := netip.ParseAddr(h)
+		return h == "" || (err == nil && ip.IsUnspecified())
+	}
+	return ha == hb || any(ha) || any(hb)
 }
 
 type parser struct {

@@ -89,6 +89,8 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{"BOOMERANG_ADMIN_ADDR", ":8080", nil},
 		{"BOOMERANG_METRICS_ADDR", "127.0.0.1:9464", map[string]string{"BOOMERANG_ADMIN_ADDR": "127.0.0.1:9464"}},
 		{"BOOMERANG_DEBUG_ADDR", ":9", map[string]string{"BOOMERANG_ADDR": ":9"}},
+		{"BOOMERANG_ADMIN_ADDR", "0.0.0.0:8080", nil},
+		{"BOOMERANG_METRICS_ADDR", "127.0.0.1:9090", map[string]string{"BOOMERANG_DEBUG_ADDR": "[::]:9090"}},
 	}
 	for _, tt := range tests {
 		vars := map[string]string{tt.name: tt.value}
@@ -130,5 +132,19 @@ func TestJobTypeNamesFollowThePattern(t *testing.T) {
 	vars["BOOMERANG_JOB_TIMEOUTS"] = "report=1m"
 	if _, err := config.Load(env(vars)); err != nil {
 		t.Errorf("a type inside the pattern: %v", err)
+	}
+}
+
+// TestListenersThatDoNotClash: port 0, different hosts on one port, and a
+// worker-only process's BOOMERANG_ADDR (it does not listen there) are fine.
+func TestListenersThatDoNotClash(t *testing.T) {
+	for _, vars := range []map[string]string{
+		{"BOOMERANG_ADDR": "127.0.0.1:0", "BOOMERANG_ADMIN_ADDR": "127.0.0.1:0"},
+		{"BOOMERANG_ADMIN_ADDR": "127.0.0.1:9000", "BOOMERANG_METRICS_ADDR": "127.0.0.2:9000"},
+		{"BOOMERANG_ROLE": "worker", "BOOMERANG_ADMIN_ADDR": ":8080"},
+	} {
+		if _, err := config.Load(env(vars)); err != nil {
+			t.Errorf("Load(%v) = %v, want no clash", vars, err)
+		}
 	}
 }

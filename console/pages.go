@@ -137,6 +137,7 @@ func (c *Console) retryNow(w http.ResponseWriter, r *http.Request, s session) {
 		c.failErr(w, r, s, webhooks.ErrNotFound)
 		return
 	}
+	extendWrite(w)
 	if _, err := c.o.Retrier.RetryNow(r.Context(), id); err != nil {
 		c.failErr(w, r, s, err)
 		return
@@ -155,6 +156,7 @@ func (c *Console) bulkRetryNow(w http.ResponseWriter, r *http.Request, s session
 		return
 	}
 	dry := r.PostFormValue("dryRun") != ""
+	extendWrite(w)
 	res, err := c.o.Retrier.RetryNowAll(r.Context(), f, dry)
 	if err != nil {
 		c.failErr(w, r, s, err)
@@ -414,4 +416,13 @@ func jobTypes(field string) ([]string, error) {
 		seen[t] = true
 	}
 	return types, nil
+}
+
+// retryWriteTimeout is how long a retry-now page may take to answer: its
+// attempt (up to the delivery timeout), or a bulk run, comes first, and
+// either can outlast the server's write timeout.
+const retryWriteTimeout = 10 * time.Minute
+
+func extendWrite(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(retryWriteTimeout))
 }

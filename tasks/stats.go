@@ -84,6 +84,10 @@ func (s *Stats) Queues(ctx context.Context) ([]QueueState, time.Time, error) {
 		defer s.mu.Unlock()
 		return s.last, s.at, s.err
 	}
+	if err := ctx.Err(); err != nil { // nobody would wait for the reading
+		defer s.mu.Unlock()
+		return s.last, s.at, err
+	}
 	if s.reading == nil {
 		s.reading = make(chan struct{})
 		go s.read(s.reading)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/boomerang-dev/boomerang/tracing"
 )
@@ -52,7 +53,7 @@ func (d *Dispatcher) RetryNow(ctx context.Context, id string) (Delivery, error) 
 	// waited once for an open circuit is handed to the workers if the
 	// circuit is still open here, not failed without a request (which
 	// could spend the round's last attempt on nothing).
-	dl.DeferredReason, dl.DeferredAttempt = "", 0
+	dl.DeferredUntil, dl.DeferredReason, dl.DeferredAttempt = nil, "", 0
 	deferred := ""
 	err = d.attemptOr(ctx, dl, func(ctx context.Context, dl Delivery, _ int, def *DeferError) error {
 		deferred = def.Reason
@@ -81,6 +82,9 @@ type RetryNowResult struct {
 	Skipped int64 `json:"skipped"`
 }
 
+// bulkRetryLimit bounds a bulk retry-now (the API allows its answer as long).
+const bulkRetryLimit = 10 * time.Minute
+
 // bulkRetryPage is how many deliveries a bulk retry-now reads at a time.
 const bulkRetryPage = 500
 
@@ -90,8 +94,10 @@ const bulkRetryPage = 500
 func (d *Dispatcher) RetryNowAll(ctx context.Context, f Filter, dryRun bool) (RetryNowResult, error) {
 	// Begun, it goes to the end even if the asker goes away (a proxy's
 	// timeout on a large run): stopping half-way would leave the operator
-	// guessing which were moved. The counts are logged at the end.
-	ctx = context.WithoutCancel(ctx)
+	// guessing which were moved. The counts are logged at the end. It is
+	// bounded all the same, as long as its answer may take.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bulkRetryLimit)
+	defer cancel()
 	f.Status = StatusPending
 	if dryRun {
 		n, err := d.store.CountDeliveries(ctx, f)

@@ -243,9 +243,13 @@ func TestRetryNowAfterWaitingForTheCircuit(t *testing.T) {
 	if err != nil {
 		t.Fatalf("RetryNow = %v, want nil", err)
 	}
-	if got.Attempts != 1 || got.Status != webhooks.StatusPending {
-		t.Errorf("RetryNow behind the circuit the attempt already waited for: %s with %d attempts, want PENDING with 1 "+
-			"(handed to the workers, not failed without a request)", got.Status, got.Attempts)
+	if got.Attempts != 1 || got.Status != webhooks.StatusPending || got.NextAttemptAt == nil || !got.NextAttemptAt.Equal(e.clock.Now()) {
+		t.Errorf("RetryNow behind the circuit the attempt already waited for: %s with %d attempts, next %v; want PENDING with 1, "+
+			"next now (handed to the workers, not failed without a request)", got.Status, got.Attempts, got.NextAttemptAt)
+	}
+	calls := e.sched.CallsFor(d.ID)
+	if last := calls[len(calls)-1]; !last.equal(schedCall{d.ID, 2, time.Time{}}) {
+		t.Errorf("last Scheduler call %v, want RunAttemptNow of attempt 2", last)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -63,6 +64,9 @@ type Store interface {
 // announcement (Watch), and cacheTTL bounds what a process trusts when no
 // announcement can reach it.
 type Registry struct {
+	// Logger, if set, hears of revocations that could not be announced.
+	Logger *slog.Logger
+
 	store Store
 	types func() []string // the external job types there are
 	now   func() time.Time
@@ -190,8 +194,12 @@ func (r *Registry) Delete(ctx context.Context, id string) error {
 		return err
 	}
 	r.forget(id)
-	if err := r.store.AnnounceWorkerRevoked(ctx, id); err != nil {
-		return fmt.Errorf("worker %s revoked, but other processes may admit its key for up to %s: %w", id, cacheTTL, err)
+	// The key is gone: the revocation stands even if the announcement
+	// fails (a retried DELETE would find nothing to announce), and the
+	// other processes' caches then drop it within cacheTTL.
+	if err := r.store.AnnounceWorkerRevoked(context.WithoutCancel(ctx), id); err != nil && r.Logger != nil {
+		r.Logger.WarnContext(ctx, "worker revoked, but the announcement failed: other processes may admit its key a little longer",
+			"workerId", id, "upTo", cacheTTL.String(), "error", err)
 	}
 	return nil
 }

@@ -244,6 +244,18 @@ func TestAuthenticateCachesAndRevocationsReachEveryProcess(t *testing.T) {
 	watchCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	go b.Watch(watchCtx)
+	// The subscription announces its start with "" (forget everything):
+	// once b reads the key again, it is up, and what follows shows that the
+	// revocation itself, by id, empties b's cache.
+	reads := gets.n.Load()
+	for deadline := time.Now().Add(5 * time.Second); gets.n.Load() == reads; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the revocation subscription did not start within 5 s")
+		}
+		if _, err := b.Authenticate(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+	}
 	clock.Advance(time.Second)
 	if err := a.Delete(ctx, w.ID); err != nil {
 		t.Fatal(err)

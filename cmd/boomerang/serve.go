@@ -41,6 +41,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	if *addr != "" {
 		cfg.Addr = *addr
+		if err := cfg.ListenerClash(); err != nil {
+			return fmt.Errorf("configuration:\n--addr: %w", err)
+		}
 	}
 	log := newLogger(cfg, stderr)
 	tracer, err := startTracing(getenv, stdout, log)
@@ -179,16 +182,17 @@ func runWorkers(ctx context.Context, cfg config.Config, rdb redis.UniversalClien
 // listener, if set, serves only the health routes, for probes
 // (deploy/kubernetes, boomerang healthcheck).
 func serveWorkerOnly(ctx context.Context, cfg config.Config, w *workerState, stdout io.Writer, log *slog.Logger) error {
-	defer w.shutdown()
 	if cfg.AdminAddr != "" {
 		s, err := startHTTP(cfg.AdminAddr, handlers.New(handlers.Deps{Ready: w.ready, Logger: log}, 0), "health", stdout, log)
 		if err != nil {
+			w.shutdown()
 			return err
 		}
-		defer s.Close()
+		defer s.Close() // after the workers' drain, during which /readyz answers 503
 	}
 	fmt.Fprintln(stdout, "boomerang: worker running (BOOMERANG_ROLE=worker)")
 	<-ctx.Done()
+	w.shutdown()
 	return nil
 }
 

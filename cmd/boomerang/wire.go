@@ -84,6 +84,7 @@ func wire(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, pub
 		sweeper.IdleCheck = min(5*time.Second, cfg.WorkerLeaseMin)
 	}
 	wr := workers.NewRegistry(store, reg.External, time.Now)
+	wr.Logger = log
 	return app{store: store, clients: cl, jobs: svc, dispatcher: dispatcher, queue: queue, sweeper: sweeper, workers: wr, metrics: m, stats: stats}, nil
 }
 
