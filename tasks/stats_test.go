@@ -77,7 +77,7 @@ func readStats(t *testing.T, st *tasks.Stats) map[string]tasks.QueueState {
 
 // TestStatsOutlastedByTheContext: a Redis that accepts connections and
 // never answers does not hold a caller past its context (asynq's Inspector
-// takes none); the caller gets the context's error.
+// takes none); the caller gets the context's error, not the Redis one.
 func TestStatsOutlastedByTheContext(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -109,12 +109,10 @@ func TestStatsOutlastedByTheContext(t *testing.T) {
 	st := tasks.NewStats(rdb, partitions, time.Minute)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	start := time.Now()
+	// Waiting on the Inspector would end in go-redis's read timeout, an
+	// i/o error; only a caller that stops waiting gets the context's error.
 	_, at, err := st.Queues(ctx)
 	if !errors.Is(err, context.DeadlineExceeded) || !at.IsZero() {
 		t.Errorf("Queues against a silent Redis = (read at %v, %v), want no reading and the context's deadline", at, err)
-	}
-	if took := time.Since(start); took > 2*time.Second {
-		t.Errorf("Queues returned %v after its context's 100 ms deadline", took)
 	}
 }
