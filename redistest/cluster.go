@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -172,79 +171,34 @@ func useExternal(t testing.TB, u string) *Cluster {
 	return c
 }
 
-// start starts p's redis-server on fresh ports and waits until it answers.
-// Another process can take a free port before redis-server binds it, so it
-// tries three times.
+// start starts p's redis-server as a cluster node on fresh ports (a
+// cluster bus port too) and waits until it answers (process.run).
 func (p *process) start(server string, o ClusterOptions) error {
-	var err error
-	for range 3 {
-		if err = p.try(server, o); err == nil {
-			return nil
+	return p.run(server, func(port int) ([]string, error) {
+		bus, err := freePort()
+		if err != nil {
+			return nil, err
 		}
-	}
-	return err
-}
-
-func (p *process) try(server string, o ClusterOptions) error {
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
-	bus, err := freePort()
-	if err != nil {
-		return err
-	}
-	p.addr = "127.0.0.1:" + strconv.Itoa(port)
-	conf := filepath.Join(p.dir, "nodes.conf")
-	_ = os.Remove(conf) // a failed try may have left one with its port
-	args := []string{
-		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(bus),
-		"--cluster-config-file", conf,
-		"--cluster-node-timeout", strconv.FormatInt(o.NodeTimeout.Milliseconds(), 10),
-		// A replica may take over however long its link was down, and
-		// replicas sync at once instead of after 5 s.
-		"--cluster-replica-validity-factor", "0", "--repl-diskless-sync-delay", "0",
-		"--dir", p.dir, "--save", "", "--maxmemory-policy", "noeviction",
-		"--logfile", "", // to stdout, which is the log file
-	}
-	if o.AOF {
-		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
-	} else {
-		args = append(args, "--appendonly", "no")
-	}
-	log, err := os.OpenFile(p.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer log.Close() // the child keeps its own descriptor
-	cmd := exec.Command(server, args...)
-	// A file as stdout is drained by the kernel: no pipe to fill, no goroutine.
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start redis-server: %w", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	p.cmd, p.exited = cmd, exited
-
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		rdb := redis.NewClient(&redis.Options{Addr: p.addr, MaxRetries: -1})
-		err = rdb.Ping(context.Background()).Err()
-		rdb.Close()
-		if err == nil {
-			return nil
+		conf := filepath.Join(p.dir, "nodes.conf")
+		_ = os.Remove(conf) // a failed try may have left one with its port
+		args := []string{
+			"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(bus),
+			"--cluster-config-file", conf,
+			"--cluster-node-timeout", strconv.FormatInt(o.NodeTimeout.Milliseconds(), 10),
+			// A replica may take over however long its link was down, and
+			// replicas sync at once instead of after 5 s.
+			"--cluster-replica-validity-factor", "0", "--repl-diskless-sync-delay", "0",
+			"--dir", p.dir, "--save", "", "--maxmemory-policy", "noeviction",
+			"--logfile", "", // to stdout, which is the log file
 		}
-		select {
-		case <-exited:
-			return fmt.Errorf("redis-server on %s exited: %s\n%s", p.addr, cmd.ProcessState, p.tail(10))
-		case <-time.After(20 * time.Millisecond):
+		if o.AOF {
+			args = append(args, "--appendonly", "yes", "--appendfsync", "always")
+		} else {
+			args = append(args, "--appendonly", "no")
 		}
-	}
-	p.kill()
-	return fmt.Errorf("redis-server on %s did not answer within 10s: %v\n%s", p.addr, err, p.tail(10))
+		return args, nil
+	})
 }
 
 func (p *process) logPath() string { return filepath.Join(p.dir, "redis.log") }
