@@ -74,7 +74,7 @@ func (s *Store) writeDelivery(ctx context.Context, w deliveryWrite) error {
 	}
 	keys := []string{recordKey(tag, body), key(tag, "due"), key(tag, "dlv:f"), key(tag, "dlv:f:"+w.d.ClientID)}
 	args := append([]any{body, w.allowed, w.attempts, s.touch(w.d.ID), due, w.failedOp, dlvMember(w.d)}, w.fields...)
-	res, err := writeDeliveryScript.Run(ctx, s.rdb, keys, args...).Result()
+	res, err := s.runScript(ctx, writeDeliveryScript, keys, args...).Result()
 	if err != nil {
 		return fmt.Errorf("write delivery %s: %w", w.d.ID, err)
 	}

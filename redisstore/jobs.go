@@ -74,7 +74,7 @@ func (s *Store) CreateJob(ctx context.Context, j jobs.Job, idem *jobs.Idempotenc
 // same connection until that many replicas have its writes.
 func (s *Store) runReplicated(ctx context.Context, sc *redis.Script, keys []string, args []any) ([]any, error) {
 	if s.waitReplicas <= 0 {
-		return sc.Run(ctx, s.rdb, keys, args...).Slice()
+		return s.runScript(ctx, sc, keys, args...).Slice()
 	}
 	node := redis.UniversalClient(s.rdb)
 	if cc, ok := s.rdb.(*redis.ClusterClient); ok {
@@ -131,7 +131,7 @@ func (s *Store) ClaimJob(ctx context.Context, id string, now, leaseUntil time.Ti
 
 func (s *Store) claim(ctx context.Context, id string, now, leaseUntil time.Time, leaseID string) (jobs.Job, error) {
 	body, tag := ids.Body(id), s.tagOf(id)
-	res, err := claimJobScript.Run(ctx, s.rdb, []string{recordKey(tag, body), key(tag, "due")}, s.claimArgs(body, now, leaseUntil, leaseID)...).Slice()
+	res, err := s.runScript(ctx, claimJobScript, []string{recordKey(tag, body), key(tag, "due")}, s.claimArgs(body, now, leaseUntil, leaseID)...).Slice()
 	if err != nil {
 		return jobs.Job{}, fmt.Errorf("claim job %s: %w", id, err)
 	}
@@ -210,7 +210,7 @@ func (s *Store) writeJob(ctx context.Context, j jobs.Job, w write) error {
 		due = strconv.FormatInt(ms(w.due), 10)
 	}
 	args := append([]any{body, attempt, guard, s.touch(j.ID), due, w.memA, w.memB, w.event}, w.fields...)
-	res, err := writeJobScript.Run(ctx, s.rdb, keys, args...).Slice()
+	res, err := s.runScript(ctx, writeJobScript, keys, args...).Slice()
 	if err != nil {
 		return fmt.Errorf("write job %s: %w", j.ID, err)
 	}
@@ -420,13 +420,11 @@ func (s *Store) ClaimAndNext(ctx context.Context, id string, now, leaseUntil tim
 		return jobs.Job{}, jobs.ErrNotFound, "", nil
 	}
 	body, tag := ids.Body(id), s.tagOf(id)
-	var claim *redis.Cmd
-	var pop *redis.StringCmd
-	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		claim = claimJobScript.EvalSha(ctx, p, []string{recordKey(tag, body), key(tag, "due")}, s.claimArgs(body, now, leaseUntil, "")...)
-		pop = p.LPop(ctx, key(tag, "ready"))
-		return nil
-	}) // each command's own error is read below
+	claim := evalSha(ctx, claimJobScript, []string{recordKey(tag, body), key(tag, "due")}, s.claimArgs(body, now, leaseUntil, ""))
+	pop := redis.NewStringCmd(ctx, "lpop", key(tag, "ready"))
+	if err := s.pipe.do(ctx, claim, pop); err != nil {
+		return jobs.Job{}, nil, "", fmt.Errorf("claim job %s: %w", id, err)
+	} // each command's own error is read below
 	next := ""
 	if b, perr := pop.Result(); perr == nil {
 		next = ids.Request + b

@@ -1,0 +1,125 @@
+package redisstore
+
+import (
+	"context"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// autoPipe sends the commands that concurrent callers hand it together, in
+// one pipeline per round trip: while a pipeline is out, the commands that
+// arrive queue, and the next pipeline takes them all. A lone command goes
+// out at once, so a quiet service waits no longer than before; a busy one
+// makes one write and one read where it made one of each per command, and
+// so does Redis (docs/benchmarks.md measures it). At most flushers
+// pipelines are out at a time; the goroutines that send them live only
+// while there is something to send, so an idle Store runs none.
+//
+// A command that reaches Redis runs whether or not its caller still waits:
+// as with any command sent before a timeout, the caller cannot tell.
+type autoPipe struct {
+	rdb      redis.UniversalClient
+	flushers int // pipelines out at a time
+	maxCmds  int // a pipeline takes no caller more once it holds this many commands
+
+	mu      sync.Mutex
+	queue   []*pipeCall
+	running int
+}
+
+// pipeCall is one caller's commands, sent in order in the same pipeline;
+// done closes once their replies (or errors) are in.
+type pipeCall struct {
+	cmds []redis.Cmder
+	done chan struct{}
+}
+
+func newAutoPipe(rdb redis.UniversalClient) *autoPipe {
+	return &autoPipe{rdb: rdb, flushers: 4, maxCmds: 256}
+}
+
+// do sends cmds and waits for their replies, which it leaves in the
+// commands (read each one's Err); its own error is ctx's, when ctx ended
+// first.
+func (a *autoPipe) do(ctx context.Context, cmds ...redis.Cmder) error {
+	c := &pipeCall{cmds: cmds, done: make(chan struct{})}
+	a.mu.Lock()
+	a.queue = append(a.queue, c)
+	if a.running < a.flushers {
+		a.running++
+		go a.flush()
+	}
+	a.mu.Unlock()
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// flush sends what is queued, pipeline after pipeline, until the queue is
+// empty.
+func (a *autoPipe) flush() {
+	for {
+		a.mu.Lock()
+		if len(a.queue) == 0 {
+			a.running--
+			a.mu.Unlock()
+			return
+		}
+		batch, n := a.queue, 0
+		for i, c := range a.queue {
+			if n += len(c.cmds); n >= a.maxCmds {
+				batch = a.queue[:i+1]
+				break
+			}
+		}
+		a.queue = append([]*pipeCall(nil), a.queue[len(batch):]...)
+		a.mu.Unlock()
+		a.send(batch)
+	}
+}
+
+// send runs one pipeline. Its context is none of the callers': each stops
+// waiting when its own ends. A failed round trip sets its error on every
+// command (go-redis does), so each caller reads its own outcome.
+func (a *autoPipe) send(batch []*pipeCall) {
+	ctx := context.Background()
+	_, _ = a.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, c := range batch {
+			for _, cmd := range c.cmds {
+				_ = p.Process(ctx, cmd)
+			}
+		}
+		return nil
+	})
+	for _, c := range batch {
+		close(c.done)
+	}
+}
+
+// evalSha is the EVALSHA command of sc, to send through the autoPipe.
+func evalSha(ctx context.Context, sc *redis.Script, keys []string, args []any) *redis.Cmd {
+	a := make([]any, 0, 3+len(keys)+len(args))
+	a = append(a, "evalsha", sc.Hash(), len(keys))
+	for _, k := range keys {
+		a = append(a, k)
+	}
+	return redis.NewCmd(ctx, append(a, args...)...)
+}
+
+// runScript runs sc through the autoPipe, and on its own when Redis does
+// not have it loaded yet (EVALSHA in a pipeline cannot fall back to EVAL).
+func (s *Store) runScript(ctx context.Context, sc *redis.Script, keys []string, args ...any) *redis.Cmd {
+	cmd := evalSha(ctx, sc, keys, args)
+	if err := s.pipe.do(ctx, cmd); err != nil {
+		cmd.SetErr(err)
+		return cmd
+	}
+	if isNoScript(cmd.Err()) {
+		return sc.Run(ctx, s.rdb, keys, args...)
+	}
+	return cmd
+}
