@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"unicode/utf8"
 
@@ -145,7 +146,7 @@ func decodeStrict(body []byte, v any) error {
 	if err := exactKeys(body, v); err != nil {
 		return err
 	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
 	if err == nil {
@@ -176,9 +177,38 @@ func exactKeys(body []byte, v any) error {
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	var obj map[string]json.RawMessage
+	var obj map[string]skipped
 	if t == nil || t.Kind() != reflect.Struct || json.Unmarshal(body, &obj) != nil {
 		return nil // not an object: Decode reports it
+	}
+	known := jsonNames(t)
+	var fe []FieldError
+	for k := range obj {
+		if !known[k] {
+			fe = append(fe, FieldError{Field: k, Code: "unknown", Message: "unknown field"})
+		}
+	}
+	if len(fe) == 0 {
+		return nil
+	}
+	sort.Slice(fe, func(i, j int) bool { return fe[i].Field < fe[j].Field })
+	return invalid(fe...)
+}
+
+// skipped is a JSON value exactKeys does not keep: it reads the keys only,
+// without copying the values (a payload may be most of a large body).
+type skipped struct{}
+
+func (*skipped) UnmarshalJSON([]byte) error { return nil }
+
+// fieldNames caches jsonNames by struct type.
+var fieldNames sync.Map // reflect.Type → map[string]bool
+
+// jsonNames is the set of JSON keys struct type t decodes, as spelled in
+// its json tags.
+func jsonNames(t reflect.Type) map[string]bool {
+	if m, ok := fieldNames.Load(t); ok {
+		return m.(map[string]bool)
 	}
 	known := map[string]bool{}
 	for i := range t.NumField() {
@@ -191,17 +221,8 @@ func exactKeys(body []byte, v any) error {
 			known[name] = true
 		}
 	}
-	var fe []FieldError
-	for k := range obj {
-		if !known[k] {
-			fe = append(fe, FieldError{Field: k, Code: "unknown", Message: "unknown field"})
-		}
-	}
-	if len(fe) == 0 {
-		return nil
-	}
-	sort.Slice(fe, func(i, j int) bool { return fe[i].Field < fe[j].Field })
-	return invalid(fe...)
+	fieldNames.Store(t, known)
+	return known
 }
 
 func jsonKind(goKind string) string {
