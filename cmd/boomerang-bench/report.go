@@ -193,6 +193,8 @@ func (r runResult) ceilingMetrics() map[string]float64 {
 		"ceilingRedisCallsPerTask":   r.Ceiling.RedisCallsPerTask["total"],
 		"ceilingRedisEvalshaPerTask": r.Ceiling.RedisCallsPerTask["evalsha"],
 		"ceilingCpuOtherSec":         r.Ceiling.CPU.OtherSec,
+		"ceilingCpuRedisUsPerTask":   usPer(r.Ceiling.CPU.RedisSec, r.Ceiling.Tasks),
+		"ceilingCpuBenchUsPerTask":   usPer(r.Ceiling.CPU.BenchSec, r.Ceiling.Tasks),
 	}
 }
 
@@ -211,7 +213,20 @@ func (r runResult) throughputMetrics() map[string]float64 {
 		"throughputCpuBenchSec":   t.CPU.BenchSec,
 		"throughputWallSec":       t.CPU.WallSec,
 		"throughputCpuOtherSec":   t.CPU.OtherSec,
+		// CPU per job is steadier than jobs/s on a shared machine: what
+		// other processes take shows as less wall time, not as more CPU.
+		"throughputCpuServiceUsPerJob": usPer(t.CPU.ServiceSec, t.Delivered),
+		"throughputCpuRedisUsPerJob":   usPer(t.CPU.RedisSec, t.Delivered),
+		"throughputCpuBenchUsPerJob":   usPer(t.CPU.BenchSec, t.Delivered),
 	}
+}
+
+// usPer is CPU seconds per item, in microseconds.
+func usPer(sec float64, n int) float64 {
+	if n <= 0 {
+		return 0
+	}
+	return sec * 1e6 / float64(n)
 }
 
 func (r runResult) latencyMetrics() map[string]float64 {
@@ -458,6 +473,12 @@ func printTable(w io.Writer, res benchResults, ph phaseSet) {
 	if ph.throughput {
 		t.row("CPU s in throughput phase: service / redis / bench / other", fmt.Sprintf("%.1f / %.1f / %.1f / %.1f of %.1f s wall × %d CPUs",
 			m["throughputCpuServiceSec"], m["throughputCpuRedisSec"], m["throughputCpuBenchSec"], m["throughputCpuOtherSec"], m["throughputWallSec"], res.Machine.NumCPU), "", "")
+		t.row("CPU µs per job: service / redis / bench", fmt.Sprintf("%.0f / %.0f / %.0f", m["throughputCpuServiceUsPerJob"],
+			m["throughputCpuRedisUsPerJob"], m["throughputCpuBenchUsPerJob"]), "", "")
+	}
+	if ph.ceiling {
+		t.row("CPU µs per no-op task (ceiling): redis / bench", fmt.Sprintf("%.0f / %.0f", m["ceilingCpuRedisUsPerTask"],
+			m["ceilingCpuBenchUsPerTask"]), "", "")
 	}
 	if ph.external {
 		t.row("CPU s in external phase: service / redis / bench / other", fmt.Sprintf("%.1f / %.1f / %.1f / %.1f of %.1f s wall × %d CPUs",
