@@ -35,6 +35,8 @@ type ceilingResult struct {
 	// RedisCallsPerTask is INFO commandstats' calls per task, commands run
 	// inside asynq's Lua scripts included.
 	RedisCallsPerTask map[string]float64 `json:"redisCallsPerTask"`
+	// RedisReadsPerTask is Redis's socket reads per task (throughputResult.RedisReadsPerJob).
+	RedisReadsPerTask float64 `json:"redisReadsPerTask"`
 	// MasterOpsPerSec is each master's commands per second (machine.redisMasters).
 	MasterOpsPerSec []float64 `json:"masterOpsPerSec,omitempty"`
 }
@@ -63,7 +65,7 @@ func ceilingPhase(ctx context.Context, rs *benchRedis, concurrency int, checkInt
 	defer srv.Shutdown()
 	time.Sleep(200 * time.Millisecond) // let the workers reach their idle poll
 
-	cpu0, calls0, load0 := snapCPU(ctx, rs, 0), rs.commandCalls(ctx), rs.nodeLoad(ctx)
+	cpu0, calls0, load0, reads0 := snapCPU(ctx, rs, 0), rs.commandCalls(ctx), rs.nodeLoad(ctx), rs.readEvents(ctx)
 	start := time.Now()
 	enqueued, errs := enqueueNoops(ctx, asynq.NewClientFromRedisClient(rdb), queues, enqueuers, n)
 	if res.EnqueueErrors = errs; errs > 0 {
@@ -76,6 +78,7 @@ func ceilingPhase(ctx context.Context, rs *benchRedis, concurrency int, checkInt
 	total := lastAt.Sub(start)
 	res.CPU = snapCPU(ctx, rs, 0).since(cpu0)
 	res.RedisCallsPerTask = perJob(rs.commandCalls(ctx), calls0, n)
+	res.RedisReadsPerTask = readsPer(rs.readEvents(ctx), reads0, n)
 	res.MasterOpsPerSec = rs.nodeLoad(ctx).opsPerSec(load0)
 	res.Seconds, res.EnqueueSeconds = secs(total), secs(enqueued)
 	res.TasksPerSec, res.EnqueuePerSec = perSec(n, total), perSec(n, enqueued)

@@ -39,7 +39,11 @@ type throughputResult struct {
 	// RedisCallsPerJob is INFO commandstats' calls per accepted job during
 	// the phase, commands run inside Lua scripts included.
 	RedisCallsPerJob map[string]float64 `json:"redisCallsPerJob"`
-	MasterOpsPerSec  []float64          `json:"masterOpsPerSec,omitempty"`
+	// RedisReadsPerJob is Redis's socket reads (INFO stats
+	// total_reads_processed) per accepted job: its round trips, however
+	// many commands each carries.
+	RedisReadsPerJob float64   `json:"redisReadsPerJob"`
+	MasterOpsPerSec  []float64 `json:"masterOpsPerSec,omitempty"`
 }
 
 type latencyResult struct {
@@ -112,7 +116,7 @@ func (b *bench) throughputStep(ctx context.Context, r *runResult, g *loadGen, sv
 		go func() { profDone <- fetchProfile(ctx, svc.debug, b.f.ProfileSeconds, b.f.CPUProfile) }()
 		r.CPUProfile = b.f.CPUProfile
 	}
-	cpu0, calls0, load0 := snapCPU(ctx, b.rs, svc.pid()), b.rs.commandCalls(ctx), b.rs.nodeLoad(ctx)
+	cpu0, calls0, load0, reads0 := snapCPU(ctx, b.rs, svc.pid()), b.rs.commandCalls(ctx), b.rs.nodeLoad(ctx), b.rs.readEvents(ctx)
 	var err error
 	if r.Throughput, err = g.throughput(ctx, b.f.Jobs, b.f.Submitters, r.Run); err != nil {
 		return err
@@ -123,6 +127,7 @@ func (b *bench) throughputStep(ctx context.Context, r *runResult, g *loadGen, sv
 		b.progress("  %v", err)
 	}
 	t.RedisCallsPerJob = perJob(b.rs.commandCalls(ctx), calls0, t.Accepted)
+	t.RedisReadsPerJob = readsPer(b.rs.readEvents(ctx), reads0, t.Accepted)
 	t.MasterOpsPerSec = b.rs.nodeLoad(ctx).opsPerSec(load0)
 	r.Ratio = ratio(t.DeliveredPerSec, r.Ceiling.TasksPerSec)
 	r.RedisCallsRatio = ratio(t.RedisCallsPerJob["total"], r.Ceiling.RedisCallsPerTask["total"])

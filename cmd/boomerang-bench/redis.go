@@ -282,6 +282,42 @@ func (rs *benchRedis) commandCalls(ctx context.Context) map[string]int64 {
 	return out
 }
 
+// readEvents is how many times the Redis nodes read from a client socket
+// (INFO stats total_reads_processed, summed): about one per round trip,
+// however many commands it carries. -1 if a node would not say.
+func (rs *benchRedis) readEvents(ctx context.Context) int64 {
+	var total int64
+	for _, n := range rs.nodes {
+		txt, err := n.rdb.Info(ctx, "stats").Result()
+		if err != nil {
+			return -1
+		}
+		found := false
+		for line := range strings.SplitSeq(txt, "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_reads_processed:"); ok {
+				r, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					return -1
+				}
+				total, found = total+r, true
+			}
+		}
+		if !found {
+			return -1
+		}
+	}
+	return total
+}
+
+// readsPer is read events per item between two readEvents, or 0 when
+// either is unknown.
+func readsPer(after, before int64, n int) float64 {
+	if after < 0 || before < 0 || n <= 0 {
+		return 0
+	}
+	return math.Round(float64(after-before)/float64(n)*100) / 100
+}
+
 func (rs *benchRedis) nodeCommandCalls(ctx context.Context, n redisNode) map[string]int64 {
 	txt, err := n.rdb.Info(ctx, "commandstats").Result()
 	if err != nil {

@@ -193,6 +193,7 @@ func (r runResult) ceilingMetrics() map[string]float64 {
 		"ceilingRedisCallsPerTask":   r.Ceiling.RedisCallsPerTask["total"],
 		"ceilingRedisEvalshaPerTask": r.Ceiling.RedisCallsPerTask["evalsha"],
 		"ceilingCpuOtherSec":         r.Ceiling.CPU.OtherSec,
+		"ceilingRedisReadsPerTask":   r.Ceiling.RedisReadsPerTask,
 		"ceilingCpuRedisUsPerTask":   usPer(r.Ceiling.CPU.RedisSec, r.Ceiling.Tasks),
 		"ceilingCpuBenchUsPerTask":   usPer(r.Ceiling.CPU.BenchSec, r.Ceiling.Tasks),
 	}
@@ -206,6 +207,7 @@ func (r runResult) throughputMetrics() map[string]float64 {
 		"drainPerSec":             t.DrainPerSec,
 		"redisCallsPerJob":        t.RedisCallsPerJob["total"],
 		"redisEvalshaPerJob":      t.RedisCallsPerJob["evalsha"],
+		"redisReadsPerJob":        t.RedisReadsPerJob,
 		"throughputSubmitP50Ms":   t.SubmitMs.P50,
 		"throughputSubmitP99Ms":   t.SubmitMs.P99,
 		"throughputCpuServiceSec": t.CPU.ServiceSec,
@@ -552,6 +554,12 @@ func (t table) callRows(m map[string]float64, ph phaseSet) {
 	}
 	if ph.throughput {
 		t.row("redis calls per job (service, INFO commandstats)", fmt.Sprintf("%.1f", m["redisCallsPerJob"]), "", "")
+	}
+	if ph.ceiling {
+		t.row("redis round trips per no-op task (INFO total_reads_processed)", fmt.Sprintf("%.2f", m["ceilingRedisReadsPerTask"]), "", "")
+	}
+	if ph.throughput {
+		t.row("redis round trips per job (INFO total_reads_processed)", fmt.Sprintf("%.2f", m["redisReadsPerJob"]), "", "")
 	}
 	if ph.ceiling && ph.throughput {
 		t.checked("redis calls per job / per task", fmt.Sprintf("%.2f", m["redisCallsRatio"]), "redis calls per job / per task", "")
