@@ -144,17 +144,22 @@ func BenchmarkSubmitWorstCase(b *testing.B) {
 		body := wb.build(500 << 10)
 		b.Run(wb.name, func(b *testing.B) {
 			b.SetBytes(int64(len(body)))
-			for b.Loop() {
-				req := httptest.NewRequest(http.MethodPost, "/v1/jobs", strings.NewReader(body))
-				req.Header.Set("Authorization", "Bearer "+keyA)
-				req.Header.Set("Content-Type", "application/json")
-				w := httptest.NewRecorder()
-				h.ServeHTTP(w, req)
-				if w.Code != wb.status {
-					b.Fatalf("answered %d, want %d", w.Code, wb.status)
-				}
-			}
+			submitLoop(b, h, body, wb.status)
 		})
+	}
+}
+
+// submitLoop submits body as client A until the benchmark ends.
+func submitLoop(b *testing.B, h http.Handler, body string, status int) {
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodPost, "/v1/jobs", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+keyA)
+		req.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != status {
+			b.Fatalf("answered %d, want %d: %.200s", w.Code, status, w.Body)
+		}
 	}
 }
 
@@ -168,14 +173,5 @@ func BenchmarkSubmitTypical(b *testing.B) {
 	e.useRealJobs(b)
 	h := e.handler()
 	const body = `{"type":"echo","payload":{"n":12345},"callbackUrl":"https://hooks.example.com/in","metadata":{"bench":"throughput-1"}}`
-	for b.Loop() {
-		req := httptest.NewRequest(http.MethodPost, "/v1/jobs", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+keyA)
-		req.Header.Set("Content-Type", "application/json")
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, req)
-		if w.Code != http.StatusAccepted {
-			b.Fatalf("answered %d, want %d: %s", w.Code, http.StatusAccepted, w.Body)
-		}
-	}
+	submitLoop(b, h, body, http.StatusAccepted)
 }

@@ -112,8 +112,9 @@ func (b *bench) loadPhases(ctx context.Context, r *runResult, svc *benchService,
 func (b *bench) throughputStep(ctx context.Context, r *runResult, g *loadGen, svc *benchService, profile bool) error {
 	var profDone chan error
 	if profile {
-		profDone = make(chan error, 1)
-		go func() { profDone <- fetchProfile(ctx, svc.debug, b.f.ProfileSeconds, b.f.CPUProfile) }()
+		profDone = make(chan error, 2)
+		go func() { profDone <- fetchProfile(ctx, svc.debug, "profile", b.f.ProfileSeconds, b.f.CPUProfile) }()
+		go func() { profDone <- fetchProfile(ctx, svc.debug, "allocs", b.f.ProfileSeconds, b.f.CPUProfile+".allocs") }()
 		r.CPUProfile = b.f.CPUProfile
 	}
 	cpu0, calls0, load0, reads0 := snapCPU(ctx, b.rs, svc.pid()), b.rs.commandCalls(ctx), b.rs.nodeLoad(ctx), b.rs.readEvents(ctx)
@@ -135,9 +136,11 @@ func (b *bench) throughputStep(ctx context.Context, r *runResult, g *loadGen, sv
 		t.Accepted, t.SubmitPerSec, t.Delivered, t.Seconds, t.DeliveredPerSec, r.Ratio, t.Missing, t.RedisCallsPerJob["total"],
 		t.CPU.ServiceSec, t.CPU.RedisSec, t.CPU.BenchSec, t.CPU.OtherSec)
 	if profDone != nil {
-		if err := <-profDone; err != nil {
-			b.progress("  cpu profile: %v", err)
-			r.CPUProfile = ""
+		for range 2 {
+			if err := <-profDone; err != nil {
+				b.progress("  profile: %v", err)
+				r.CPUProfile = ""
+			}
 		}
 	}
 	return nil

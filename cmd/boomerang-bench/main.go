@@ -122,7 +122,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	printTable(stdout, res, b.phases)
 	fmt.Fprintf(stdout, "\nresults: %s\n", f.Out)
 	if f.CPUProfile != "" && b.phases.throughput {
-		fmt.Fprintf(stdout, "cpu profile (service, run 1 throughput phase): %s   (go tool pprof -top %s)\n", f.CPUProfile, f.CPUProfile)
+		fmt.Fprintf(stdout, "cpu profile (service, run 1 throughput phase): %s   (go tool pprof -top %s; allocations: -sample_index=alloc_space %s.allocs)\n", f.CPUProfile, f.CPUProfile, f.CPUProfile)
 	}
 	return nil
 }
@@ -168,7 +168,7 @@ func newFlagSet(f *benchFlags) *flag.FlagSet {
 	fs.StringVar(&f.Only, "only", "", "run only these phases, comma-separated: ceiling, external, throughput, latency, idle (default: all)")
 	fs.IntVar(&f.Runs, "runs", 1, "repeat everything this many times and report medians")
 	fs.StringVar(&f.Out, "out", "", "JSON results file (default bench-results/bench-<timestamp>.json)")
-	fs.StringVar(&f.CPUProfile, "cpuprofile", "", "write the service's CPU profile, taken during the first throughput phase, to this file")
+	fs.StringVar(&f.CPUProfile, "cpuprofile", "", "write the service's CPU profile, taken during the first throughput phase, to this file, and its allocations over the same seconds to this file + .allocs")
 	fs.IntVar(&f.ProfileSeconds, "profile-seconds", 8, "length of the CPU profile, from the start of the throughput phase")
 	fs.StringVar(&f.ServeBinary, "serve-binary", "", "boomerang binary to run as the service (default: go build ./cmd/boomerang into a temp dir)")
 	fs.DurationVar(&f.Wait, "wait", 30*time.Second, "give up waiting for webhooks after this long without a new one")

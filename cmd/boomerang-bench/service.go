@@ -349,9 +349,10 @@ func benchHTTPClient(submitters int) *http.Client {
 	}
 }
 
-// fetchProfile saves the service's CPU profile of the next seconds to file.
-func fetchProfile(ctx context.Context, debugBase string, seconds int, file string) error {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", debugBase, max(seconds, 1)), nil)
+// fetchProfile saves the service's profile of the next seconds to file:
+// kind "profile" (CPU) or "allocs" (allocations in those seconds).
+func fetchProfile(ctx context.Context, debugBase, kind string, seconds int, file string) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/%s?seconds=%d", debugBase, kind, max(seconds, 1)), nil)
 	resp, err := (&http.Client{Timeout: time.Duration(seconds+30) * time.Second}).Do(req)
 	if err != nil {
 		return err
