@@ -22,6 +22,7 @@ import (
 	"math/bits"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // MaxDepth is the deepest nesting of objects and arrays that [Check]
@@ -114,12 +115,39 @@ func (e *Error) TopField() string {
 // Syntax error. (To put invalid UTF-8 first wherever it is, call
 // utf8.Valid before Check.)
 func Check(b []byte) error {
-	c := &checker{b: b, offsetBits: uint(bits.Len(uint(len(b))))}
-	c.stack, c.keys, c.tables = c.stackBuf[:0], c.keysBuf[:0], c.tablesBuf[:0]
-	if err := c.run(); err != nil {
+	c := checkers.Get().(*checker)
+	c.reset(b)
+	err := c.run()
+	c.b = nil // the pool keeps no caller's bytes
+	checkers.Put(c)
+	if err != nil {
 		return err
 	}
 	return nil
+}
+
+// checkers keeps checkers for reuse: one is a few KiB, which a server
+// checking every request body would otherwise allocate and clear each time.
+var checkers = sync.Pool{New: func() any { return new(checker) }}
+
+// maxKept bounds the buffers a pooled checker keeps, in elements: a huge
+// body's buffers are let go rather than held by the pool.
+const maxKept = 4096
+
+// reset readies c to check b, keeping its buffers unless they grew large.
+func (c *checker) reset(b []byte) {
+	c.b, c.offsetBits = b, uint(bits.Len(uint(len(b))))
+	c.stack, c.keys, c.tables = keep(c.stack, c.stackBuf[:0]), keep(c.keys, c.keysBuf[:0]), keep(c.tables, c.tablesBuf[:0])
+	c.scratch, c.aside, c.reread = keep(c.scratch, nil), keep(c.aside, nil), keep(c.reread, nil)
+}
+
+// keep empties s for reuse, or returns inline (a checker's own array, or
+// nil) in place of a buffer larger than maxKept or not yet allocated.
+func keep[T any](s, inline []T) []T {
+	if cap(s) == 0 || cap(s) > maxKept || cap(s) <= cap(inline) {
+		return inline
+	}
+	return s[:0]
 }
 
 // pointer formats a path as a JSON Pointer (RFC 6901), e.g. /payload/items/2.
