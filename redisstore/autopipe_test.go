@@ -215,7 +215,7 @@ func TestAutoPipeFailedRoundTrip(t *testing.T) {
 	l.Close() // nothing listens there now
 	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
 	defer rdb.Close()
-	a := newAutoPipe(rdb)
+	a := newAutoPipe(rdb, 4)
 	var wg sync.WaitGroup
 	for i := range 20 {
 		wg.Go(func() {
@@ -253,5 +253,41 @@ return redis.call('INCR', KEYS[1])`)
 			t.Fatalf("run %d after SCRIPT FLUSH = %d, %v; want %d, nil", i, n, err, i)
 		}
 	}
-	idle(t, s.pipe)
+	idle(t, s.pipes[0])
+}
+
+// TestNoSharedPipelinesOnACluster: one Redis has one pipe; a Cluster has
+// none (a shared pipeline would wait for its slowest master), and its calls
+// still work, each on its own.
+func TestNoSharedPipelinesOnACluster(t *testing.T) {
+	t.Parallel()
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}}) // never dialed
+	defer cc.Close()
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer c.Close()
+	for _, tc := range []struct {
+		name string
+		rdb  redis.UniversalClient
+		want int
+	}{{"cluster", cc, 0}, {"one redis", c, 1}} {
+		if got := len(newAutoPipes(tc.rdb)); got != tc.want {
+			t.Errorf("%s: %d pipes; want %d", tc.name, got, tc.want)
+		}
+	}
+
+	rdb := redistest.Client(t)
+	ctx := context.Background()
+	s, err := New(ctx, rdb, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.pipes = nil // as on a Cluster
+	set, get := redis.NewStatusCmd(ctx, "set", "nopipe:k", "v"), redis.NewStringCmd(ctx, "get", "nopipe:k")
+	if err := s.send(ctx, set, get); err != nil || set.Err() != nil || get.Val() != "v" {
+		t.Fatalf("send without a pipe: %v; set %v; get %q, %v; want v", err, set.Err(), get.Val(), get.Err())
+	}
+	one := redis.NewIntCmd(ctx, "incr", "nopipe:n")
+	if err := s.send(ctx, one); err != nil || one.Val() != 1 {
+		t.Fatalf("send of one command without a pipe: %d, %v; want 1", one.Val(), err)
+	}
 }

@@ -61,7 +61,9 @@
 // concurrent goroutines that arrive while a pipeline is out go together in
 // the next one. A lone call goes at once; under load Redis reads and writes
 // once per pipeline rather than once per call (0.8 round trips per job in
-// boomerang-bench's throughput phase, against 4.0 without it). With
+// boomerang-bench's throughput phase, against 4.0 without it). A Cluster
+// has no shared pipelines: one waits for the slowest master it touches, so a
+// master failing over would hold back every partition (newAutoPipes). With
 // BOOMERANG_REDIS_WAIT_REPLICAS, CreateJob keeps a connection of its own, as
 // WAIT covers the writes of one connection.
 package redisstore

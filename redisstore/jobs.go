@@ -422,7 +422,7 @@ func (s *Store) ClaimAndNext(ctx context.Context, id string, now, leaseUntil tim
 	body, tag := ids.Body(id), s.tagOf(id)
 	claim := evalSha(ctx, claimJobScript, []string{recordKey(tag, body), key(tag, "due")}, s.claimArgs(body, now, leaseUntil, ""))
 	pop := redis.NewStringCmd(ctx, "lpop", key(tag, "ready"))
-	if err := s.pipe.do(ctx, claim, pop); err != nil {
+	if err := s.send(ctx, claim, pop); err != nil {
 		return jobs.Job{}, nil, "", fmt.Errorf("claim job %s: %w", id, err)
 	} // each command's own error is read below
 	next := ""

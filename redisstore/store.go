@@ -26,7 +26,7 @@ type Store struct {
 	waitTimeout  time.Duration
 	now          func() time.Time
 	claimTurn    atomic.Uint32 // the partition an external claim starts from, in turn
-	pipe         *autoPipe     // the hot path's scripts share round trips through it
+	pipes        []*autoPipe   // the hot path's scripts share round trips through it, if any (send)
 }
 
 // Options configure a Store.
@@ -84,7 +84,7 @@ func New(ctx context.Context, rdb redis.UniversalClient, o Options) (*Store, err
 		return nil, fmt.Errorf("%w: this Redis holds %s partitions, not %s", ErrPartitions, got, want)
 	}
 	return &Store{rdb: rdb, tags: PartitionTags(o.Partitions), retention: o.Retention, touchSlack: min(o.Retention/100, time.Minute),
-		recoverAfter: o.RecoverAfter, waitReplicas: o.WaitReplicas, waitTimeout: o.WaitTimeout, now: o.Now, pipe: newAutoPipe(rdb)}, nil
+		recoverAfter: o.RecoverAfter, waitReplicas: o.WaitReplicas, waitTimeout: o.WaitTimeout, now: o.Now, pipes: newAutoPipes(rdb)}, nil
 }
 
 // ErrPartitions is a partition count that differs from the one the Redis
