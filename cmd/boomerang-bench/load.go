@@ -114,7 +114,9 @@ func (b *bench) throughputStep(ctx context.Context, r *runResult, g *loadGen, sv
 	if profile {
 		profDone = make(chan error, 2)
 		go func() { profDone <- fetchProfile(ctx, svc.debug, "profile", b.f.ProfileSeconds, b.f.CPUProfile) }()
-		go func() { profDone <- fetchProfile(ctx, svc.debug, "allocs", b.f.ProfileSeconds, b.f.CPUProfile+".allocs") }()
+		go func() {
+			profDone <- fetchProfile(ctx, svc.debug, "allocs", b.f.ProfileSeconds, b.f.CPUProfile+".allocs")
+		}()
 		r.CPUProfile = b.f.CPUProfile
 	}
 	cpu0, calls0, load0, reads0 := snapCPU(ctx, b.rs, svc.pid()), b.rs.commandCalls(ctx), b.rs.nodeLoad(ctx), b.rs.readEvents(ctx)
