@@ -43,14 +43,23 @@ func (s *countingStore) GetClient(ctx context.Context, id string, withKeys bool)
 	return c, err
 }
 
-// Changes passes the real feed on; its first value ("" when the
-// subscription starts) closes subscribed.
+// Changes passes the real feed on, but for its first value ("" when the
+// subscription starts), which closes subscribed instead: the tests start
+// watching with nothing cached, and passing it on would make Watch drop the
+// whole cache at a moment of its own, after the test cached a client.
 func (s *countingStore) Changes(ctx context.Context) <-chan string {
 	in := s.Store.Changes(ctx)
 	out := make(chan string)
 	go func() {
 		defer close(out)
+		first := true
 		for id := range in {
+			if first && id == "" {
+				first = false
+				s.subscribeOnce.Do(func() { close(s.subscribed) })
+				continue
+			}
+			first = false
 			s.subscribeOnce.Do(func() { close(s.subscribed) })
 			select {
 			case out <- id:
