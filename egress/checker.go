@@ -3,7 +3,6 @@ package egress
 import (
 	"context"
 	"errors"
-	"net/url"
 	"time"
 )
 
@@ -28,13 +27,9 @@ func (c Checker) CheckURL(raw string) error {
 // CanonicalURL checks raw like CheckURL and returns its canonical form
 // (Policy.CanonicalURL).
 func (c Checker) CanonicalURL(raw string) (string, error) {
-	canonical, err := c.Policy.CanonicalURL(raw)
-	if err != nil {
-		return "", err
-	}
-	u, err := url.Parse(canonical)
-	if err != nil {
-		return "", urlErr(CodeInvalidURL, "not a valid URL")
+	canonical, name, err := c.Policy.canonical(raw)
+	if err != nil || name == "" { // an address is checked already; nothing to resolve
+		return canonical, err
 	}
 	timeout := c.Timeout
 	if timeout <= 0 {
@@ -42,7 +37,7 @@ func (c Checker) CanonicalURL(raw string) (string, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	err = c.Policy.CheckHost(ctx, c.Resolver, u.Hostname())
+	err = c.Policy.CheckHost(ctx, c.Resolver, name)
 	var blocked *BlockedError
 	if errors.As(err, &blocked) {
 		return "", blockedURL("the host resolves to a blocked address ("+blocked.Reason+")", blocked)

@@ -68,3 +68,19 @@ func TestCheckerResolvesNames(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCheckerCanonicalURL measures the submission check of a callback
+// URL, for an address (nothing to resolve) and for a name (resolved by a
+// fake resolver): go test -bench CheckerCanonicalURL -benchmem ./egress
+func BenchmarkCheckerCanonicalURL(b *testing.B) {
+	c := egress.Checker{Policy: egress.Policy{AllowPrivate: true}, Resolver: fakeResolver{"hooks.example.com": {"93.184.216.34"}}}
+	for _, raw := range []string{"http://127.0.0.1:40000/in", "https://hooks.example.com/in?a=1"} {
+		b.Run(raw, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := c.CanonicalURL(raw); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -74,11 +74,8 @@ func validHostName(name string) bool {
 // label (ignoring one trailing dot) is numeric must be parsed as IPv4, and is
 // invalid if that fails. No real host name has an all-numeric last label.
 func endsInNumber(host string) bool {
-	parts := strings.Split(host, ".")
-	if len(parts) > 1 && parts[len(parts)-1] == "" {
-		parts = parts[:len(parts)-1]
-	}
-	_, ok := parseIPv4Number(parts[len(parts)-1])
+	host = strings.TrimSuffix(host, ".")
+	_, ok := parseIPv4Number(host[strings.LastIndexByte(host, '.')+1:])
 	return ok
 }
 
@@ -132,27 +129,28 @@ func parseIPv4Number(s string) (n uint64, ok bool) {
 // remaining bytes. So "2130706433", "0x7f.1", "0177.0.0.1" and "127.1" are all
 // 127.0.0.1.
 func parseLegacyIPv4(host string) (netip.Addr, bool) {
-	parts := strings.Split(host, ".")
-	if len(parts) > 1 && parts[len(parts)-1] == "" {
-		parts = parts[:len(parts)-1]
-	}
-	if len(parts) > 4 {
+	host = strings.TrimSuffix(host, ".") // one trailing dot is allowed
+	count := strings.Count(host, ".") + 1
+	if count > 4 {
 		return netip.Addr{}, false
 	}
 	var v uint64
-	for i, part := range parts {
+	rest := host
+	for i := range count {
+		part, after, _ := strings.Cut(rest, ".")
+		rest = after
 		n, ok := parseIPv4Number(part)
 		if !ok {
 			return netip.Addr{}, false
 		}
-		if i < len(parts)-1 {
+		if i < count-1 {
 			if n > 255 {
 				return netip.Addr{}, false
 			}
 			v |= n << (8 * (3 - i))
 			continue
 		}
-		if n >= 1<<(8*(5-len(parts))) {
+		if n >= 1<<(8*(5-count)) {
 			return netip.Addr{}, false
 		}
 		v |= n

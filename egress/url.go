@@ -47,22 +47,29 @@ func (p Policy) CheckURL(raw string) error {
 // So the dialer never sends a numeric name such as 2130706434 to DNS, and
 // per-host limits cannot be dodged by respelling a host.
 func (p Policy) CanonicalURL(raw string) (string, error) {
+	canonical, _, err := p.canonical(raw)
+	return canonical, err
+}
+
+// canonical is CanonicalURL, which also returns the URL's host name, or ""
+// when the host is an address (which it has checked).
+func (p Policy) canonical(raw string) (canonical, name string, err error) {
 	if limit := p.maxURLLength(); len(raw) > limit {
-		return "", urlErr(CodeTooLong, fmt.Sprintf("callback URL is %d bytes long; the limit is %d", len(raw), limit))
+		return "", "", urlErr(CodeTooLong, fmt.Sprintf("callback URL is %d bytes long; the limit is %d", len(raw), limit))
 	}
 	if raw == "" {
-		return "", urlErr(CodeInvalidURL, "callback URL is empty")
+		return "", "", urlErr(CodeInvalidURL, "callback URL is empty")
 	}
 	for i := 0; i < len(raw); i++ {
 		if c := raw[i]; c <= ' ' || c == 0x7f {
-			return "", urlErr(CodeInvalidURL, "callback URL contains whitespace or control characters")
+			return "", "", urlErr(CodeInvalidURL, "callback URL contains whitespace or control characters")
 		}
 	}
 	if lower := strings.ToLower(raw); !strings.HasPrefix(lower, "http://") && !strings.HasPrefix(lower, "https://") {
 		// Checked before parsing: "127.0.0.1:9000/hook" would otherwise
 		// get the parser's puzzling "first path segment cannot contain
 		// colon", and "localhost:9000/hook" a scheme named localhost.
-		return "", urlErr(CodeScheme, "callbackUrl must start with http:// or https://")
+		return "", "", urlErr(CodeScheme, "callbackUrl must start with http:// or https://")
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -70,20 +77,20 @@ func (p Policy) CanonicalURL(raw string) (string, error) {
 		if ue, ok := errors.AsType[*url.Error](err); ok {
 			detail = ue.Err.Error() // without the URL itself
 		}
-		return "", urlErr(CodeInvalidURL, "callback URL does not parse: "+detail)
+		return "", "", urlErr(CodeInvalidURL, "callback URL does not parse: "+detail)
 	}
 	if u.Opaque != "" {
-		return "", urlErr(CodeInvalidURL, "callback URL must have the form scheme://host/path")
+		return "", "", urlErr(CodeInvalidURL, "callback URL must have the form scheme://host/path")
 	}
 	if p.RequireHTTPS && u.Scheme != "https" {
-		return "", urlErr(CodeHTTPSRequired, "callback URL must use https")
+		return "", "", urlErr(CodeHTTPSRequired, "callback URL must use https")
 	}
 	if u.User != nil {
-		return "", urlErr(CodeUserinfo, "callback URL must not contain user-info (user:password@)")
+		return "", "", urlErr(CodeUserinfo, "callback URL must not contain user-info (user:password@)")
 	}
 	host := u.Hostname()
 	if host == "" {
-		return "", urlErr(CodeMissingHost, "callback URL has no host")
+		return "", "", urlErr(CodeMissingHost, "callback URL has no host")
 	}
 	port := 80
 	if u.Scheme == "https" {
@@ -92,13 +99,13 @@ func (p Policy) CanonicalURL(raw string) (string, error) {
 	if ps := u.Port(); ps != "" {
 		n, err := strconv.ParseUint(ps, 10, 16)
 		if err != nil || n == 0 {
-			return "", urlErr(CodeInvalidURL, "callback URL port must be between 1 and 65535")
+			return "", "", urlErr(CodeInvalidURL, "callback URL port must be between 1 and 65535")
 		}
 		port = int(n)
 	}
 	t, problem := parseHost(host, strings.HasPrefix(u.Host, "["))
 	if problem != "" {
-		return "", urlErr(CodeInvalidURL, "callback URL "+problem)
+		return "", "", urlErr(CodeInvalidURL, "callback URL "+problem)
 	}
 	var canonHost string
 	if t.ip.IsValid() {
@@ -113,14 +120,14 @@ func (p Policy) CanonicalURL(raw string) (string, error) {
 		canonHost = t.name
 	}
 	if be, ok := err.(*BlockedError); ok {
-		return "", blockedURL("callback URL destination "+be.Addr.String()+" is not allowed ("+be.Reason+")", be)
+		return "", "", blockedURL("callback URL destination "+be.Addr.String()+" is not allowed ("+be.Reason+")", be)
 	}
 	u.Host = net.JoinHostPort(canonHost, strconv.Itoa(port))
 	if u.Path == "" && u.RawPath == "" {
 		u.Path = "/"
 	}
 	u.Fragment, u.RawFragment = "", ""
-	return u.String(), nil
+	return u.String(), t.name, nil
 }
 
 // blockedURL is the error for a refused destination; when the operator
