@@ -16,6 +16,7 @@ type Checker struct {
 	Policy   Policy
 	Resolver Resolver      // nil means net.DefaultResolver
 	Timeout  time.Duration // 0 means 2 s
+	Names    *NameCache    // reuses recent verdicts on host names; nil resolves every time
 }
 
 // CheckURL implements the submission check.
@@ -31,16 +32,31 @@ func (c Checker) CanonicalURL(raw string) (string, error) {
 	if err != nil || name == "" { // an address is checked already; nothing to resolve
 		return canonical, err
 	}
+	blocked, known := c.Names.get(name)
+	if !known {
+		blocked = c.resolve(name)
+	}
+	if blocked != nil {
+		return "", blockedURL("the host resolves to a blocked address ("+blocked.Reason+")", blocked)
+	}
+	return canonical, nil
+}
+
+// resolve checks what name resolves to, and notes the verdict in c.Names:
+// the blocked address, or nil when every address is allowed or the lookup
+// failed (not a refusal: the delivery attempt will report it).
+func (c Checker) resolve(name string) *BlockedError {
 	timeout := c.Timeout
 	if timeout <= 0 {
 		timeout = 2 * time.Second
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	err = c.Policy.CheckHost(ctx, c.Resolver, name)
+	err := c.Policy.CheckHost(ctx, c.Resolver, name)
 	var blocked *BlockedError
-	if errors.As(err, &blocked) {
-		return "", blockedURL("the host resolves to a blocked address ("+blocked.Reason+")", blocked)
+	if !errors.As(err, &blocked) {
+		blocked = nil
 	}
-	return canonical, nil
+	c.Names.put(name, blocked, err != nil && blocked == nil)
+	return blocked
 }

@@ -68,8 +68,10 @@ func wire(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, pub
 		Tracer:           tracer,
 	})
 	reg := registry(cfg)
+	// Callback host names are resolved at submission; verdicts last 30 s.
+	urls := egress.Checker{Policy: policy, Names: egress.NewNameCache(egress.NameCacheOptions{})}
 	svc := jobs.NewService(jobs.ServiceOptions{
-		Store: m.Jobs(store, reg.Names()), Registry: reg, MaxDeadline: cfg.JobMaxDeadline, PublicURL: publicURL, URLs: egress.Checker{Policy: policy}, Enqueuer: queue, Deliverer: dispatcher,
+		Store: m.Jobs(store, reg.Names()), Registry: reg, MaxDeadline: cfg.JobMaxDeadline, PublicURL: publicURL, URLs: urls, Enqueuer: queue, Deliverer: dispatcher,
 		MaxAttempts: cfg.JobMaxAttempts, Partitions: store.Partitions(), Logger: log, Tracer: tracer,
 		RetryDelay: webhooks.RetryPolicy{Initial: time.Second, MaxInterval: 5 * time.Minute, MaxAttempts: cfg.JobMaxAttempts}.Delay,
 		Limits: jobs.Limits{MaxPayloadBytes: cfg.Limits.MaxPayloadBytes, MaxMetadataKeys: cfg.Limits.MaxMetadataKeys,
