@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"slices"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
@@ -74,9 +75,14 @@ func (s *Store) send(ctx context.Context, cmds ...redis.Cmder) error {
 }
 
 // do sends cmds and waits for their replies, which it leaves in the
-// commands (read each one's Err); its own error is ctx's, when ctx ended
-// first.
+// commands (read each one's Err). Its own error is ctx's: when ctx ended
+// before the commands left the queue, they were not sent at all (as a
+// direct call with an ended context is not); when it ended while they were
+// out, they may have run (as with a timeout).
 func (a *autoPipe) do(ctx context.Context, cmds ...redis.Cmder) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	c := &pipeCall{cmds: cmds, done: make(chan struct{})}
 	a.mu.Lock()
 	a.queue = append(a.queue, c)
@@ -89,7 +95,17 @@ func (a *autoPipe) do(ctx context.Context, cmds ...redis.Cmder) error {
 	case <-c.done:
 		return nil
 	case <-ctx.Done():
+		a.withdraw(c)
 		return ctx.Err()
+	}
+}
+
+// withdraw takes c out of the queue, if no pipeline has taken it yet.
+func (a *autoPipe) withdraw(c *pipeCall) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if i := slices.Index(a.queue, c); i >= 0 {
+		a.queue = slices.Delete(a.queue, i, i+1)
 	}
 }
 
