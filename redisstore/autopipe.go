@@ -17,8 +17,9 @@ import (
 // pipelines are out at a time; the goroutines that send them live only
 // while there is something to send, so an idle Store runs none.
 //
-// A command that reaches Redis runs whether or not its caller still waits:
-// as with any command sent before a timeout, the caller cannot tell.
+// A caller whose context ends stops waiting: its commands are withdrawn if
+// no pipeline has taken them yet, and may have run if one has, as with any
+// command sent before a timeout.
 type autoPipe struct {
 	rdb      redis.UniversalClient
 	flushers int // pipelines out at a time
@@ -128,14 +129,14 @@ func (a *autoPipe) flush() {
 		}
 		a.queue = append([]*pipeCall(nil), a.queue[len(batch):]...)
 		a.mu.Unlock()
-		a.send(batch)
+		a.exec(batch)
 	}
 }
 
-// send runs one pipeline. Its context is none of the callers': each stops
+// exec runs one pipeline. Its context is none of the callers': each stops
 // waiting when its own ends. A failed round trip sets its error on every
 // command (go-redis does), so each caller reads its own outcome.
-func (a *autoPipe) send(batch []*pipeCall) {
+func (a *autoPipe) exec(batch []*pipeCall) {
 	ctx := context.Background()
 	_, _ = a.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, c := range batch {
