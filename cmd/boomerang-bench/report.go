@@ -482,6 +482,15 @@ func printTable(w io.Writer, res benchResults, ph phaseSet) {
 		t.row("CPU µs per no-op task (ceiling): redis / bench", fmt.Sprintf("%.0f / %.0f", m["ceilingCpuRedisUsPerTask"],
 			m["ceilingCpuBenchUsPerTask"]), "", "")
 	}
+	if ph.ceiling && ph.throughput {
+		// What each system spends on one unit of work: the service and its
+		// Redis per job, against asynq (its client and server run in the
+		// bench) and its Redis per task. The load generator and receiver are
+		// not part of either.
+		job := m["throughputCpuServiceUsPerJob"] + m["throughputCpuRedisUsPerJob"]
+		task := m["ceilingCpuRedisUsPerTask"] + m["ceilingCpuBenchUsPerTask"]
+		t.row("CPU per job (service + redis) / per no-op task (asynq + redis)", fmt.Sprintf("%.2f (%.0f / %.0f µs)", ratio(job, task), job, task), "", "")
+	}
 	if ph.external {
 		t.row("CPU s in external phase: service / redis / bench / other", fmt.Sprintf("%.1f / %.1f / %.1f / %.1f of %.1f s wall × %d CPUs",
 			m["externalCpuServiceSec"], m["externalCpuRedisSec"], m["externalCpuBenchSec"], m["externalCpuOtherSec"], m["externalWallSec"], res.Machine.NumCPU), "", "")
