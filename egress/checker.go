@@ -27,14 +27,20 @@ func (c Checker) CheckURL(raw string) error {
 
 // CanonicalURL checks raw like CheckURL and returns its canonical form
 // (Policy.CanonicalURL).
-func (c Checker) CanonicalURL(raw string) (string, error) {
+func (c Checker) CanonicalURL(raw string) (string, error) { return c.CanonicalURLFor("", raw) }
+
+// CanonicalURLFor is CanonicalURL for one client: verdicts cached in
+// c.Names serve only the client that caused them, so that no client can
+// tell from how fast a name is answered whether another submitted it.
+func (c Checker) CanonicalURLFor(clientID, raw string) (string, error) {
 	canonical, name, err := c.Policy.canonical(raw)
 	if err != nil || name == "" { // an address is checked already; nothing to resolve
 		return canonical, err
 	}
-	blocked, known := c.Names.get(name)
+	key := clientID + "\x00" + name
+	blocked, known := c.Names.get(key)
 	if !known {
-		blocked = c.resolve(name)
+		blocked = c.resolve(key, name)
 	}
 	if blocked != nil {
 		return "", blockedURL("the host resolves to a blocked address ("+blocked.Reason+")", blocked)
@@ -42,10 +48,10 @@ func (c Checker) CanonicalURL(raw string) (string, error) {
 	return canonical, nil
 }
 
-// resolve checks what name resolves to, and notes the verdict in c.Names:
-// the blocked address, or nil when every address is allowed or the lookup
-// failed (not a refusal: the delivery attempt will report it).
-func (c Checker) resolve(name string) *BlockedError {
+// resolve checks what name resolves to, and notes the verdict in c.Names
+// under key: the blocked address, or nil when every address is allowed or
+// the lookup failed (not a refusal: the delivery attempt will report it).
+func (c Checker) resolve(key, name string) *BlockedError {
 	timeout := c.Timeout
 	if timeout <= 0 {
 		timeout = 2 * time.Second
@@ -57,6 +63,6 @@ func (c Checker) resolve(name string) *BlockedError {
 	if !errors.As(err, &blocked) {
 		blocked = nil
 	}
-	c.Names.put(name, blocked, err != nil && blocked == nil)
+	c.Names.put(key, blocked, err != nil && blocked == nil)
 	return blocked
 }

@@ -14,9 +14,12 @@ import (
 //
 // Reusing a verdict is safe because the check at submission only gives
 // early feedback: the dial-time check of every delivery attempt decides
-// (DNS rebinding). One NameCache serves every client; a verdict says only
-// what a public name resolves to, so it tells one client nothing about
-// another's work. A NameCache is safe for concurrent use.
+// (DNS rebinding). Checker keys verdicts by client and name, so a verdict
+// serves only the client whose submission caused it: a cached name answers
+// faster, and another client must not learn from that what names its
+// neighbours use. The bound is shared: a client flooding new names evicts
+// others' verdicts, which costs them a lookup, never a refusal. A NameCache
+// is safe for concurrent use.
 type NameCache struct {
 	ttl, failureTTL time.Duration
 	max             int

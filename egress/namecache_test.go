@@ -153,3 +153,22 @@ func TestNameCacheConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestNameCachePerClient: a verdict serves only the client whose check
+// caused it; another client's first check of the same name resolves it.
+func TestNameCachePerClient(t *testing.T) {
+	r := &countingResolver{addrs: map[string]string{"shared.example": "93.184.215.14"}}
+	c := egress.Checker{Resolver: r, Names: egress.NewNameCache(egress.NameCacheOptions{})}
+	for _, step := range []struct {
+		client      string
+		wantLookups int64
+	}{{"cli_a", 1}, {"cli_a", 0}, {"cli_b", 1}, {"cli_b", 0}, {"cli_a", 0}} {
+		before := r.lookups.Load()
+		if _, err := c.CanonicalURLFor(step.client, "https://shared.example/in"); err != nil {
+			t.Fatal(err)
+		}
+		if got := r.lookups.Load() - before; got != step.wantLookups {
+			t.Errorf("%s checking shared.example: %d lookups; want %d", step.client, got, step.wantLookups)
+		}
+	}
+}

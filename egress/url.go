@@ -51,6 +51,10 @@ func (p Policy) CanonicalURL(raw string) (string, error) {
 	return canonical, err
 }
 
+// CanonicalURLFor is CanonicalURL: a Policy resolves nothing and caches
+// nothing, so the client makes no difference (see Checker.CanonicalURLFor).
+func (p Policy) CanonicalURLFor(_, raw string) (string, error) { return p.CanonicalURL(raw) }
+
 // canonical is CanonicalURL, which also returns the URL's host name, or ""
 // when the host is an address (which it has checked).
 func (p Policy) canonical(raw string) (canonical, name string, err error) {

@@ -43,7 +43,7 @@ func (noEnqueuer) ScheduleAttempt(context.Context, string, int, time.Time) error
 func (noScheduler) ScheduleAttempt(context.Context, string, int, time.Time) error {
 	return fmt.Errorf("no retry expected: every attempt answers 204")
 }
-func (anyURL) CanonicalURL(u string) (string, error) { return u, nil }
+func (anyURL) CanonicalURLFor(_, u string) (string, error) { return u, nil }
 func (s staticSecret) SigningSecrets(context.Context, string) ([]string, error) {
 	return []string{string(s)}, nil
 }

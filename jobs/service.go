@@ -135,7 +135,9 @@ type Deliverer interface {
 // URLChecker validates a callback URL at submission and returns its
 // canonical form, the one stored and dialled (egress.Checker).
 type URLChecker interface {
-	CanonicalURL(raw string) (string, error)
+	// CanonicalURLFor checks raw for a client, whose own recent checks it
+	// may reuse (egress.NameCache).
+	CanonicalURLFor(clientID, raw string) (string, error)
 }
 
 // FieldError names one field at fault.
@@ -282,9 +284,9 @@ type Submission struct {
 	AllowedTypes []string
 }
 
-// validate checks a submission and returns it with its callback URL in
-// canonical form.
-func (s *Service) validate(sub Submission) (Submission, error) {
+// validate checks a client's submission and returns it with its callback
+// URL in canonical form.
+func (s *Service) validate(clientID string, sub Submission) (Submission, error) {
 	var fe []FieldError
 	add := func(field, code, msg string) { fe = append(fe, FieldError{field, code, msg}) }
 	switch {
@@ -309,7 +311,7 @@ func (s *Service) validate(sub Submission) (Submission, error) {
 	}
 	if sub.CallbackURL == "" {
 		add("callbackUrl", "required", "callbackUrl is required")
-	} else if canonical, err := s.urls.CanonicalURL(sub.CallbackURL); err != nil {
+	} else if canonical, err := s.urls.CanonicalURLFor(clientID, sub.CallbackURL); err != nil {
 		add("callbackUrl", "invalid", urlMessage(err))
 	} else {
 		sub.CallbackURL = canonical
@@ -398,7 +400,7 @@ func fingerprint(sub Submission) string {
 // same step. It returns the job and whether it was created now (false: an
 // earlier request with the same Idempotency-Key made it).
 func (s *Service) Submit(ctx context.Context, clientID string, sub Submission) (Job, bool, error) {
-	sub, err := s.validate(sub)
+	sub, err := s.validate(clientID, sub)
 	if err != nil {
 		return Job{}, false, err
 	}
