@@ -23,7 +23,10 @@ import (
 type autoPipe struct {
 	rdb      redis.UniversalClient
 	flushers int // pipelines out at a time
-	maxCmds  int // a pipeline takes no caller more once it holds this many commands
+	// A pipeline takes no caller more once it holds maxCmds commands or
+	// maxBytes bytes of arguments: a small call queued behind large ones
+	// (a client's big payloads) waits for a bounded write, not for all.
+	maxCmds, maxBytes int
 
 	mu      sync.Mutex
 	queue   []*pipeCall
@@ -33,12 +36,30 @@ type autoPipe struct {
 // pipeCall is one caller's commands, sent in order in the same pipeline;
 // done closes once their replies (or errors) are in.
 type pipeCall struct {
-	cmds []redis.Cmder
-	done chan struct{}
+	cmds  []redis.Cmder
+	bytes int // of the commands' string arguments
+	done  chan struct{}
 }
 
 func newAutoPipe(rdb redis.UniversalClient, flushers int) *autoPipe {
-	return &autoPipe{rdb: rdb, flushers: flushers, maxCmds: 256}
+	return &autoPipe{rdb: rdb, flushers: flushers, maxCmds: 256, maxBytes: 1 << 20}
+}
+
+// argBytes is the size of cmds' string and byte-slice arguments, which
+// carry all the bulk (payloads, results, attempt logs).
+func argBytes(cmds []redis.Cmder) int {
+	n := 0
+	for _, c := range cmds {
+		for _, a := range c.Args() {
+			switch v := a.(type) {
+			case string:
+				n += len(v)
+			case []byte:
+				n += len(v)
+			}
+		}
+	}
+	return n
 }
 
 // newAutoPipes returns the Store's pipes: one for a single Redis (or a
@@ -84,7 +105,7 @@ func (a *autoPipe) do(ctx context.Context, cmds ...redis.Cmder) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c := &pipeCall{cmds: cmds, done: make(chan struct{})}
+	c := &pipeCall{cmds: cmds, bytes: argBytes(cmds), done: make(chan struct{})}
 	a.mu.Lock()
 	a.queue = append(a.queue, c)
 	if a.running < a.flushers {
@@ -120,9 +141,10 @@ func (a *autoPipe) flush() {
 			a.mu.Unlock()
 			return
 		}
-		batch, n := a.queue, 0
+		batch, n, size := a.queue, 0, 0
 		for i, c := range a.queue {
-			if n += len(c.cmds); n >= a.maxCmds {
+			n, size = n+len(c.cmds), size+c.bytes
+			if n >= a.maxCmds || size >= a.maxBytes {
 				batch = a.queue[:i+1]
 				break
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -86,6 +87,13 @@ func idle(t *testing.T, a *autoPipe) {
 	}
 }
 
+// value is caller i's value: "v<i>" padded so that its SET's arguments
+// ("set", the key, the value) come to 1 000 bytes.
+func value(i int) string {
+	v := fmt.Sprintf("v%d", i)
+	return v + strings.Repeat(".", 1000-len("set")-len(fmt.Sprintf("autopipe:%d", i))-len(v))
+}
+
 // TestAutoPipeSharesRoundTrips: commands that arrive while a pipeline is
 // out go together in the next one, at most maxCmds at a time, and each
 // caller reads its own replies, in its own order.
@@ -95,19 +103,21 @@ func TestAutoPipeSharesRoundTrips(t *testing.T) {
 		name           string
 		callers        int
 		maxCmds        int
-		wantPipelines  []int // commands per pipeline: the held first, then the queued; a pipeline takes no caller more once it holds maxCmds
+		maxBytes       int   // each caller's SET carries 1 000 bytes
+		wantPipelines  []int // commands per pipeline: the held first, then the queued; a pipeline takes no caller more once it holds maxCmds or maxBytes
 		commandsPerCal int
 	}{
-		{"all queued in one", 50, 256, []int{2, 98}, 2},
-		{"split at maxCmds", 25, 10, []int{1, 10, 10, 4}, 1},
-		{"a caller's commands stay together", 6, 5, []int{2, 6, 4}, 2},
+		{"all queued in one", 50, 256, 1 << 20, []int{2, 98}, 2},
+		{"split at maxCmds", 25, 10, 1 << 20, []int{1, 10, 10, 4}, 1},
+		{"a caller's commands stay together", 6, 5, 1 << 20, []int{2, 6, 4}, 2},
+		{"split at maxBytes", 10, 256, 3000, []int{2, 6, 6, 6}, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			rdb := redistest.Client(t)
 			gate := newPipelineGate()
 			rdb.AddHook(gate)
-			a := &autoPipe{rdb: rdb, flushers: 1, maxCmds: tc.maxCmds}
+			a := &autoPipe{rdb: rdb, flushers: 1, maxCmds: tc.maxCmds, maxBytes: tc.maxBytes}
 			ctx := context.Background()
 
 			type reply struct {
@@ -123,7 +133,7 @@ func TestAutoPipeSharesRoundTrips(t *testing.T) {
 					// its first wrote.
 					key := fmt.Sprintf("autopipe:%d", i)
 					if k == 0 {
-						cmds[k] = redis.NewStatusCmd(ctx, "set", key, fmt.Sprintf("v%d", i))
+						cmds[k] = redis.NewStatusCmd(ctx, "set", key, value(i))
 					} else {
 						cmds[k] = redis.NewStringCmd(ctx, "get", key)
 					}
@@ -152,7 +162,7 @@ func TestAutoPipeSharesRoundTrips(t *testing.T) {
 			close(gate.release)
 			for range tc.callers {
 				r := <-replies
-				want := []string{"OK", fmt.Sprintf("v%d", r.caller)}[:tc.commandsPerCal]
+				want := []string{"OK", value(r.caller)}[:tc.commandsPerCal]
 				if r.err != nil || fmt.Sprint(r.got) != fmt.Sprint(want) {
 					t.Errorf("caller %d read %q, %v; want %q, nil", r.caller, r.got, r.err, want)
 				}
@@ -175,7 +185,7 @@ func TestAutoPipeCallerStopsWaiting(t *testing.T) {
 	rdb := redistest.Client(t)
 	gate := newPipelineGate()
 	rdb.AddHook(gate)
-	a := &autoPipe{rdb: rdb, flushers: 1, maxCmds: 256}
+	a := newAutoPipe(rdb, 1)
 	bg := context.Background()
 
 	ended, cancel := context.WithCancel(bg)
