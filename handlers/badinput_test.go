@@ -97,15 +97,6 @@ func detailHas(s string) func(t *testing.T, w *httptest.ResponseRecorder, p hand
 	}
 }
 
-func detailLacks(s string) func(t *testing.T, w *httptest.ResponseRecorder, p handlers.Problem) {
-	return func(t *testing.T, _ *httptest.ResponseRecorder, p handlers.Problem) {
-		t.Helper()
-		if strings.Contains(p.Detail, s) {
-			t.Errorf("detail %q mentions %q", p.Detail, s)
-		}
-	}
-}
-
 func all(checks ...func(t *testing.T, w *httptest.ResponseRecorder, p handlers.Problem)) func(t *testing.T, w *httptest.ResponseRecorder, p handlers.Problem) {
 	return func(t *testing.T, w *httptest.ResponseRecorder, p handlers.Problem) {
 		t.Helper()
